@@ -1,0 +1,3 @@
+from fediqad.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Evaluate a model bundle on a loader: probabilities in, metrics (overall, HQ, LQ) out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.config import RunConfig
+from shared.metrics import compute_metrics
+from shared.models import ModelBundle
+
+
+@dataclass
+class Predictions:
+    diagnosis_true: np.ndarray
+    quality_true: np.ndarray
+    diagnosis_prob: np.ndarray
+    quality_prob: np.ndarray | None
+
+
+@torch.no_grad()
+def predict(bundle: ModelBundle, loader: Iterable[Any], device: torch.device | str) -> Predictions:
+    """Softmax probabilities of every head, in eval mode (BN running statistics)."""
+    task_net = bundle.task_net.to(device)
+    was_training = task_net.training
+    task_net.eval()
+    diag_true, qual_true, diag_prob, qual_prob = [], [], [], []
+    try:
+        for image, diagnosis, quality, *_ in loader:
+            out = task_net(image.to(device))
+            diag_prob.append(torch.softmax(out.diagnosis, 1).float().cpu())
+            if out.quality is not None:
+                qual_prob.append(torch.softmax(out.quality, 1).float().cpu())
+            diag_true.append(diagnosis)
+            qual_true.append(quality)
+    finally:
+        task_net.train(was_training)
+    if not diag_prob:
+        raise ValueError("cannot evaluate on an empty loader")
+    return Predictions(
+        torch.cat(diag_true).numpy(),
+        torch.cat(qual_true).numpy(),
+        torch.cat(diag_prob).numpy(),
+        torch.cat(qual_prob).numpy() if qual_prob else None,
+    )
+
+
+def evaluate(
+    bundle: ModelBundle, loader: Iterable[Any], cfg: RunConfig, device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    del cfg  # metrics depend only on the labels and probabilities
+    p = predict(bundle, loader, device)
+    return compute_metrics(p.diagnosis_true, p.diagnosis_prob, p.quality_true, p.quality_prob)

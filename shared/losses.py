@@ -1,0 +1,34 @@
+"""MKCNet's losses, one implementation each.
+
+Focal loss works on softmax probabilities with a hard label or a soft target:
+-sum_k t_k (1 - p_k)^gamma log p_k per sample, averaged over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOG_FLOOR = 1e-20
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss against class indices (int) or a probability target (float, [B, K])."""
+    probs = torch.softmax(logits, dim=1)
+    if target.dtype in (torch.int64, torch.int32):
+        target = F.one_hot(target.long(), logits.shape[1]).to(probs.dtype)
+    per_sample = -(target * (1 - probs).pow(gamma) * torch.log(probs + LOG_FLOOR)).sum(dim=1)
+    return per_sample.mean()
+
+
+def auxiliary_loss(
+    logits: torch.Tensor, soft_target: torch.Tensor, meta_length: int, gamma: float = 2.0
+) -> torch.Tensor:
+    """L_W: focal loss of the auxiliary head against the Meta Learner's y_w, divided by L."""
+    return focal_loss(logits, soft_target, gamma) / float(meta_length)
+
+
+def entropy_regulariser(soft_labels: torch.Tensor) -> torch.Tensor:
+    """R = sum_k p_k log p_k of the batch-mean y_w; minimising it spreads the embedding."""
+    mean = soft_labels.mean(dim=0)
+    return (mean * torch.log(mean + LOG_FLOOR)).sum()

@@ -1,0 +1,72 @@
+"""Build the models a method needs from a RunConfig; one place for the method table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from shared.config import RunConfig
+from shared.models.backbones import build_backbone
+from shared.models.baselines import VanillaNet
+from shared.models.meta_learner import MetaLearner
+from shared.models.task_net import TaskNet
+
+# Methods whose auxiliary target comes from a Meta Learner trained by meta-auxiliary learning.
+META_METHODS = ("mkcnet", "mkcnet-first-order", "mkcnet-no-mab")
+
+
+@dataclass
+class ModelBundle:
+    """The Task Net (or baseline) and, for MKCNet methods, its Meta Learner."""
+
+    task_net: nn.Module
+    meta_learner: MetaLearner | None = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {"task_net": self.task_net}
+        if self.meta_learner is not None:
+            out["meta_learner"] = self.meta_learner
+        return out
+
+    def to(self, device: object) -> ModelBundle:
+        for module in self.modules().values():
+            module.to(device)  # type: ignore[arg-type]
+        return self
+
+    def train(self, mode: bool = True) -> ModelBundle:
+        for module in self.modules().values():
+            module.train(mode)
+        return self
+
+    def eval(self) -> ModelBundle:
+        return self.train(False)
+
+
+def auxiliary_size(cfg: RunConfig) -> int:
+    """D*Q*L for meta methods; D*Q (hard joint label, L = 1) for MKCNet w/o Meta."""
+    joint = cfg.dataset.joint_classes
+    return joint if cfg.method == "mkcnet-no-meta" else joint * cfg.model.meta_length
+
+
+def build_models(cfg: RunConfig) -> ModelBundle:
+    ds, mc = cfg.dataset, cfg.model
+
+    def backbone() -> nn.Module:
+        return build_backbone(mc.backbone, ds.channels, mc.width, mc.pretrained_weights)
+
+    if cfg.method in ("vanilla", "multitask"):
+        quality = ds.num_quality if cfg.method == "multitask" else None
+        return ModelBundle(VanillaNet(backbone(), ds.num_diagnosis, quality))
+    task_net = TaskNet(
+        backbone(),
+        ds.num_diagnosis,
+        ds.num_quality,
+        auxiliary_size(cfg),
+        gab=mc.gab,
+        use_mab=cfg.method != "mkcnet-no-mab",
+    )
+    meta = None
+    if cfg.method in META_METHODS:
+        meta = MetaLearner(backbone(), ds.joint_classes, mc.meta_length)
+    return ModelBundle(task_net, meta)

@@ -1,0 +1,42 @@
+"""Shared test fixtures: tiny configs and batches, and where the reference data lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.config import RunConfig, preset
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+def tiny_config(dataset: str = "EYEQ", method: str = "mkcnet", **model: object) -> RunConfig:
+    """Slim VGG16-BN at 32 px: the whole architecture, small enough for CPU tests."""
+    cfg = preset(dataset)
+    cfg.method = method  # type: ignore[assignment]
+    cfg.image_size = 32
+    cfg.model.backbone = "vgg16_bn_slim"
+    for key, value in model.items():
+        setattr(cfg.model, key, value)
+    cfg.optim.batch_size = 8
+    return cfg
+
+
+def tiny_batch(cfg: RunConfig, n: int = 8, seed: int = 0, dtype=torch.float32):
+    from shared.meta_auxiliary import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    ds = cfg.dataset
+    diagnosis = torch.arange(n) % ds.num_diagnosis
+    quality = (torch.arange(n) // ds.num_diagnosis) % ds.num_quality
+    image = torch.randn(n, ds.channels, cfg.image_size, cfg.image_size, generator=g, dtype=dtype)
+    return Batch(image, diagnosis, quality, quality * ds.num_diagnosis + diagnosis)
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip("../shared/reference is not present")
+    return REFERENCE
