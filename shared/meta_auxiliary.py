@@ -8,8 +8,9 @@ pseudo SGD step of the Task Net on L_D + L_Q + L_W(y_w) lowers the primary losse
 
 Both Task Net passes go through `torch.func.functional_call` of the deployed module
 (no hand-written twin forward) on cloned buffers, so the pseudo forward never moves
-BatchNorm running statistics. `first_order=True` replaces the second-order term with
-a central finite-difference Hessian-vector product (DARTS / MAXL).
+BatchNorm running statistics. `meta_objective` is the definition; `meta_gradient`
+computes its exact gradient cheaply, or (`first_order=True`) a central
+finite-difference approximation of the second-order term (DARTS / MAXL).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
+from torch.func import functional_call, grad, jvp
 
 from shared.losses import auxiliary_loss, entropy_regulariser, focal_loss
 from shared.models.outputs import TaskOutputs
@@ -153,83 +154,78 @@ def meta_gradient(
 ) -> MetaStep:
     """The Meta Learner's meta-gradient for one batch (the public entry point).
 
-    Exact second order by default: d/dphi of `meta_objective`, through the Task Net's
-    own forward. With `first_order=True`, the Hessian-vector product is replaced by a
-    central difference of grad_phi L_W at theta +- eps * v (eps = fd_epsilon / |v|).
-    With `return_task_grads`, theta's gradient of L_D + L_Q + L_W from the same pass is
-    returned too, so the fused schedule can step the Task Net without another
-    forward/backward; the Task Net's BN statistics are then updated by that pass,
-    exactly as a stage-I step would.
+    Equals d/dphi of `meta_objective` exactly (second order), computed without a
+    double backward: L_W is linear in y_w, so with v = grad_theta~ (L_D + L_Q)(theta~)
 
+        d objective / d y_w = w_R dR/dy_w - alpha * J_theta[dL_W/dy_w](theta) . v,
+
+    one forward-mode product (`torch.func.jvp`) through the Task Net's own forward,
+    then one backward through the Meta Learner. `first_order=True` replaces the
+    forward-mode product by central differences at theta +- eps v, eps = fd_epsilon/|v|
+    (DARTS / MAXL).
+
+    With `return_task_grads`, theta's gradient of L_D + L_Q + L_W from the same pass is
+    returned too, so the fused schedule steps the Task Net without another pass; that
+    pass then moves the Task Net's BN statistics exactly as a stage-I step would.
     Leaves `.grad` of both modules untouched.
     """
     theta = dict(task_net.named_parameters())
     phi = dict(meta_learner.named_parameters())
-    soft_target = meta_learner(batch.image, batch.joint)  # graph to phi; BN stats move
+    soft_target = meta_learner(batch.image, batch.joint)  # graph to phi; its BN stats move
+    target = soft_target.detach()
     out = task_net(batch.image) if return_task_grads else _call(task_net, theta, batch.image)
-    loss, parts = task_loss(out, batch, soft_target, hp)
-    entropy = entropy_regulariser(soft_target)
-    logs = {k: float(v.detach()) for k, v in parts.items()} | {"entropy": float(entropy.detach())}
+    loss, parts = task_loss(out, batch, target, hp)
+    grads = _grads_or_zero(loss, theta)
+    pseudo = _pseudo_update(theta, grads, hp, momentum)
+    theta_tilde = {k: v.requires_grad_(True) for k, v in pseudo.items()}
+    primary = primary_losses(_call(task_net, theta_tilde, batch.image), batch, hp.gamma)
+    direction = _grads_or_zero(primary, theta_tilde)
 
-    if not first_order:
-        grads = _grads_or_zero(loss, theta, create_graph=True)
-        pseudo_out = _call(task_net, _pseudo_update(theta, grads, hp, momentum), batch.image)
-        objective = primary_losses(pseudo_out, batch, hp.gamma) + hp.entropy_weight * entropy
-        meta_grads = torch.autograd.grad(objective, list(phi.values()), allow_unused=True)
-        logs["meta_objective"] = float(objective.detach())
-    else:
-        grads = {k: g.detach() for k, g in _grads_or_zero(loss, theta).items()}
-        meta_grads = _finite_difference_meta_grads(
-            task_net, theta, list(phi.values()), grads, soft_target, entropy, batch, hp,
-            momentum, logs,
+    constants = {k: t.detach() for k, t in theta.items()}
+    if first_order:
+        norm = torch.sqrt(sum((d.double() ** 2).sum() for d in direction.values()))
+        eps = hp.fd_epsilon / max(float(norm), 1e-12)
+        plus, minus = (
+            _aux_target_gradient(
+                task_net, {k: t + sign * eps * direction[k] for k, t in constants.items()},
+                batch, target, hp,
+            )
+            for sign in (1.0, -1.0)
         )
-    task_grads = {k: g.detach() for k, g in grads.items()} if return_task_grads else None
+        mixed = (plus - minus) / (2 * eps)
+    else:
+        _, mixed = jvp(
+            lambda params: _aux_target_gradient(task_net, params, batch, target, hp),
+            (constants,),
+            (direction,),
+        )
+
+    entropy = entropy_regulariser(soft_target)
+    d_entropy = torch.autograd.grad(entropy, soft_target, retain_graph=True)[0]
+    upstream = hp.entropy_weight * d_entropy - hp.lr * mixed.detach()
+    meta_grads = torch.autograd.grad(
+        soft_target, list(phi.values()), grad_outputs=upstream, allow_unused=True
+    )
+    logs = {k: float(v.detach()) for k, v in parts.items()}
+    logs["entropy"] = float(entropy.detach())
+    logs["meta_objective"] = float(primary.detach()) + hp.entropy_weight * logs["entropy"]
     return MetaStep(
         {
             name: g if g is not None else torch.zeros_like(p)
             for (name, p), g in zip(phi.items(), meta_grads, strict=True)
         },
-        task_grads,
+        grads if return_task_grads else None,
         logs,
     )
 
 
-def _finite_difference_meta_grads(
-    task_net: nn.Module,
-    theta: Params,
-    phi: list[torch.Tensor],
-    grads: Params,
-    soft_target: torch.Tensor,
-    entropy: torch.Tensor,
-    batch: Batch,
-    hp: MetaHyper,
-    momentum: Params | None,
-    logs: dict[str, float],
-) -> tuple[torch.Tensor | None, ...]:
-    """-alpha * H v by central differences, plus w_R dR/dphi, in one Meta Learner backward.
+def _aux_target_gradient(
+    task_net: nn.Module, params: Params, batch: Batch, target: torch.Tensor, hp: MetaHyper
+) -> torch.Tensor:
+    """dL_W/dy_w at the Task Net `params`: the coefficient of y_w in the linear L_W."""
 
-    Only L_W depends on phi, and only through y_w, so dL_W(theta +- eps v)/dy_w is all
-    the two probe passes need; one backward through the Meta Learner finishes the job.
-    """
-    pseudo = _pseudo_update(theta, grads, hp, momentum)
-    theta_tilde = {k: v.requires_grad_(True) for k, v in pseudo.items()}
-    objective = primary_losses(_call(task_net, theta_tilde, batch.image), batch, hp.gamma)
-    logs["meta_objective"] = float(objective.detach()) + hp.entropy_weight * logs["entropy"]
-    direction = _grads_or_zero(objective, theta_tilde)
-    norm = torch.sqrt(sum((d.double() ** 2).sum() for d in direction.values()))
-    eps = hp.fd_epsilon / max(float(norm), 1e-12)
+    def aux(soft: torch.Tensor) -> torch.Tensor:
+        logits = _call(task_net, params, batch.image).auxiliary
+        return auxiliary_loss(logits, soft, hp.meta_length, hp.gamma)
 
-    target = soft_target.detach().requires_grad_(True)
-
-    def d_aux_d_target(sign: float) -> torch.Tensor:
-        with torch.no_grad():
-            probe = {k: t.detach() + sign * eps * direction[k] for k, t in theta.items()}
-            logits = _call(task_net, probe, batch.image).auxiliary
-        loss = auxiliary_loss(logits, target, hp.meta_length, hp.gamma)
-        return torch.autograd.grad(loss, target)[0]
-
-    hvp_wrt_target = (d_aux_d_target(+1.0) - d_aux_d_target(-1.0)) / (2 * eps)
-    entropy_wrt_target = torch.autograd.grad(entropy, soft_target, retain_graph=True)[0]
-    upstream = hp.entropy_weight * entropy_wrt_target - hp.lr * hvp_wrt_target
-    return torch.autograd.grad(soft_target, phi, grad_outputs=upstream, allow_unused=True)
-
+    return grad(aux)(target)

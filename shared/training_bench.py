@@ -1,0 +1,108 @@
+"""`fediqad bench train-step`: images/s and peak memory of each kind of training step.
+
+Times one optimisation step of each kind on random data: the vanilla step, MKCNet's
+stage I and stage II (second order), the first-order stage II and the fused step.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from shared.config import RunConfig, preset
+from shared.meta_auxiliary import Batch
+from shared.models import build_models
+from shared.training import LocalTrainer, resolve_device
+
+
+@dataclass
+class BenchRow:
+    step: str
+    seconds_per_batch: float
+    images_per_second: float
+    peak_memory_mb: float
+
+
+def _config(method: str, schedule: str, image_size: int, batch: int, backbone: str) -> RunConfig:
+    cfg = preset("EYEQ")
+    cfg.method = method  # type: ignore[assignment]
+    cfg.schedule = schedule  # type: ignore[assignment]
+    cfg.image_size = image_size
+    cfg.model.backbone = backbone
+    cfg.optim.batch_size = batch
+    return cfg
+
+
+def _random_batch(cfg: RunConfig, device: torch.device, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    ds, n, s = cfg.dataset, cfg.optim.batch_size, cfg.image_size
+    diagnosis = torch.randint(ds.num_diagnosis, (n,), generator=g)
+    quality = torch.randint(ds.num_quality, (n,), generator=g)
+    image = torch.randn(n, ds.channels, s, s, generator=g)
+    joint = quality * ds.num_diagnosis + diagnosis
+    return Batch.from_items((image, diagnosis, quality, joint), device)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # whole process
+
+
+def _time(step: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_bench(
+    image_size: int = 64,
+    batch: int = 8,
+    threads: int | None = 2,
+    backbone: str = "vgg16_bn",
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+    steps: list[str] | None = None,
+) -> list[BenchRow]:
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    kinds: dict[str, tuple[str, str, str]] = {
+        # name: (method, schedule, trainer step attribute)
+        "vanilla": ("vanilla", "paper", "_supervised_step"),
+        "stage I": ("mkcnet", "paper", "stage_one_step"),
+        "stage II (second order)": ("mkcnet", "paper", "stage_two_step"),
+        "stage II (first order)": ("mkcnet-first-order", "paper", "stage_two_step"),
+        "fused (second order)": ("mkcnet", "fused", "_fused_step"),
+    }
+    rows = []
+    for name, (method, schedule, attr) in kinds.items():
+        if steps and name not in steps:
+            continue
+        torch.manual_seed(0)
+        cfg = _config(method, schedule, image_size, batch, backbone)
+        trainer = LocalTrainer(cfg, build_models(cfg), dev)
+        trainer.bundle.train()
+        data = _random_batch(cfg, dev)
+        step_fn = getattr(trainer, attr)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        seconds = _time(lambda fn=step_fn, b=data: fn(b), dev, repeats, warmup)
+        rows.append(BenchRow(name, seconds, batch / seconds, _peak_mb(dev)))
+        del trainer
+    return rows
