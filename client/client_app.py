@@ -1,0 +1,141 @@
+"""The Flower ClientApp (`[tool.flwr.app.components] clientapp`): one hospital's work.
+
+train: load the global Task Net and Meta Learner, run the configured local epochs of
+the configured method on the site's own training split, reply with both models, the
+example count and the training metrics. evaluate: load the global Task Net, reply
+with overall and HQ / LQ metrics on the site's evaluation split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.proximal import add_proximal_term
+from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_site, site_split
+from client.state import load_optimizer, restore_local, save_local, save_optimizer
+from shared.config import RunConfig
+from shared.data.dataset import make_loader
+from shared.evaluation import evaluate
+from shared.models import ModelBundle, build_models
+from shared.records import (
+    CFG_DTYPE,
+    CFG_EPOCHS,
+    CFG_EVAL_SPLIT,
+    CFG_FEDBN,
+    CFG_PROX_MU,
+    CFG_ROUND,
+    CFG_RUN,
+    CONFIG,
+    METRICS,
+    NUM_EXAMPLES,
+    SITE,
+    batchnorm_keys,
+    load_record,
+    module_record,
+)
+from shared.training import LocalTrainer, resolve_device
+
+
+def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
+    record = msg.content.config_records[CONFIG]
+    return RunConfig.model_validate_json(str(record[CFG_RUN])), record
+
+
+def _prepare(msg: Message, context: Context, models: Sequence[str],
+             threads: int | None) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
+    """Config, a bundle holding the global weights (and this site's BatchNorm under FedBN)."""
+    cfg, record = _config(msg)
+    if threads or cfg.threads:
+        torch.set_num_threads(int(threads or cfg.threads))  # type: ignore[arg-type]
+    torch.manual_seed(cfg.seed + int(record.get(CFG_ROUND, 0)))
+    bundle = build_models(cfg)
+    fedbn = bool(record.get(CFG_FEDBN, False))
+    local: dict[str, set] = {}
+    for name in models:
+        module = bundle.modules()[name]
+        local[name] = batchnorm_keys(module) if fedbn else set()
+        load_record(module, msg.content.array_records[name], allow_missing=local[name])
+        if fedbn:
+            restore_local(context, name, module)
+    return cfg, record, bundle, local
+
+
+def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -> Message:
+    content = RecordDict(records)
+    content[METRICS] = MetricRecord({k: float(v) for k, v in metrics.items()})
+    content[SITE] = ConfigRecord({"name": site.name})
+    return Message(content, reply_to=msg)
+
+
+def train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
+    start = time.perf_counter()
+    models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
+    cfg, record, bundle, local = _prepare(msg, context, models, threads)
+    device = resolve_device(cfg.device)
+    trainer = LocalTrainer(cfg, bundle, device)
+    saved = load_optimizer(context)
+    if saved is not None:
+        trainer.load_optimizer_state(saved)
+    hooks = add_proximal_term([trainer.task_optimizer, trainer.meta_optimizer],
+                              float(record.get(CFG_PROX_MU, 0.0)))
+    dataset = site_split(site, cfg, "train", augment=True)
+    generator = torch.Generator().manual_seed(cfg.seed * 7919 + int(record.get(CFG_ROUND, 0)))
+    loader = make_loader(dataset, cfg, train=True, generator=generator)
+    fit = trainer.fit(loader, epochs=int(record.get(CFG_EPOCHS, 1)))
+    for hook in hooks:
+        hook.remove()
+    save_optimizer(context, trainer.optimizer_state())
+    bundle.to("cpu")
+    dtype = str(record.get(CFG_DTYPE, "float32"))
+    out = {}
+    for name in models:
+        module = bundle.modules()[name]
+        if local[name]:
+            save_local(context, name, module, local[name])
+        out[name] = module_record(module, dtype=dtype, exclude=local[name])
+    metrics = {k: v for k, v in fit.items() if isinstance(v, int | float)}
+    metrics[NUM_EXAMPLES] = float(len(dataset))
+    metrics["handler_seconds"] = time.perf_counter() - start
+    return _reply(msg, site, out, metrics)
+
+
+def evaluate_global(msg: Message, context: Context, site: Site,
+                    threads: int | None = None) -> Message:
+    start = time.perf_counter()
+    cfg, record, bundle, _ = _prepare(msg, context, ["task_net"], threads)
+    device = resolve_device(cfg.device)
+    split = eval_split_name(site, cfg, str(record.get(CFG_EVAL_SPLIT, "auto")))
+    dataset = site_split(site, cfg, split)
+    t0 = time.perf_counter()
+    metrics = evaluate(bundle, make_loader(dataset, cfg, train=False), cfg, device)
+    metrics["eval_seconds"] = time.perf_counter() - t0
+    metrics[NUM_EXAMPLES] = float(len(dataset))
+    metrics["handler_seconds"] = time.perf_counter() - start
+    return _reply(msg, site, {}, metrics)
+
+
+def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = None) -> ClientApp:
+    """A ClientApp; `sites` maps simulation partition ids to site folders."""
+    app = ClientApp()
+
+    def guarded(handler):  # type: ignore[no-untyped-def]
+        def run(msg: Message, context: Context) -> Message:
+            try:
+                site = resolve_site(context, sites)
+                return handler(msg, context, site, threads)
+            except SiteError as err:
+                report_fatal(str(err))
+                raise
+        return run
+
+    app.train()(guarded(train))
+    app.evaluate()(guarded(evaluate_global))
+    return app
+
+
+app = make_client_app()

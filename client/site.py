@@ -1,0 +1,90 @@
+"""Which hospital this node is and where its data lives (node config, never messages).
+
+Deployment: `flower-supernode --node-config 'data-path="DIR" site-name="NAME"'`.
+Simulation: each virtual node's `partition-id` indexes the site list given to
+`make_client_app`. A data problem is a `SiteError`: the ClientApp's reply to the
+server carries its message, and `fediqad client` exits non-zero on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import Context
+
+from shared.config import RunConfig
+from shared.data.dataset import IQADDataset, open_split, resolve_dataset_dir
+from shared.data.layout import present_splits
+from shared.errors import UserError
+
+STATUS_ENV = "FEDIQAD_CLIENT_STATUS"  # file where `fediqad client` learns of fatal errors
+EVAL_PREFERENCE = ("test", "val", "train")
+
+
+class SiteError(UserError):
+    """The site cannot take part as configured (missing data, wrong layout)."""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    data_path: Path
+
+
+def resolve_site(context: Context, sites: Sequence[Site] | None = None) -> Site:
+    node = context.node_config
+    if "data-path" in node:
+        path = Path(str(node["data-path"])).expanduser()
+        name = str(node.get("site-name") or path.name)
+    elif sites is not None and "partition-id" in node:
+        site = sites[int(node["partition-id"])]
+        path, name = site.data_path, site.name
+    else:
+        raise SiteError(
+            "this SuperNode has no node config 'data-path'; start it with "
+            "--node-config 'data-path=\"DIR\" site-name=\"NAME\"'"
+        )
+    if not path.is_dir():
+        raise SiteError(f"site '{name}': data path {path} does not exist")
+    return Site(name, path)
+
+
+def report_fatal(message: str) -> None:
+    """Tell a supervising `fediqad client` process that this site cannot go on."""
+    target = os.environ.get(STATUS_ENV)
+    if target:
+        Path(target).write_text(json.dumps({"error": message}))
+
+
+_DATASETS: dict[tuple[str, str, str], IQADDataset] = {}
+
+
+def site_split(site: Site, cfg: RunConfig, split: str, *, augment: bool = False) -> IQADDataset:
+    """One split of the site's data, cached per process (simulation actors reuse it)."""
+    key = (str(site.data_path), split, cfg.dataset.model_dump_json() + str(cfg.image_size)
+           + str(augment))
+    if key not in _DATASETS:
+        if len(_DATASETS) > 64:
+            _DATASETS.clear()
+        try:
+            _DATASETS[key] = open_split(site.data_path, cfg, split, augment=augment)
+        except UserError as err:
+            raise SiteError(f"site '{site.name}': {err}") from None
+    return _DATASETS[key]
+
+
+def eval_split_name(site: Site, cfg: RunConfig, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        present = present_splits(resolve_dataset_dir(site.data_path, cfg.dataset.name))
+    except UserError as err:
+        raise SiteError(f"site '{site.name}': {err}") from None
+    for split in EVAL_PREFERENCE:
+        if split in present:
+            return split
+    raise SiteError(f"site '{site.name}': no split file to evaluate on")

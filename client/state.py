@@ -1,0 +1,53 @@
+"""What a site keeps between rounds in its node Context (it never leaves the site).
+
+- the local optimiser and LR-scheduler state (momentum buffers, epoch count), so the
+  site's schedule continues across rounds as in centralized training;
+- under FedBN, its own BatchNorm weights and running statistics.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import torch
+from flwr.app import ConfigRecord, Context
+from torch import nn
+
+from shared.records import from_record, to_record
+
+log = logging.getLogger("fediqad.client")
+OPTIMIZER = "fediqad.optimizer"
+LOCAL_BN = "fediqad.local-bn."
+
+
+def save_optimizer(context: Context, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    context.state[OPTIMIZER] = ConfigRecord({"state": buffer.getvalue()})
+
+
+def load_optimizer(context: Context) -> dict[str, Any] | None:
+    record = context.state.config_records.get(OPTIMIZER)
+    if record is None:
+        return None
+    try:
+        return torch.load(io.BytesIO(record["state"]), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a stale state must not stop training
+        log.warning("discarding unreadable optimiser state: %s", err)
+        return None
+
+
+def save_local(context: Context, model: str, module: nn.Module, keys: set[str]) -> None:
+    state = {k: v for k, v in module.state_dict().items() if k in keys}
+    context.state[LOCAL_BN + model] = to_record(state)
+
+
+def restore_local(context: Context, model: str, module: nn.Module) -> bool:
+    """Put this site's own BatchNorm state back; False on the first round."""
+    record = context.state.array_records.get(LOCAL_BN + model)
+    if record is None:
+        return False
+    module.load_state_dict(from_record(record), strict=False)
+    return True

@@ -1,0 +1,350 @@
+"""The federated run: rounds of train -> screen -> aggregate -> evaluate -> checkpoint.
+
+Flower's strategies do what they are for (sampling, FedProx's mu, FedOpt/FedAvgM
+server state, robust aggregation) through their public `configure_*` /
+`aggregate_*` methods; this loop adds what a study needs around them: separate
+ArrayRecords per model on the wire, screening of updates, per-site accounting,
+a checkpoint per round and resuming. `Strategy.start` is not used because it can
+neither resume at round k nor commit a checkpoint between rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.exception import InconsistentMessageReplies
+from rich.console import Console
+
+from server.config import FederationConfig
+from server.layout import GlobalModels, ModelLayout, flatten, split
+from server.messaging import Exchange, exchange, payload_bytes
+from server.persistence import RunStore, restore_strategy_state, strategy_state
+from server.report import MetricsLog, print_round, write_report
+from server.strategies import aggregates_buffers, build_strategy
+from server.validation import RejectedUpdate, decode_train_reply
+from shared.errors import UserError
+from shared.models import ModelBundle, build_models
+from shared.records import (
+    CFG_DTYPE,
+    CFG_EPOCHS,
+    CFG_EVAL_SPLIT,
+    CFG_FEDBN,
+    CFG_RUN,
+    CONFIG,
+    METRICS,
+    SITE,
+)
+
+log = logging.getLogger("fediqad.server")
+EvaluateFn = Callable[[ModelBundle], dict[str, float]]
+
+
+def _site_name(content: RecordDict, node: int) -> str:
+    site = content.config_records.get(SITE)
+    return str(site["name"]) if site is not None and "name" in site else f"node-{node}"
+
+
+def _plain(metrics: MetricRecord | dict[str, Any] | None) -> dict[str, float]:
+    if not metrics:
+        return {}
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, list)}
+
+
+class Federation:
+    """One federated run of `fed`; `run(grid)` executes the remaining rounds."""
+
+    def __init__(
+        self,
+        fed: FederationConfig,
+        *,
+        evaluate_fn: EvaluateFn | None = None,
+        console: Console | None = None,
+        poll: float = 0.05,
+    ):
+        self.fed = fed
+        self.cfg = fed.run
+        self.evaluate_fn = evaluate_fn
+        self.console = console or Console(stderr=True)
+        self.poll = poll
+        torch.manual_seed(self.cfg.seed)
+        self.bundle = build_models(self.cfg)
+        self.layout = ModelLayout.from_bundle(self.bundle, fedbn=fed.fedbn)
+        self.store = RunStore(fed.run_dir, keep=fed.keep_checkpoints)
+        self.log = MetricsLog(fed.run_dir)
+        self.strategy = build_strategy(fed)
+        self.with_buffers = aggregates_buffers(fed)
+        self.sites: dict[int, str] = {}
+        self.start_round = 1
+        self._resume_or_refuse()
+        self.globals = GlobalModels.from_bundle(self.layout, self.bundle)
+
+    # ------------------------------------------------------------------ set-up
+    def _resume_or_refuse(self) -> None:
+        point = self.store.latest(expect=self.cfg) if self.fed.resume else None
+        if point is None:
+            if (self.fed.run_dir / "state.json").exists() and not self.fed.resume:
+                raise UserError(
+                    f"{self.fed.run_dir} already holds a federated run; pass --resume to "
+                    "continue it or choose another run directory"
+                )
+            self.log.doc["federation"] = self.fed.model_dump(mode="json")
+            return
+        for name, module in point.checkpoint.bundle.modules().items():
+            self.bundle.modules()[name].load_state_dict(module.state_dict())
+        restore_strategy_state(self.strategy, point.strategy_arrays)
+        self.start_round = point.round + 1
+        self.log.load(point.round)
+        self.log.doc["federation"] = self.fed.model_dump(mode="json")
+        self.console.print(f"resuming {self.fed.run_dir} after round {point.round}")
+
+    # -------------------------------------------------------------------- run
+    def run(self, grid: Grid) -> dict[str, Any]:
+        self.fed.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.start_round == 1 and self.evaluate_fn is not None:
+            self.log.doc["initial"] = self._server_eval()
+        for rnd in range(self.start_round, self.fed.num_rounds + 1):
+            record = self.run_round(grid, rnd)
+            self.log.add(record)
+            self.log.write()
+            print_round(record, self.console)
+            self._relax_minimums()
+        self.log.write()
+        write_report(self.fed.run_dir, self.log.doc)
+        return self.log.doc
+
+    def _relax_minimums(self) -> None:
+        """After the first round, go on with whoever is connected, down to `min_replies`."""
+        floor = self.fed.min_replies
+        self.strategy.min_available_nodes = floor
+        self.strategy.min_train_nodes = floor
+        if self.fed.fraction_evaluate > 0:
+            self.strategy.min_evaluate_nodes = floor
+
+    def _config(self) -> ConfigRecord:
+        return ConfigRecord({
+            CFG_RUN: self.cfg.model_dump_json(),
+            CFG_EPOCHS: self.fed.local_epochs,
+            CFG_DTYPE: self.fed.transport_dtype,
+            CFG_FEDBN: self.fed.fedbn,
+            CFG_EVAL_SPLIT: self.fed.eval_split,
+        })
+
+    def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
+        """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {
+            "round": rnd, "status": "ok", "sites": {}, "failures": [], "rejected": [],
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        train = self._train_phase(grid, rnd, rec)
+        t_agg = time.perf_counter()
+        self._aggregate(rnd, train, rec)
+        agg_s = time.perf_counter() - t_agg
+        evaluation = self._evaluate_phase(grid, rnd, rec)
+        round_s = time.perf_counter() - t0
+
+        t_srv = time.perf_counter()
+        rec["server_eval"] = self._server_eval() if self.evaluate_fn is not None else None
+        server_eval_s = time.perf_counter() - t_srv
+        t_ck = time.perf_counter()
+        self._commit(rnd, rec)
+        checkpoint_s = time.perf_counter() - t_ck
+        rec["timing"] = self._timing(rec, train, evaluation, round_s, agg_s, server_eval_s,
+                                     checkpoint_s)
+        rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
+        rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
+        return rec
+
+    # ------------------------------------------------------------------ phases
+    def _site(self, rec: dict[str, Any], node: int) -> dict[str, Any]:
+        name = self.sites.get(node, f"node-{node}")
+        return rec["sites"].setdefault(name, {"node_id": node, "bytes_down": 0, "bytes_up": 0,
+                                              "status": "ok"})
+
+    def _record_failures(self, rec: dict[str, Any], ex: Exchange, phase: str) -> None:
+        for node, reason in ex.errors.items():
+            self._site(rec, node)["status"] = f"{phase} failed"
+            rec["failures"].append({"kind": f"{phase} failed", "site": self.sites.get(
+                node, f"node-{node}"), "node_id": node, "reason": reason})
+            log.warning("round %s: %s failed at %s: %s", rec["round"], phase,
+                        self.sites.get(node, node), reason)
+        for node in ex.timed_out:
+            self._site(rec, node)["status"] = f"{phase} timed out"
+            rec["failures"].append({"kind": f"{phase} timed out", "site": self.sites.get(
+                node, f"node-{node}"), "node_id": node,
+                "reason": f"no reply within {self.fed.round_timeout:.0f} s"})
+
+    def _train_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange:
+        config = self._config()
+        flat = self.globals.flat(with_buffers=self.with_buffers)
+        messages = list(self.strategy.configure_train(rnd, flat, config, grid))
+        wire = RecordDict({m: self.globals.wire(m, self.fed.transport_dtype)
+                           for m in self.layout.models})
+        wire[CONFIG] = config
+        down = payload_bytes(wire)
+        for msg in messages:
+            msg.content = wire
+        rec["replies"] = {"sampled": len(messages)}
+        ex = exchange(grid, messages, timeout=self.fed.round_timeout, poll=self.poll)
+        for node, reply in ex.replies.items():
+            self.sites[node] = _site_name(reply.content, node)
+        for msg in messages:
+            self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
+        for node, reply in ex.replies.items():
+            site = self._site(rec, node)
+            site["bytes_up"] += payload_bytes(reply.content)
+            site["train"] = _plain(reply.content.metric_records.get(METRICS))
+        self._record_failures(rec, ex, "train")
+        return ex
+
+    def _aggregate(self, rnd: int, ex: Exchange, rec: dict[str, Any]) -> None:
+        views, decoded, weights = [], [], []
+        keys = {m: self.layout.strategy_keys(m, with_buffers=self.with_buffers)
+                for m in self.layout.models}
+        for node, reply in ex.replies.items():
+            try:
+                arrays, n = decode_train_reply(reply.content, self.layout)
+            except RejectedUpdate as err:
+                site = self._site(rec, node)
+                site["status"] = "rejected"
+                rec["rejected"].append({"kind": "rejected update", "site": self.sites[node],
+                                        "node_id": node, "reason": str(err)})
+                log.warning("round %s: rejected update from %s: %s", rnd, self.sites[node], err)
+                continue
+            decoded.append(arrays)
+            weights.append(n)
+            reply.content = RecordDict({
+                "arrays": flatten(arrays, keys),
+                METRICS: reply.content.metric_records[METRICS],
+            })
+            views.append(reply)
+        rec["replies"].update(train_ok=len(views), train_failed=len(ex.errors) +
+                              len(ex.timed_out), rejected=len(rec["rejected"]))
+        if len(views) < self.fed.min_replies:
+            rec["status"] = (f"not aggregated: {len(views)} valid update(s), "
+                             f"{self.fed.min_replies} needed")
+            log.warning("round %s: %s", rnd, rec["status"])
+            return
+        try:
+            agg, train_metrics = self.strategy.aggregate_train(rnd, views)
+        except InconsistentMessageReplies as err:
+            rec["status"] = f"not aggregated: {err}"
+            return
+        if agg is None:
+            rec["status"] = "not aggregated: the strategy returned nothing"
+            return
+        merged = split(agg)
+        if not self.with_buffers:
+            self._average_buffers(merged, decoded, weights)
+        bad = [f"{m}.{k}" for m, arrays in merged.items() for k, v in arrays.items()
+               if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:
+            rec["status"] = f"not aggregated: non-finite aggregate in {bad[0]}"
+            log.error("round %s: %s; global model kept", rnd, rec["status"])
+            return
+        for model, arrays in merged.items():
+            for key, value in arrays.items():
+                self.globals.update(model, key, value)
+        rec["train"] = _plain(train_metrics)
+
+    def _average_buffers(self, merged: dict[str, dict[str, np.ndarray]],
+                         decoded: list[dict[str, dict[str, np.ndarray]]],
+                         weights: list[float]) -> None:
+        total = float(sum(weights))
+        for model in self.layout.models:
+            for key in self.layout.shared_keys(model):
+                if key in self.layout.buffers[model]:
+                    merged.setdefault(model, {})[key] = sum(
+                        d[model][key].astype(np.float64) * (w / total)
+                        for d, w in zip(decoded, weights, strict=True)
+                    )
+
+    def _evaluate_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange | None:
+        if self.fed.fraction_evaluate <= 0:
+            rec["replies"]["eval_ok"] = 0
+            return None
+        config = self._config()
+        flat = self.globals.flat(with_buffers=self.with_buffers)
+        messages = list(self.strategy.configure_evaluate(rnd, flat, config, grid))
+        wire = RecordDict({"task_net": self.globals.wire("task_net", self.fed.transport_dtype),
+                           CONFIG: config})
+        down = payload_bytes(wire)
+        for msg in messages:
+            msg.content = wire
+        ex = exchange(grid, messages, timeout=self.fed.round_timeout, poll=self.poll)
+        views = []
+        for msg in messages:
+            self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
+        for node, reply in ex.replies.items():
+            self.sites.setdefault(node, _site_name(reply.content, node))
+            site = self._site(rec, node)
+            site["bytes_up"] += payload_bytes(reply.content)
+            site["eval"] = _plain(reply.content.metric_records.get(METRICS))
+            if METRICS in reply.content.metric_records:
+                reply.content = RecordDict({METRICS: reply.content.metric_records[METRICS]})
+                views.append(reply)
+        self._record_failures(rec, ex, "evaluate")
+        rec["replies"]["eval_ok"] = len(views)
+        if views:
+            try:
+                rec["global"] = _plain(self.strategy.aggregate_evaluate(rnd, views))
+            except InconsistentMessageReplies as err:
+                log.warning("round %s: evaluation not aggregated: %s", rnd, err)
+        return ex
+
+    # ------------------------------------------------------- evaluation, commit
+    def _load_globals_into_bundle(self) -> None:
+        for model, module in self.bundle.modules().items():
+            arrays = self.globals.arrays[model]
+            module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+
+    def _server_eval(self) -> dict[str, float] | None:
+        assert self.evaluate_fn is not None
+        self._load_globals_into_bundle()
+        return self.evaluate_fn(self.bundle)
+
+    def _commit(self, rnd: int, rec: dict[str, Any]) -> None:
+        self._load_globals_into_bundle()
+        summary = {f"global_{k}": v for k, v in (rec.get("global") or {}).items()}
+        self.store.save_round(
+            rnd, self.bundle, self.cfg, metrics=summary,
+            strategy_arrays=strategy_state(self.strategy),
+            extra={"strategy": self.fed.strategy, "fedbn_local_keys": sorted(
+                f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys)},
+        )
+
+    @staticmethod
+    def _timing(rec: dict[str, Any], train: Exchange, evaluation: Exchange | None,
+                round_s: float, agg_s: float, server_eval_s: float,
+                checkpoint_s: float) -> dict[str, float]:
+        """Round time split into the slowest site's compute and the framework's share."""
+        sites = rec["sites"].values()
+
+        def slowest(phase: str, key: str) -> float:
+            vals = [float(s.get(phase, {}).get(key, 0.0)) for s in sites]
+            vals = [v for v in vals if math.isfinite(v)]
+            return max(vals, default=0.0)
+
+        compute = slowest("train", "train_seconds") + slowest("eval", "eval_seconds")
+        handler = slowest("train", "handler_seconds") + slowest("eval", "handler_seconds")
+        return {
+            "round_s": round_s,
+            "train_phase_s": train.seconds,
+            "aggregate_s": agg_s,
+            "eval_phase_s": evaluation.seconds if evaluation else 0.0,
+            "slowest_compute_s": compute,
+            "slowest_handler_s": handler,
+            "overhead_s": round_s - compute,
+            "overhead_pct": 100.0 * (round_s - compute) / round_s if round_s > 0 else 0.0,
+            "transport_overhead_s": round_s - handler,
+            "server_eval_s": server_eval_s,
+            "checkpoint_s": checkpoint_s,
+        }

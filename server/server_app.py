@@ -1,0 +1,47 @@
+"""The Flower ServerApp (`[tool.flwr.app.components] serverapp`).
+
+Deployment (`flwr run`, `fediqad server`) reads settings from the run config;
+simulation builds the app around a FederationConfig object with `make_server_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from server.central_eval import make_evaluate_fn
+from server.config import FederationConfig, from_user_config
+from server.federation import Federation
+from shared.errors import UserError
+
+log = logging.getLogger("fediqad.server")
+
+
+def run_server(grid: Grid, fed: FederationConfig) -> None:
+    """Run (or resume) the federation; a UserError is logged as one line, then re-raised."""
+    try:
+        Federation(fed, evaluate_fn=make_evaluate_fn(fed)).run(grid)
+    except UserError as err:
+        log.error("fediqad: %s", err)
+        raise
+
+
+def make_server_app(fed: FederationConfig) -> ServerApp:
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        del context
+        run_server(grid, fed)
+
+    return app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_server(grid, from_user_config(dict(context.run_config)))
