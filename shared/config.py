@@ -103,50 +103,80 @@ PRESETS: dict[str, RunConfig] = {
     "EYEQ": RunConfig(
         dataset=_dataset("EYEQ"),
         model=ModelConfig(meta_length=5),
-        optim=OptimConfig(lr=0.01, meta_lr=0.001, lr_step_epochs=25, entropy_weight=0.2,
-                          batch_size=4, epochs=100),
+        optim=OptimConfig(
+            lr=0.01, meta_lr=0.001, lr_step_epochs=25, entropy_weight=0.2, batch_size=4, epochs=100
+        ),
     ),
     "DEEPDR": RunConfig(
         dataset=_dataset(
-            "DEEPDR", num_quality=2, quality_names=["HQ", "LQ"],
-            norm_mean=[0.3771, 0.2320, 0.1395], norm_std=[0.1252, 0.0857, 0.0814],
+            "DEEPDR",
+            num_quality=2,
+            quality_names=["HQ", "LQ"],
+            norm_mean=[0.3771, 0.2320, 0.1395],
+            norm_std=[0.1252, 0.0857, 0.0814],
             split_fractions=[0.6, 0.2, 0.2],
         ),
         model=ModelConfig(meta_length=7),
-        optim=OptimConfig(lr=0.01, meta_lr=0.001, lr_step_epochs=20, entropy_weight=0.3,
-                          batch_size=4, epochs=200),
+        optim=OptimConfig(
+            lr=0.01, meta_lr=0.001, lr_step_epochs=20, entropy_weight=0.3, batch_size=4, epochs=200
+        ),
     ),
     "DRAC": RunConfig(
         dataset=_dataset(
-            "DRAC", modality="octa", channels=1, num_quality=2, quality_names=["HQ", "LQ"],
-            five_grade_dr=False, norm_mean=[0.4134], norm_std=[0.0595], splits=["train"],
-            split_fractions=[1.0], report_last_epoch=True,
+            "DRAC",
+            modality="octa",
+            channels=1,
+            num_quality=2,
+            quality_names=["HQ", "LQ"],
+            five_grade_dr=False,
+            norm_mean=[0.4134],
+            norm_std=[0.0595],
+            splits=["train"],
+            split_fractions=[1.0],
+            report_last_epoch=True,
         ),
         model=ModelConfig(meta_length=10),
-        optim=OptimConfig(lr=0.01, meta_lr=0.01, lr_step_epochs=50, entropy_weight=0.5,
-                          batch_size=8, epochs=200),
+        optim=OptimConfig(
+            lr=0.01, meta_lr=0.01, lr_step_epochs=50, entropy_weight=0.5, batch_size=8, epochs=200
+        ),
     ),
     "IQAD_CT": RunConfig(
         dataset=_dataset(
-            "IQAD_CT", modality="ct", channels=1, num_diagnosis=2, num_quality=2,
-            diagnosis_names=["Normal", "Covid-19"], quality_names=["HQ", "LQ"],
-            five_grade_dr=False, norm_mean=[0.6269], norm_std=[0.2909],
+            "IQAD_CT",
+            modality="ct",
+            channels=1,
+            num_diagnosis=2,
+            num_quality=2,
+            diagnosis_names=["Normal", "Covid-19"],
+            quality_names=["HQ", "LQ"],
+            five_grade_dr=False,
+            norm_mean=[0.6269],
+            norm_std=[0.2909],
             split_fractions=[0.7, 0.1, 0.2],
         ),
         model=ModelConfig(meta_length=5),
-        optim=OptimConfig(lr=0.01, meta_lr=0.01, lr_step_epochs=20, entropy_weight=0.2,
-                          batch_size=4, epochs=200),
+        optim=OptimConfig(
+            lr=0.01, meta_lr=0.01, lr_step_epochs=20, entropy_weight=0.2, batch_size=4, epochs=200
+        ),
     ),
     "IQAD_CXR": RunConfig(
         dataset=_dataset(
-            "IQAD_CXR", modality="cxr", channels=1, num_diagnosis=2, num_quality=3,
-            diagnosis_names=["Normal", "Pneumonia"], quality_names=["HQ", "LQ-C", "LQ-A"],
-            five_grade_dr=False, norm_mean=[0.4813], norm_std=[0.2361],
+            "IQAD_CXR",
+            modality="cxr",
+            channels=1,
+            num_diagnosis=2,
+            num_quality=3,
+            diagnosis_names=["Normal", "Pneumonia"],
+            quality_names=["HQ", "LQ-C", "LQ-A"],
+            five_grade_dr=False,
+            norm_mean=[0.4813],
+            norm_std=[0.2361],
             split_fractions=[0.7, 0.1, 0.2],
         ),
         model=ModelConfig(meta_length=7),
-        optim=OptimConfig(lr=0.01, meta_lr=0.001, lr_step_epochs=20, entropy_weight=0.3,
-                          batch_size=8, epochs=200),
+        optim=OptimConfig(
+            lr=0.01, meta_lr=0.001, lr_step_epochs=20, entropy_weight=0.3, batch_size=8, epochs=200
+        ),
     ),
 }
 

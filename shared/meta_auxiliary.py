@@ -94,9 +94,7 @@ def _call(module: nn.Module, params: Mapping[str, torch.Tensor], *args: torch.Te
     return functional_call(module, ({**params}, _cloned_buffers(module)), args, strict=False)
 
 
-def _pseudo_update(
-    params: Params, grads: Params, hp: MetaHyper, momentum: Params | None
-) -> Params:
+def _pseudo_update(params: Params, grads: Params, hp: MetaHyper, momentum: Params | None) -> Params:
     """theta - alpha * (m + g + wd * theta); theta itself is a constant here."""
     out: Params = {}
     for name, theta in params.items():
@@ -187,8 +185,11 @@ def meta_gradient(
         eps = hp.fd_epsilon / max(float(norm), 1e-12)
         plus, minus = (
             _aux_target_gradient(
-                task_net, {k: t + sign * eps * direction[k] for k, t in constants.items()},
-                batch, target, hp,
+                task_net,
+                {k: t + sign * eps * direction[k] for k, t in constants.items()},
+                batch,
+                target,
+                hp,
             )
             for sign in (1.0, -1.0)
         )

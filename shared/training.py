@@ -37,7 +37,9 @@ class LocalTrainer:
         self.device = torch.device(device)
         opt = cfg.optim
         self.task_optimizer = torch.optim.SGD(
-            bundle.task_net.parameters(), lr=opt.lr, momentum=opt.momentum,
+            bundle.task_net.parameters(),
+            lr=opt.lr,
+            momentum=opt.momentum,
             weight_decay=opt.weight_decay,
         )
         self.task_scheduler = torch.optim.lr_scheduler.StepLR(
@@ -47,7 +49,8 @@ class LocalTrainer:
         self.meta_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         if bundle.meta_learner is not None:
             self.meta_optimizer = torch.optim.SGD(
-                bundle.meta_learner.parameters(), lr=opt.meta_lr,
+                bundle.meta_learner.parameters(),
+                lr=opt.meta_lr,
                 weight_decay=opt.meta_weight_decay,
             )
             self.meta_scheduler = torch.optim.lr_scheduler.StepLR(
@@ -130,8 +133,12 @@ class LocalTrainer:
     def hyper(self) -> MetaHyper:
         opt = self.cfg.optim
         return MetaHyper(
-            lr=self.current_lr, weight_decay=opt.weight_decay, entropy_weight=opt.entropy_weight,
-            meta_length=self.cfg.model.meta_length, gamma=opt.focal_gamma, momentum=opt.momentum,
+            lr=self.current_lr,
+            weight_decay=opt.weight_decay,
+            entropy_weight=opt.entropy_weight,
+            meta_length=self.cfg.model.meta_length,
+            gamma=opt.focal_gamma,
+            momentum=opt.momentum,
         )
 
     # ------------------------------------------------------------------- steps
@@ -152,16 +159,19 @@ class LocalTrainer:
         assert self.bundle.meta_learner is not None
         with torch.no_grad():
             soft_target = self.bundle.meta_learner(batch.image, batch.joint)
-        loss, parts = task_loss(self.bundle.task_net(batch.image), batch, soft_target,
-                                self.hyper())
+        loss, parts = task_loss(self.bundle.task_net(batch.image), batch, soft_target, self.hyper())
         self._apply(self.task_optimizer, self.bundle.task_net, loss)
         return {k: float(v.detach()) for k, v in parts.items()}
 
     def stage_two_step(self, batch: Batch) -> dict[str, float]:
         """Stage II: one meta-gradient step of the Meta Learner; theta is left as it is."""
         step = meta_gradient(
-            self.bundle.task_net, self.bundle.meta_learner, batch, self.hyper(),  # type: ignore[arg-type]
-            first_order=self.cfg.method == "mkcnet-first-order", momentum=self._momentum(),
+            self.bundle.task_net,
+            self.bundle.meta_learner,
+            batch,
+            self.hyper(),  # type: ignore[arg-type]
+            first_order=self.cfg.method == "mkcnet-first-order",
+            momentum=self._momentum(),
         )
         self._set_grads_and_step(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)
         return {f"meta_{k}" if k.startswith("loss") else k: v for k, v in step.losses.items()}
@@ -169,8 +179,12 @@ class LocalTrainer:
     def _fused_step(self, batch: Batch) -> dict[str, float]:
         """Stage I and II from one pass: stage I's gradient drives the pseudo update too."""
         step = meta_gradient(
-            self.bundle.task_net, self.bundle.meta_learner, batch, self.hyper(),  # type: ignore[arg-type]
-            first_order=self.cfg.method == "mkcnet-first-order", momentum=self._momentum(),
+            self.bundle.task_net,
+            self.bundle.meta_learner,
+            batch,
+            self.hyper(),  # type: ignore[arg-type]
+            first_order=self.cfg.method == "mkcnet-first-order",
+            momentum=self._momentum(),
             return_task_grads=True,
         )
         assert step.task_grads is not None
@@ -197,7 +211,8 @@ class LocalTrainer:
 
     @staticmethod
     def _set_grads_and_step(
-        optimizer: torch.optim.Optimizer | None, module: nn.Module | None,
+        optimizer: torch.optim.Optimizer | None,
+        module: nn.Module | None,
         grads: dict[str, torch.Tensor],
     ) -> None:
         assert optimizer is not None and module is not None

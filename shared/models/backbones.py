@@ -35,8 +35,11 @@ class VGG16BN(Backbone):
         for index, (out, depth) in enumerate(zip(widths, VGG_DEPTHS, strict=True), start=1):
             layers: list[nn.Module] = []
             for _ in range(depth):
-                layers += [nn.Conv2d(prev, out, 3, padding=1), nn.BatchNorm2d(out),
-                           nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(prev, out, 3, padding=1),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(inplace=True),
+                ]
                 prev = out
             layers.append(nn.MaxPool2d(2, 2))
             setattr(self, f"block{index}", nn.Sequential(*layers))
@@ -58,7 +61,13 @@ class TorchvisionResNet(Backbone):
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.body = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3,
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
             net.layer4,
         )
         self.feature_size = net.fc.in_features

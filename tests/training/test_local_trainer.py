@@ -10,8 +10,14 @@ from shared.models import build_models
 from shared.training import LocalTrainer
 from tests.conftest import tiny_batch, tiny_config
 
-METHODS = ["mkcnet", "mkcnet-first-order", "vanilla", "multitask", "mkcnet-no-meta",
-           "mkcnet-no-mab"]
+METHODS = [
+    "mkcnet",
+    "mkcnet-first-order",
+    "vanilla",
+    "multitask",
+    "mkcnet-no-meta",
+    "mkcnet-no-mab",
+]
 
 
 def _loader(cfg: RunConfig, seed: int = 0):
@@ -61,8 +67,9 @@ def test_meta_learner_moves_only_in_meta_methods() -> None:
             continue
         start = {k: v.clone() for k, v in bundle.meta_learner.state_dict().items()}
         LocalTrainer(cfg, bundle).fit(_loader(cfg), epochs=1)
-        changed = [k for k, v in bundle.meta_learner.state_dict().items()
-                   if not torch.equal(v, start[k])]
+        changed = [
+            k for k, v in bundle.meta_learner.state_dict().items() if not torch.equal(v, start[k])
+        ]
         assert any(k.endswith("weight") for k in changed)
 
 
@@ -90,8 +97,9 @@ def test_step_lr_halves_and_optimizer_state_round_trips() -> None:
     fresh = LocalTrainer(cfg, build_models(cfg))
     fresh.load_optimizer_state(state)
     assert fresh.current_lr == trainer.current_lr
-    assert fresh.task_optimizer.state_dict()["state"].keys() == state["task_optimizer"][
-        "state"].keys()
+    assert (
+        fresh.task_optimizer.state_dict()["state"].keys() == state["task_optimizer"]["state"].keys()
+    )
 
 
 def test_spatial_gab_trains_and_differs_from_pooled() -> None:

@@ -53,12 +53,16 @@ def test_meta_gradient_is_not_just_the_entropy_term(setup):
     bundle, batch, hp = setup
     full = meta_gradient(bundle.task_net, bundle.meta_learner, batch, hp)
     no_entropy = meta_gradient(
-        bundle.task_net, bundle.meta_learner, batch, MetaHyper(**{**hp.__dict__,
-                                                                  "entropy_weight": 0.0})
+        bundle.task_net,
+        bundle.meta_learner,
+        batch,
+        MetaHyper(**{**hp.__dict__, "entropy_weight": 0.0}),
     )
     norm = torch.sqrt(sum((g**2).sum() for g in no_entropy.meta_grads.values()))
     assert norm > 1e-8  # the second-order path itself carries signal
-    assert any(not torch.equal(full.meta_grads[k], no_entropy.meta_grads[k]) for k in full.meta_grads)
+    assert any(
+        not torch.equal(full.meta_grads[k], no_entropy.meta_grads[k]) for k in full.meta_grads
+    )
 
 
 def test_first_order_approximates_second_order(setup):
@@ -68,8 +72,7 @@ def test_first_order_approximates_second_order(setup):
 
     def cosine_with(fd_epsilon: float) -> float:
         hp_fd = MetaHyper(**{**hp.__dict__, "fd_epsilon": fd_epsilon})
-        approx = meta_gradient(bundle.task_net, bundle.meta_learner, batch, hp_fd,
-                               first_order=True)
+        approx = meta_gradient(bundle.task_net, bundle.meta_learner, batch, hp_fd, first_order=True)
         b = torch.cat([approx.meta_grads[k].flatten() for k in exact.meta_grads])
         return float(a @ b / (a.norm() * b.norm()))
 
