@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from rich.table import Table
 
 from shared.config import RunConfig, preset
 from shared.meta_auxiliary import Batch
@@ -106,3 +107,27 @@ def run_bench(
         rows.append(BenchRow(name, seconds, batch / seconds, _peak_mb(dev)))
         del trainer
     return rows
+
+
+def bench_table(rows: list[BenchRow], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("step", "s / batch", "images / s", "peak memory (MB)"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for row in rows:
+        table.add_row(
+            row.step,
+            f"{row.seconds_per_batch:.3f}",
+            f"{row.images_per_second:.1f}",
+            f"{row.peak_memory_mb:.0f}",
+        )
+    return table
+
+
+def default_settings() -> list[dict[str, object]]:
+    """The issue's two settings: 64 px batch 8 on CPU; 256 px batch 16 when a GPU exists."""
+    settings: list[dict[str, object]] = [
+        {"image_size": 64, "batch": 8, "threads": 2, "device": "cpu"}
+    ]
+    if torch.cuda.is_available():
+        settings.append({"image_size": 256, "batch": 16, "threads": None, "device": "cuda"})
+    return settings
