@@ -6,6 +6,11 @@ and the Meta Learner (`best_model_LG.pth`). Our Task Net / Meta Learner with
 key names and shapes, so conversion is a strict key + shape check and a copy; a
 `module.` prefix (DataParallel) is stripped. Any mismatch names the first key and
 says which dataset the file's shapes look like.
+
+One thing is reordered: the authors index quality by the code in their split files
+(EyeQ: 2 = Good), we by canonical quality (0 = HQ; `shared.data.labels`). So the rows
+of the quality head, and the joint-class blocks (y_q * D + y_d, L rows each) of the
+auxiliary head and the Meta Learner, are permuted into canonical order on import.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import nn
 
 from shared.checkpoint import save_checkpoint
 from shared.config import PRESETS, RunConfig, build_config
+from shared.data.labels import file_quality_codes
 from shared.errors import UserError
 from shared.models import ModelBundle, build_models
 
@@ -129,6 +135,32 @@ def check_reference_state(
     )
 
 
+def canonical_rows(cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """For each output layer, the file-order row feeding each canonical-order row."""
+    ds = cfg.dataset
+    codes = file_quality_codes(ds.name, ds.num_quality)  # canonical q -> file code
+    length = cfg.model.meta_length
+    blocks = [codes[q] * ds.num_diagnosis + d
+              for q in range(ds.num_quality) for d in range(ds.num_diagnosis)]
+    joint_rows = torch.tensor([b * length + i for b in blocks for i in range(length)])
+    return {"classifier3.2": torch.tensor(codes), "classifier2.2": joint_rows,
+            "classifier.2": joint_rows}
+
+
+def to_canonical_order(
+    state: Mapping[str, torch.Tensor], cfg: RunConfig
+) -> dict[str, torch.Tensor]:
+    """Permute the quality-indexed output rows from the authors' file codes to ours."""
+    rows = canonical_rows(cfg)
+    out = dict(state)
+    for layer, index in rows.items():
+        for suffix in ("weight", "bias"):
+            key = f"{layer}.{suffix}"
+            if key in out:
+                out[key] = out[key].index_select(0, index)
+    return out
+
+
 def load_reference(
     dataset: str, task_net: Path, meta_learner: Path | None = None,
     set_items: list[str] | None = None,
@@ -147,7 +179,7 @@ def load_reference(
             continue
         state = read_state_dict(Path(path))
         check_reference_state(state, module, network, Path(path), cfg)
-        module.load_state_dict(state, strict=True)
+        module.load_state_dict(to_canonical_order(state, cfg), strict=True)
     bundle.eval()
     return bundle, cfg
 
@@ -160,6 +192,8 @@ def import_reference(
     bundle, cfg = load_reference(dataset, task_net, meta_learner, set_items)
     extra = {
         "source": "MKCNet authors' release (torch.save(model.state_dict()))",
+        "quality_order": "canonical (0 = HQ); permuted from the authors' split-file codes "
+                         f"{file_quality_codes(cfg.dataset.name, cfg.dataset.num_quality)}",
         "imported_from": {
             "task_net": str(task_net),
             "meta_learner": str(meta_learner) if meta_learner is not None else "",

@@ -5,6 +5,9 @@ and shapes of the authors' Task Net / Meta Learner), imported, and the imported
 models' outputs are compared with an independent functional re-implementation of the
 authors' forward written here with F.conv2d / F.batch_norm on the raw tensors.
 
+The authors index quality by split-file code, we by canonical quality (0 = HQ), so
+their quality logits and joint-class blocks are compared after that permutation.
+
 The TSV's IQAD_CXR Meta Learner listing is truncated (56 of its 95 rows); the rows it
 has are checked, the missing ones are filled from our model's shapes.
 """
@@ -20,8 +23,9 @@ import torch.nn.functional as F
 
 from shared.checkpoint import load_checkpoint
 from shared.config import preset
+from shared.data.labels import file_quality_codes
 from shared.errors import UserError
-from shared.reference_import import import_reference, reference_config
+from shared.reference_import import import_reference, load_reference, reference_config
 from tests.conftest import REFERENCE
 
 DATASETS = ["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
@@ -41,6 +45,16 @@ def _listing() -> dict[tuple[str, str], dict[str, tuple[int, ...]]]:
             )
             out.setdefault((row["dataset"], row["network"]), {})[row["key"]] = shape
     return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def skip_random_init():
+    """Full-width VGGs are built many times here and every tensor is then overwritten by a
+    strict load_state_dict, so their random init is skipped (a third of the file's time)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("kaiming_uniform_", "xavier_uniform_", "uniform_"):
+            mp.setattr(torch.nn.init, name, lambda tensor, *a, **k: tensor)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -171,25 +185,43 @@ def test_import_matches_authors_forward(listing, models, dataset, tmp_path):
     # The authors might have trained under DataParallel: their keys then start with module.
     torch.save({f"module.{k}": v for k, v in task_state.items()}, tmp_path / "best_model.pth")
     torch.save(meta_state, tmp_path / "best_model_LG.pth")
-    out, cfg = import_reference(dataset, tmp_path / "best_model.pth",
-                                tmp_path / "best_model_LG.pth", tmp_path / "model.ckpt")
-    ck = load_checkpoint(out, expect=reference_config(dataset))
-    assert ck.extra["imported_from"]["task_net"].endswith("best_model.pth")
-
+    imported, cfg = load_reference(dataset, tmp_path / "best_model.pth",
+                                   tmp_path / "best_model_LG.pth")
+    assert cfg == reference_config(dataset)
     ds = preset(dataset).dataset
+    codes = file_quality_codes(dataset, ds.num_quality)  # canonical quality -> file code
+    length = cfg.model.meta_length
+
+    def file_joint(joint):  # canonical joint class -> the authors' joint class
+        return torch.tensor(codes)[joint // ds.num_diagnosis] * ds.num_diagnosis + (
+            joint % ds.num_diagnosis)
+
+    # the authors' auxiliary/meta rows, reordered into canonical joint-block order
+    canonical = torch.arange(ds.joint_classes)
+    aux_rows = (file_joint(canonical)[:, None] * length + torch.arange(length)).flatten()
+
     g = torch.Generator().manual_seed(3)
     x = torch.randn(4, ds.channels, SIZE, SIZE, generator=g)
     joint = torch.arange(4) % ds.joint_classes
     with torch.no_grad():
-        ours = ck.bundle.task_net(x)
-        theirs = authors_task_net(x, task_state)
-        for name, a, b in zip(("diagnosis", "auxiliary", "quality"), ours, theirs, strict=True):
-            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), f"{dataset} {name}"
-        assert theirs[0].std() > 1e-3, "weights make a non-trivial function"
-        y_w = ck.bundle.meta_learner(x, joint).double()
-        ref = authors_meta_learner(x, joint, meta_state, cfg.model.meta_length)
+        ours = imported.task_net(x)
+        t_diag, t_aux, t_qual = authors_task_net(x, task_state)
+        assert torch.allclose(ours.diagnosis, t_diag, rtol=1e-4, atol=1e-5), dataset
+        assert torch.allclose(ours.quality, t_qual[:, codes], rtol=1e-4, atol=1e-5), dataset
+        assert torch.allclose(ours.auxiliary, t_aux[:, aux_rows], rtol=1e-4, atol=1e-5)
+        assert t_diag.std() > 1e-3, "weights make a non-trivial function"
+        y_w = imported.meta_learner(x, joint).double()
+        ref = authors_meta_learner(x, file_joint(joint), meta_state, length)[:, aux_rows]
     assert torch.allclose(y_w, ref, rtol=1e-4, atol=1e-7)
     assert torch.allclose(y_w.sum(dim=1), torch.ones(4, dtype=torch.float64))
+    assert (cfg.model.backbone, cfg.model.gab, cfg.method) == ("vgg16_bn", "pooled", "mkcnet")
+
+
+def test_quality_order_of_the_authors_files():
+    # EyeQ's split files write 2 for Good (HQ), DeepDR 1 for HQ, IQAD-CXR 0 for HQ child.
+    assert file_quality_codes("EYEQ", 3) == [2, 1, 0]
+    assert file_quality_codes("DEEPDR", 2) == [1, 0]
+    assert file_quality_codes("IQAD_CXR", 3) == [0, 1, 2]
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +232,22 @@ def eyeq_files(listing, models, tmp_path_factory):
     torch.save(_authors_state(listing, "EYEQ", "meta_learner", bundle.meta_learner),
                folder / "m.pth")
     return folder
+
+
+def test_import_writes_a_checkpoint_that_predicts_the_same(eyeq_files, tmp_path):
+    out, cfg = import_reference("EYEQ", eyeq_files / "t.pth", eyeq_files / "m.pth",
+                                tmp_path / "model.ckpt")
+    ck = load_checkpoint(out, expect=reference_config("EYEQ"))
+    assert ck.cfg == cfg
+    assert ck.extra["imported_from"]["task_net"].endswith("t.pth")
+    assert "canonical" in ck.extra["quality_order"]
+    direct, _ = load_reference("EYEQ", eyeq_files / "t.pth", eyeq_files / "m.pth")
+    x = torch.randn(2, 3, SIZE, SIZE)
+    joint = torch.tensor([0, 8])
+    with torch.no_grad():
+        for a, b in zip(ck.bundle.task_net(x), direct.task_net(x), strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(ck.bundle.meta_learner(x, joint), direct.meta_learner(x, joint))
 
 
 def test_wrong_dataset_names_key_and_guesses_dataset(eyeq_files, tmp_path):
