@@ -32,8 +32,15 @@ VERSION = 1
 
 # Config fields that decide tensor shapes or what the outputs mean.
 ARCHITECTURE_FIELDS = (
-    "dataset.name", "dataset.channels", "dataset.num_diagnosis", "dataset.num_quality",
-    "method", "model.backbone", "model.width", "model.gab", "model.meta_length",
+    "dataset.name",
+    "dataset.channels",
+    "dataset.num_diagnosis",
+    "dataset.num_quality",
+    "method",
+    "model.backbone",
+    "model.width",
+    "model.gab",
+    "model.meta_length",
 )
 
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor, torch.Size, torch.dtype, torch.device)
@@ -157,13 +164,13 @@ def read_payload(path: str | Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"not a readable fediqad checkpoint ({reason[:200]})", path=path
-        ) from None
+        raise UserError(f"not a readable fediqad checkpoint ({reason[:200]})", path=path) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         hint = ""
-        if isinstance(data, dict) and data and all(
-            isinstance(v, torch.Tensor) for v in data.values()
+        if (
+            isinstance(data, dict)
+            and data
+            and all(isinstance(v, torch.Tensor) for v in data.values())
         ):
             hint = (
                 "; it looks like a bare state dict (e.g. the MKCNet authors' release): "

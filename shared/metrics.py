@@ -117,8 +117,10 @@ def _compat(labels: np.ndarray, probs: np.ndarray, auc: float, f1: float) -> dic
         return {"auc_hard_compat": auc, "f1_compat": f1}
     pred = probs.argmax(axis=1)
     hard_auc = NAN if len(np.unique(labels)) < 2 else _safe(lambda: roc_auc_score(labels, pred))
-    binary_f1 = NAN if len(labels) == 0 else _safe(
-        lambda: f1_score(labels, pred, average="binary", zero_division=0)
+    binary_f1 = (
+        NAN
+        if len(labels) == 0
+        else _safe(lambda: f1_score(labels, pred, average="binary", zero_division=0))
     )
     return {"auc_hard_compat": hard_auc, "f1_compat": binary_f1}
 

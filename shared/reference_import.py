@@ -36,7 +36,9 @@ _OWN_KEY = {"task_net": "classifier1.0.weight", "meta_learner": "classifier.0.we
 def reference_config(dataset: str, set_items: list[str] | None = None) -> RunConfig:
     """The dataset preset with the authors' architecture (full VGG16-BN, pooled GABs)."""
     overrides = {
-        "method": "mkcnet", "model.backbone": "vgg16_bn", "model.width": 1.0,
+        "method": "mkcnet",
+        "model.backbone": "vgg16_bn",
+        "model.width": 1.0,
         "model.gab": "pooled",
     }
     return build_config(dataset, overrides=overrides, set_items=set_items)
@@ -55,15 +57,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         data = data["state_dict"]
     if isinstance(data, Mapping) and data.get("format") == "fediqad-checkpoint":
         raise UserError("already a fediqad checkpoint; nothing to import", path=path)
-    if not isinstance(data, Mapping) or not data or not all(
-        isinstance(v, torch.Tensor) for v in data.values()
+    if (
+        not isinstance(data, Mapping)
+        or not data
+        or not all(isinstance(v, torch.Tensor) for v in data.values())
     ):
         raise UserError("not a state dict (expected a mapping of names to tensors)", path=path)
     return {_strip_prefix(str(k)): v for k, v in data.items()}
 
 
 def _strip_prefix(key: str) -> str:
-    return key[len("module."):] if key.startswith("module.") else key
+    return key[len("module.") :] if key.startswith("module.") else key
 
 
 def _shape(state: Mapping[str, torch.Tensor], key: str, dim: int) -> int | None:
@@ -77,21 +81,27 @@ def describe_shapes(state: Mapping[str, torch.Tensor], network: str) -> str:
     """Which dataset preset(s) the file's shapes fit, for error messages."""
     swapped = next(n for n in NETWORK_FLAGS if n != network)
     if _OWN_KEY[network] not in state and _OWN_KEY[swapped] in state:
-        return (
-            f"this looks like a {swapped} state dict; pass it with {NETWORK_FLAGS[swapped]}"
-        )
+        return f"this looks like a {swapped} state dict; pass it with {NETWORK_FLAGS[swapped]}"
     channels = _shape(state, "model.block1.0.weight", 1)
     stem = _shape(state, "model.block1.0.weight", 0)
     if network == "task_net":
-        sig = (channels, _shape(state, "classifier1.2.weight", 0),
-               _shape(state, "classifier3.2.weight", 0), _shape(state, "classifier2.2.weight", 0))
+        sig = (
+            channels,
+            _shape(state, "classifier1.2.weight", 0),
+            _shape(state, "classifier3.2.weight", 0),
+            _shape(state, "classifier2.2.weight", 0),
+        )
     else:
         sig = (channels, None, None, _shape(state, "classifier.2.weight", 0))
     matches = []
     for name, cfg in PRESETS.items():
         ds = cfg.dataset
-        expected = (ds.channels, ds.num_diagnosis, ds.num_quality,
-                    ds.joint_classes * cfg.model.meta_length)
+        expected = (
+            ds.channels,
+            ds.num_diagnosis,
+            ds.num_quality,
+            ds.joint_classes * cfg.model.meta_length,
+        )
         if all(s is None or s == e for s, e in zip(sig, expected, strict=True)):
             matches.append(name)
     width = "" if stem in (None, 64) else f"; its first conv has {stem} filters, not VGG16's 64"
@@ -99,15 +109,21 @@ def describe_shapes(state: Mapping[str, torch.Tensor], network: str) -> str:
         return f"the file's shapes look like dataset {' or '.join(matches)}{width}"
     found = ", ".join(
         f"{label} {value}"
-        for label, value in zip(("input channels", "diagnosis classes", "quality classes",
-                                 "auxiliary outputs"), sig, strict=True)
+        for label, value in zip(
+            ("input channels", "diagnosis classes", "quality classes", "auxiliary outputs"),
+            sig,
+            strict=True,
+        )
         if value is not None
     )
     return f"the file's shapes fit no dataset preset ({found}){width}"
 
 
 def check_reference_state(
-    state: Mapping[str, torch.Tensor], module: nn.Module, network: str, path: Path,
+    state: Mapping[str, torch.Tensor],
+    module: nn.Module,
+    network: str,
+    path: Path,
     cfg: RunConfig,
 ) -> None:
     """Strict: every key present with the same shape, nothing extra; else a UserError."""
@@ -140,11 +156,17 @@ def canonical_rows(cfg: RunConfig) -> dict[str, torch.Tensor]:
     ds = cfg.dataset
     codes = file_quality_codes(ds.name, ds.num_quality)  # canonical q -> file code
     length = cfg.model.meta_length
-    blocks = [codes[q] * ds.num_diagnosis + d
-              for q in range(ds.num_quality) for d in range(ds.num_diagnosis)]
+    blocks = [
+        codes[q] * ds.num_diagnosis + d
+        for q in range(ds.num_quality)
+        for d in range(ds.num_diagnosis)
+    ]
     joint_rows = torch.tensor([b * length + i for b in blocks for i in range(length)])
-    return {"classifier3.2": torch.tensor(codes), "classifier2.2": joint_rows,
-            "classifier.2": joint_rows}
+    return {
+        "classifier3.2": torch.tensor(codes),
+        "classifier2.2": joint_rows,
+        "classifier.2": joint_rows,
+    }
 
 
 def to_canonical_order(
@@ -162,14 +184,18 @@ def to_canonical_order(
 
 
 def load_reference(
-    dataset: str, task_net: Path, meta_learner: Path | None = None,
+    dataset: str,
+    task_net: Path,
+    meta_learner: Path | None = None,
     set_items: list[str] | None = None,
 ) -> tuple[ModelBundle, RunConfig]:
     """The authors' weights in our modules. Without a Meta Learner file it is left out."""
     cfg = reference_config(dataset, set_items)
     if (cfg.model.backbone, cfg.model.gab, cfg.method) != ("vgg16_bn", "pooled", "mkcnet"):
-        raise UserError("the authors' checkpoints need backbone vgg16_bn, gab pooled, "
-                        "method mkcnet; do not override them")
+        raise UserError(
+            "the authors' checkpoints need backbone vgg16_bn, gab pooled, "
+            "method mkcnet; do not override them"
+        )
     bundle = build_models(cfg)
     files = {"task_net": task_net, "meta_learner": meta_learner}
     for network, path in files.items():
@@ -185,15 +211,18 @@ def load_reference(
 
 
 def import_reference(
-    dataset: str, task_net: Path, meta_learner: Path | None, out: Path,
+    dataset: str,
+    task_net: Path,
+    meta_learner: Path | None,
+    out: Path,
     set_items: list[str] | None = None,
 ) -> tuple[Path, RunConfig]:
     """Convert and write one fediqad checkpoint (atomically); returns its path and config."""
     bundle, cfg = load_reference(dataset, task_net, meta_learner, set_items)
+    codes = file_quality_codes(cfg.dataset.name, cfg.dataset.num_quality)
     extra = {
         "source": "MKCNet authors' release (torch.save(model.state_dict()))",
-        "quality_order": "canonical (0 = HQ); permuted from the authors' split-file codes "
-                         f"{file_quality_codes(cfg.dataset.name, cfg.dataset.num_quality)}",
+        "quality_order": f"canonical (0 = HQ); permuted from the authors' file codes {codes}",
         "imported_from": {
             "task_net": str(task_net),
             "meta_learner": str(meta_learner) if meta_learner is not None else "",

@@ -26,7 +26,11 @@ def saved(tmp_path: Path):
     cfg = tiny_config()
     bundle = build_models(cfg)
     path = save_checkpoint(
-        tmp_path / "run" / "model.ckpt", bundle, cfg, epoch=3, round=None,
+        tmp_path / "run" / "model.ckpt",
+        bundle,
+        cfg,
+        epoch=3,
+        round=None,
         metrics={"auc": 0.75, "auc_lq": float("nan")},
         extra={"optimizer": torch.optim.SGD(bundle.task_net.parameters(), lr=0.1).state_dict()},
     )

@@ -40,8 +40,8 @@ def _listing() -> dict[tuple[str, str], dict[str, tuple[int, ...]]]:
     out: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
     with path.open() as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            shape = () if row["shape"] == "scalar" else tuple(
-                int(s) for s in row["shape"].split("x")
+            shape = (
+                () if row["shape"] == "scalar" else tuple(int(s) for s in row["shape"].split("x"))
             )
             out.setdefault((row["dataset"], row["network"]), {})[row["key"]] = shape
     return out
@@ -101,19 +101,28 @@ def _authors_state(listing, dataset, network, module, seed=0):
 
 # --------------------------------------------------- the authors' forward, re-implemented
 def _bn(x, s, p):
-    return F.batch_norm(x, s[f"{p}.running_mean"], s[f"{p}.running_var"], s[f"{p}.weight"],
-                        s[f"{p}.bias"], training=False, eps=1e-5)
+    return F.batch_norm(
+        x,
+        s[f"{p}.running_mean"],
+        s[f"{p}.running_var"],
+        s[f"{p}.weight"],
+        s[f"{p}.bias"],
+        training=False,
+        eps=1e-5,
+    )
 
 
 def _vgg(x, s):
     for block in range(1, 6):
         convs = sorted(
-            int(m.group(1)) for k in s
+            int(m.group(1))
+            for k in s
             if (m := re.fullmatch(rf"model\.block{block}\.(\d+)\.weight", k)) and s[k].ndim == 4
         )
         for j in convs:
-            x = F.conv2d(x, s[f"model.block{block}.{j}.weight"], s[f"model.block{block}.{j}.bias"],
-                         padding=1)
+            x = F.conv2d(
+                x, s[f"model.block{block}.{j}.weight"], s[f"model.block{block}.{j}.bias"], padding=1
+            )
             x = F.relu(_bn(x, s, f"model.block{block}.{j + 1}"))
         x = F.max_pool2d(x, 2, 2)
     return F.adaptive_avg_pool2d(x, 1)
@@ -185,8 +194,9 @@ def test_import_matches_authors_forward(listing, models, dataset, tmp_path):
     # The authors might have trained under DataParallel: their keys then start with module.
     torch.save({f"module.{k}": v for k, v in task_state.items()}, tmp_path / "best_model.pth")
     torch.save(meta_state, tmp_path / "best_model_LG.pth")
-    imported, cfg = load_reference(dataset, tmp_path / "best_model.pth",
-                                   tmp_path / "best_model_LG.pth")
+    imported, cfg = load_reference(
+        dataset, tmp_path / "best_model.pth", tmp_path / "best_model_LG.pth"
+    )
     assert cfg == reference_config(dataset)
     ds = preset(dataset).dataset
     codes = file_quality_codes(dataset, ds.num_quality)  # canonical quality -> file code
@@ -194,7 +204,8 @@ def test_import_matches_authors_forward(listing, models, dataset, tmp_path):
 
     def file_joint(joint):  # canonical joint class -> the authors' joint class
         return torch.tensor(codes)[joint // ds.num_diagnosis] * ds.num_diagnosis + (
-            joint % ds.num_diagnosis)
+            joint % ds.num_diagnosis
+        )
 
     # the authors' auxiliary/meta rows, reordered into canonical joint-block order
     canonical = torch.arange(ds.joint_classes)
@@ -229,14 +240,16 @@ def eyeq_files(listing, models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("eyeq")
     bundle = models["EYEQ"]
     torch.save(_authors_state(listing, "EYEQ", "task_net", bundle.task_net), folder / "t.pth")
-    torch.save(_authors_state(listing, "EYEQ", "meta_learner", bundle.meta_learner),
-               folder / "m.pth")
+    torch.save(
+        _authors_state(listing, "EYEQ", "meta_learner", bundle.meta_learner), folder / "m.pth"
+    )
     return folder
 
 
 def test_import_writes_a_checkpoint_that_predicts_the_same(eyeq_files, tmp_path):
-    out, cfg = import_reference("EYEQ", eyeq_files / "t.pth", eyeq_files / "m.pth",
-                                tmp_path / "model.ckpt")
+    out, cfg = import_reference(
+        "EYEQ", eyeq_files / "t.pth", eyeq_files / "m.pth", tmp_path / "model.ckpt"
+    )
     ck = load_checkpoint(out, expect=reference_config("EYEQ"))
     assert ck.cfg == cfg
     assert ck.extra["imported_from"]["task_net"].endswith("t.pth")
@@ -261,8 +274,9 @@ def test_wrong_dataset_names_key_and_guesses_dataset(eyeq_files, tmp_path):
 
 
 def test_swapped_files_are_recognised(eyeq_files, tmp_path):
-    with pytest.raises(UserError, match="looks like a meta_learner state dict; pass it with "
-                                        "--meta-learner"):
+    with pytest.raises(
+        UserError, match="looks like a meta_learner state dict; pass it with --meta-learner"
+    ):
         import_reference("EYEQ", eyeq_files / "m.pth", None, tmp_path / "x.ckpt")
 
 
