@@ -1,0 +1,114 @@
+"""Model shapes for every dataset preset, the joint-encoding mask, and the backbone registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from shared.errors import UserError
+from shared.models import build_models
+from shared.models.backbones import build_backbone
+from shared.models.meta_learner import MASK_FLOOR, masked_softmax
+from tests.conftest import tiny_config
+
+DATASETS = ["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_heads_have_the_presets_sizes(dataset: str) -> None:
+    cfg = tiny_config(dataset)
+    ds = cfg.dataset
+    bundle = build_models(cfg)
+    x = torch.randn(2, ds.channels, 32, 32)
+    out = bundle.task_net(x)
+    assert out.diagnosis.shape == (2, ds.num_diagnosis)
+    assert out.quality.shape == (2, ds.num_quality)
+    assert out.auxiliary.shape == (2, ds.joint_classes * cfg.model.meta_length)
+    joint = torch.tensor([0, ds.joint_classes - 1])
+    y_w = bundle.meta_learner(x, joint)
+    assert y_w.shape == out.auxiliary.shape
+    torch.testing.assert_close(y_w.sum(1), torch.ones(2))
+
+
+def test_wrong_channel_count_fails_inside_the_backbone() -> None:
+    bundle = build_models(tiny_config("DRAC"))  # 1-channel OCTA
+    with pytest.raises(RuntimeError):
+        bundle.task_net(torch.randn(1, 3, 32, 32))
+
+
+def test_mask_keeps_only_the_joint_block() -> None:
+    joint_classes, length = 4, 3
+    logits = torch.randn(2, joint_classes * length)
+    joint = torch.tensor([1, 3])
+    y = masked_softmax(logits, joint, joint_classes, length)
+    for row, j in enumerate(joint.tolist()):
+        inside = y[row, j * length : (j + 1) * length]
+        outside = torch.cat([y[row, : j * length], y[row, (j + 1) * length :]])
+        assert float(inside.sum()) == pytest.approx(1.0, abs=1e-6)
+        assert float(outside.max()) < 1e-6
+        # Within the block it is the softmax of that block's logits.
+        expected = torch.softmax(logits[row, j * length : (j + 1) * length], 0)
+        torch.testing.assert_close(inside, expected, atol=1e-6, rtol=1e-5)
+    # Identical to the authors' exp(x) * m / sum(exp(x) * m) with m = 1e-8 off-block.
+    mask = torch.full_like(logits, MASK_FLOOR)
+    for row, j in enumerate(joint.tolist()):
+        mask[row, j * length : (j + 1) * length] = 1
+    authors = torch.exp(logits) * mask / (torch.exp(logits) * mask).sum(1, keepdim=True)
+    torch.testing.assert_close(y, authors)
+
+
+@pytest.mark.parametrize(
+    ("method", "has_meta", "aux_size"),
+    [
+        ("mkcnet", True, 45),
+        ("mkcnet-first-order", True, 45),
+        ("mkcnet-no-mab", True, 45),
+        ("mkcnet-no-meta", False, 9),
+        ("vanilla", False, None),
+        ("multitask", False, None),
+    ],
+)
+def test_method_table(method: str, has_meta: bool, aux_size: int | None) -> None:
+    bundle = build_models(tiny_config(method=method))
+    assert (bundle.meta_learner is not None) == has_meta
+    out = bundle.task_net(torch.randn(2, 3, 32, 32))
+    assert (out.auxiliary.shape[1] if out.auxiliary is not None else None) == aux_size
+    assert (out.quality is not None) == (method != "vanilla")
+    if method == "mkcnet-no-mab":
+        assert bundle.task_net.branch_cor is None
+
+
+def test_reference_vgg_matches_the_authors_layout() -> None:
+    vgg = build_backbone("vgg16_bn", 3)
+    convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
+    assert all(float(c.bias.abs().max()) == 0 for c in convs)  # xavier weights, zero biases
+    bound = math.sqrt(6 / (3 * 9 + 64 * 9))
+    assert float(convs[0].weight.abs().max()) <= bound
+    assert vgg(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_torchvision_backbones_take_one_channel(name: str) -> None:
+    net = build_backbone(name, 1)
+    assert net(torch.randn(1, 1, 64, 64)).shape[1] == net.feature_size
+
+
+def test_weights_only_from_a_local_file(tmp_path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        build_backbone("vgg16_bn_slim", 3, weights=tmp_path / "imagenet.pth")
+    source = build_backbone("vgg16_bn_slim", 3)
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    loaded = build_backbone("vgg16_bn_slim", 3, weights=tmp_path / "w.pth")
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read"):
+        build_backbone("vgg16_bn_slim", 3, weights=tmp_path / "junk.pth")
+
+
+def test_unknown_backbone_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="unknown backbone"):
+        build_backbone("alexnet", 3)
