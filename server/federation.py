@@ -23,8 +23,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.exception import InconsistentMessageReplies
 from rich.console import Console
 
+from server.aggregation import AggregationFailed, Update, aggregate
 from server.config import FederationConfig
-from server.layout import GlobalModels, ModelLayout, flatten, split
+from server.layout import GlobalModels, ModelLayout
 from server.messaging import Exchange, exchange, payload_bytes
 from server.persistence import RunStore, restore_strategy_state, strategy_state
 from server.report import MetricsLog, print_round, write_report
@@ -206,66 +207,35 @@ class Federation:
         return ex
 
     def _aggregate(self, rnd: int, ex: Exchange, rec: dict[str, Any]) -> None:
-        views, decoded, weights = [], [], []
-        keys = {m: self.layout.strategy_keys(m, with_buffers=self.with_buffers)
-                for m in self.layout.models}
+        updates = []
         for node, reply in ex.replies.items():
             try:
                 arrays, n = decode_train_reply(reply.content, self.layout)
             except RejectedUpdate as err:
-                site = self._site(rec, node)
-                site["status"] = "rejected"
+                self._site(rec, node)["status"] = "rejected"
                 rec["rejected"].append({"kind": "rejected update", "site": self.sites[node],
                                         "node_id": node, "reason": str(err)})
                 log.warning("round %s: rejected update from %s: %s", rnd, self.sites[node], err)
                 continue
-            decoded.append(arrays)
-            weights.append(n)
-            reply.content = RecordDict({
-                "arrays": flatten(arrays, keys),
-                METRICS: reply.content.metric_records[METRICS],
-            })
-            views.append(reply)
-        rec["replies"].update(train_ok=len(views), train_failed=len(ex.errors) +
+            updates.append(Update(self.sites[node], arrays, n, reply))
+        rec["replies"].update(train_ok=len(updates), train_failed=len(ex.errors) +
                               len(ex.timed_out), rejected=len(rec["rejected"]))
-        if len(views) < self.fed.min_replies:
-            rec["status"] = (f"not aggregated: {len(views)} valid update(s), "
+        if len(updates) < self.fed.min_replies:
+            rec["status"] = (f"not aggregated: {len(updates)} valid update(s), "
                              f"{self.fed.min_replies} needed")
-            log.warning("round %s: %s", rnd, rec["status"])
+            log.warning("round %s: %s; global model kept", rnd, rec["status"])
             return
         try:
-            agg, train_metrics = self.strategy.aggregate_train(rnd, views)
-        except InconsistentMessageReplies as err:
+            merged, train_metrics = aggregate(self.strategy, rnd, self.layout, updates,
+                                              with_buffers=self.with_buffers)
+        except AggregationFailed as err:
             rec["status"] = f"not aggregated: {err}"
-            return
-        if agg is None:
-            rec["status"] = "not aggregated: the strategy returned nothing"
-            return
-        merged = split(agg)
-        if not self.with_buffers:
-            self._average_buffers(merged, decoded, weights)
-        bad = [f"{m}.{k}" for m, arrays in merged.items() for k, v in arrays.items()
-               if np.asarray(v).dtype.kind == "f" and not np.isfinite(v).all()]
-        if bad:
-            rec["status"] = f"not aggregated: non-finite aggregate in {bad[0]}"
             log.error("round %s: %s; global model kept", rnd, rec["status"])
             return
         for model, arrays in merged.items():
             for key, value in arrays.items():
                 self.globals.update(model, key, value)
         rec["train"] = _plain(train_metrics)
-
-    def _average_buffers(self, merged: dict[str, dict[str, np.ndarray]],
-                         decoded: list[dict[str, dict[str, np.ndarray]]],
-                         weights: list[float]) -> None:
-        total = float(sum(weights))
-        for model in self.layout.models:
-            for key in self.layout.shared_keys(model):
-                if key in self.layout.buffers[model]:
-                    merged.setdefault(model, {})[key] = sum(
-                        d[model][key].astype(np.float64) * (w / total)
-                        for d, w in zip(decoded, weights, strict=True)
-                    )
 
     def _evaluate_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange | None:
         if self.fed.fraction_evaluate <= 0:
