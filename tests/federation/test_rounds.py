@@ -1,0 +1,193 @@
+"""The real ServerApp loop and the real ClientApp handlers, wired through an in-process Grid.
+
+Covers the round protocol, FedBN's local BatchNorm, failure handling, rejection of
+non-finite updates and resuming after a crash - fast, without Ray or network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Context, Message, RecordDict
+
+from client.client_app import make_client_app
+from client.site import STATUS_ENV, Site
+from server.config import FederationConfig
+from server.federation import Federation
+from server.server_app import run_server
+from shared.checkpoint import load_checkpoint
+from shared.errors import UserError
+from shared.records import CFG_ROUND, CONFIG, to_record
+from tests.federation.conftest import fed_config
+from tests.federation.helpers import InProcessGrid
+
+
+def make_grid(sites: list[Site], **kw) -> tuple[InProcessGrid, dict[int, Context]]:
+    app = make_client_app(sites, threads=1)
+    contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
+                                 state=RecordDict(), run_config={}) for i in range(len(sites))}
+    return InProcessGrid({n: (app, c) for n, c in contexts.items()}, **kw), contexts
+
+
+def make_fed(tmp_path: Path, **kw) -> FederationConfig:
+    kw.setdefault("num_rounds", 2)
+    kw.setdefault("min_nodes", 2)
+    return FederationConfig(run=fed_config(), run_dir=tmp_path / "run", **kw)
+
+
+def sites_of(site_dirs: list[Path], n: int = 2) -> list[Site]:
+    return [Site(f"site{i}", site_dirs[i]) for i in range(n)]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_rounds_train_evaluate_checkpoint_and_report(tmp_path, site_dirs):
+    fed = make_fed(tmp_path, server_eval_data=site_dirs[2])
+    grid, contexts = make_grid(sites_of(site_dirs))
+    probe = Federation(fed).globals.arrays["task_net"]
+    first_key = next(iter(probe))
+    initial = probe[first_key].copy()
+    run_server(grid, fed)
+    run = fed.run_dir
+    doc = json.loads((run / "metrics.json").read_text())
+    assert [r["round"] for r in doc["rounds"]] == [1, 2]
+    for record in doc["rounds"]:
+        assert record["status"] == "ok"
+        assert set(record["sites"]) == {"site0", "site1"}
+        for site in record["sites"].values():
+            assert site["train"]["num-examples"] > 0 and site["bytes_up"] > 0
+            assert {"auc", "acc", "f1", "kappa", "auc_hq", "auc_lq"} <= set(site["eval"])
+        assert {"auc", "auc_hq", "auc_lq"} <= set(record["global"])
+        assert "auc" in record["server_eval"]
+        assert record["timing"]["round_s"] >= record["timing"]["slowest_compute_s"] > 0
+    assert doc["initial"] and "auc" in doc["initial"]
+    final = load_checkpoint(run / "global.pt")
+    assert final.round == 2
+    assert not np.allclose(final.bundle.task_net.state_dict()[first_key].numpy(), initial)
+    assert (run / "report.md").is_file() and (run / "plots" / "auc_per_round.png").is_file()
+    assert all("fediqad.optimizer" in c.state.config_records for c in contexts.values())
+    # both models travelled in separate ArrayRecords
+    train_msgs = [m for m in grid.pushed if m.metadata.message_type == "train"]
+    assert {"task_net", "meta_learner"} <= set(train_msgs[0].content.array_records)
+
+
+def test_fedbn_keeps_each_sites_batchnorm(tmp_path, site_dirs):
+    fed = make_fed(tmp_path, strategy="fedbn")
+    grid, contexts = make_grid(sites_of(site_dirs))
+    Federation(fed).run(grid)
+    pushed = grid.pushed[0].content.array_records["task_net"]
+    assert not any(k.endswith(("running_var", "running_mean")) for k in pushed)
+    locals_ = [c.state.array_records["fediqad.local-bn.task_net"] for c in contexts.values()]
+    key = next(k for k in locals_[0] if k.endswith("running_mean"))
+    a, b = (np.asarray(rec[key].numpy()) for rec in locals_)
+    assert not np.allclose(a, b)  # each site kept its own statistics
+    final = load_checkpoint(fed.run_dir / "global.pt").bundle.task_net.state_dict()
+    assert torch.equal(final[key], torch.zeros_like(final[key]))  # the server never saw them
+
+
+def test_a_failing_site_does_not_stop_the_round(tmp_path, site_dirs):
+    def fail(node: int, msg: Message) -> None:
+        if node == 101 and msg.metadata.message_type == "train":
+            raise RuntimeError("disk on fire")
+
+    fed = make_fed(tmp_path, num_rounds=1)
+    grid, _ = make_grid(sites_of(site_dirs), fail=fail)
+    doc = Federation(fed).run(grid)
+    record = doc["rounds"][0]
+    assert record["status"] == "ok" and record["replies"]["train_ok"] == 1
+    assert any("disk on fire" in f["reason"] for f in record["failures"])
+
+
+def test_too_few_replies_keep_the_global_model(tmp_path, site_dirs):
+    def fail(node: int, msg: Message) -> None:
+        if node == 101 and msg.metadata.message_type == "train":
+            raise RuntimeError("offline")
+
+    fed = make_fed(tmp_path, num_rounds=1, min_replies=2)
+    grid, _ = make_grid(sites_of(site_dirs), fail=fail)
+    federation = Federation(fed)
+    before = {k: v.copy() for k, v in federation.globals.arrays["task_net"].items()}
+    record = federation.run(grid)["rounds"][0]
+    assert record["status"].startswith("not aggregated")
+    for key, value in federation.globals.arrays["task_net"].items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_non_finite_update_is_rejected_never_averaged(tmp_path, site_dirs):
+    fed = make_fed(tmp_path, num_rounds=1)
+    grid, _ = make_grid(sites_of(site_dirs))
+    honest_app, _ = grid.apps[100]
+
+    def poisoned(msg: Message, context: Context) -> Message:
+        out = honest_app(msg, context)
+        if msg.metadata.message_type == "train":
+            state = {k: torch.from_numpy(np.array(v.numpy()))
+                     for k, v in out.content.array_records["task_net"].items()}
+            first = next(k for k, v in state.items() if v.is_floating_point())
+            state[first].view(-1)[0] = float("inf")
+            out.content["task_net"] = to_record(state)
+        return out
+
+    grid.apps[101] = (poisoned, grid.apps[101][1])  # type: ignore[assignment]
+    federation = Federation(fed)
+    record = federation.run(grid)["rounds"][0]
+    assert record["replies"]["rejected"] == 1 and record["status"] == "ok"
+    assert record["rejected"][0]["site"] == "site1"
+    assert "non-finite" in record["rejected"][0]["reason"]
+    assert all(np.isfinite(v).all() for v in federation.globals.arrays["task_net"].values()
+               if v.dtype.kind == "f")
+
+
+def test_resume_after_a_server_crash_loses_no_completed_round(tmp_path, site_dirs):
+    class Killed(Exception):
+        pass
+
+    def crash_in_round_3(messages: list[Message]) -> None:
+        config = messages[0].content.config_records[CONFIG]
+        if int(config[CFG_ROUND]) == 3 and messages[0].metadata.message_type == "train":
+            raise Killed()
+
+    fed = make_fed(tmp_path, num_rounds=4)
+    grid, _ = make_grid(sites_of(site_dirs), before_push=crash_in_round_3)
+    with pytest.raises(Killed):
+        Federation(fed).run(grid)
+    state = json.loads((fed.run_dir / "state.json").read_text())
+    assert state["round"] == 2
+    round2 = digest(fed.run_dir / "checkpoints" / "round_0002.pt")
+
+    with pytest.raises(UserError, match="--resume"):
+        Federation(fed)
+    resumed = fed.model_copy(update={"resume": True})
+    grid2, _ = make_grid(sites_of(site_dirs))
+    federation = Federation(resumed)
+    assert federation.start_round == 3
+    np.testing.assert_array_equal(
+        federation.globals.arrays["task_net"][next(iter(federation.globals.arrays["task_net"]))],
+        load_checkpoint(fed.run_dir / "checkpoints" / "round_0002.pt").bundle.task_net
+        .state_dict()[next(iter(federation.globals.arrays["task_net"]))].numpy(),
+    )
+    doc = federation.run(grid2)
+    assert [r["round"] for r in doc["rounds"]] == [1, 2, 3, 4]
+    assert digest(fed.run_dir / "checkpoints" / "round_0002.pt") == round2
+    assert load_checkpoint(fed.run_dir / "global.pt").round == 4
+    rounds_sent = {int(m.content.config_records[CONFIG][CFG_ROUND]) for m in grid2.pushed}
+    assert rounds_sent == {3, 4}
+
+
+def test_a_site_without_its_data_reports_a_clear_error(tmp_path, site_dirs, monkeypatch):
+    status = tmp_path / "status.json"
+    monkeypatch.setenv(STATUS_ENV, str(status))
+    sites = [Site("site0", site_dirs[0]), Site("lost", tmp_path / "nowhere")]
+    fed = make_fed(tmp_path, num_rounds=1)
+    grid, _ = make_grid(sites)
+    record = Federation(fed).run(grid)["rounds"][0]
+    reasons = " ".join(f["reason"] for f in record["failures"])
+    assert "site 'lost': data path" in reasons and "does not exist" in reasons
+    assert "does not exist" in json.loads(status.read_text())["error"]
