@@ -1,0 +1,123 @@
+"""The torch Dataset over one split of one dataset folder, and its DataLoader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from shared.config import RunConfig
+from shared.data.cache import ImageCache, file_stamps
+from shared.data.images import normalise
+from shared.data.labels import joint_label
+from shared.data.layout import dataset_name_of, find_dataset_dir, split_path
+from shared.data.splits import SampleRecord, read_split
+from shared.errors import UserError
+
+Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class IQADDataset(Dataset):
+    """Items are (image float32 [C,S,S] normalised, diagnosis, quality, joint) tensors."""
+
+    def __init__(self, records: list[SampleRecord], cfg: RunConfig, augment: bool = False,
+                 cache: bool = True, cache_dir: Path | None = None,
+                 stamps: np.ndarray | None = None):
+        self.records = records
+        self.cfg = cfg
+        self.augment = augment
+        ds = cfg.dataset
+        self.channels = ds.channels
+        self.size = cfg.image_size
+        self.diagnosis = torch.tensor([r.diagnosis for r in records], dtype=torch.int64)
+        self.quality = torch.tensor([r.quality for r in records], dtype=torch.int64)
+        self.joint = torch.tensor(
+            [joint_label(r.diagnosis, r.quality, ds.num_diagnosis) for r in records],
+            dtype=torch.int64)
+        self._mean = torch.tensor(ds.norm_mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.tensor(ds.norm_std, dtype=torch.float32).view(-1, 1, 1)
+        paths = [r.image for r in records]
+        self.cache = ImageCache(paths, self.channels, self.size, cache_dir, stamps)
+        if not cache:
+            self.cache.enabled = False
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_uint8(self, index: int) -> torch.Tensor:
+        """The decoded, resized image before augmentation and normalisation."""
+        return torch.from_numpy(self.cache.get(index))
+
+    def __getitem__(self, index: int) -> Item:
+        img = self.image_uint8(index)
+        if self.augment:
+            from shared.data.augment import augment_uint8
+
+            img = augment_uint8(img)
+        x = img.to(torch.float32).div_(255.0).sub_(self._mean).div_(self._std)
+        return x, self.diagnosis[index], self.quality[index], self.joint[index]
+
+    def counts(self) -> np.ndarray:
+        """Images per (diagnosis, quality): the Table-1 view of this split."""
+        ds = self.cfg.dataset
+        table = np.zeros((ds.num_diagnosis, ds.num_quality), dtype=np.int64)
+        np.add.at(table, (self.diagnosis.numpy(), self.quality.numpy()), 1)
+        return table
+
+
+def resolve_dataset_dir(data_root: Path, name: str) -> Path:
+    """ROOT/NAME (either spelling); ROOT itself when it already is the NAME folder."""
+    data_root = Path(data_root)
+    if dataset_name_of(data_root) == name.upper().replace("-", "_") and (
+            data_root / "train.txt").is_file():
+        return data_root
+    return find_dataset_dir(data_root, name)
+
+
+def open_split(data_root: Path, cfg: RunConfig, split: str, augment: bool = False, *,
+               cache: bool = True, cache_dir: Path | None = None) -> IQADDataset:
+    """One split of ROOT/NAME as a Dataset; every listed image must exist."""
+    ds = cfg.dataset
+    folder = resolve_dataset_dir(Path(data_root), ds.name)
+    path = split_path(folder, split)
+    if not path.is_file():
+        if split not in ds.splits:
+            raise UserError(f"{ds.name} has no '{split}' split (its protocol has "
+                            f"{', '.join(ds.splits)})", path=folder)
+        raise UserError(f"split file {path.name} missing", path=folder)
+    records = read_split(path, ds)
+    if not records:
+        raise UserError("split file lists no images (empty dataset)", path=path)
+    stamps = file_stamps([r.image for r in records])
+    missing = np.flatnonzero(stamps[:, 1] == 0)
+    for i in missing:
+        if not records[i].image.is_file():
+            rel = records[i].image
+            raise UserError(f"image {rel} does not exist ({len(missing)} missing in all); "
+                            "run `fediqad data check` for the full list",
+                            path=path, line=records[i].line)
+    return IQADDataset(records, cfg, augment=augment, cache=cache, cache_dir=cache_dir,
+                       stamps=stamps)
+
+
+def make_loader(dataset: IQADDataset, cfg: RunConfig, train: bool,
+                batch_size: int | None = None, generator: torch.Generator | None = None
+                ) -> DataLoader:
+    """DataLoader with the run's batch size and workers; workers persist across epochs
+    (they keep their memory maps open) and memory is pinned only for CUDA."""
+    workers = cfg.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or cfg.optim.batch_size,
+        shuffle=train,
+        drop_last=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available() and cfg.device != "cpu",
+        generator=generator,
+    )
+
+
+__all__ = ["IQADDataset", "open_split", "make_loader", "normalise"]
