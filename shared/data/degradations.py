@@ -236,17 +236,59 @@ MODALITY_DEGRADATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# For LQ images: one artefact that hides lesions or looks like one, then one or two
+# extras. Fundus and OCTA get lesion-like artefacts (spots, shadows, low signal); CT and
+# CXR images are down-sampled first (COVID-CT's figures from papers; low-dose CXR).
+LQ_PLAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fundus": (("spots", "shadow", "uneven_illumination", "blur"),
+               ("blur", "low_contrast", "overexposure", "jpeg", "noise", "uneven_illumination")),
+    "octa": (("shadow", "low_signal", "spots"), ("motion_lines", "blur", "noise")),
+    "ct": (("downsample",), ("jpeg", "low_contrast", "overexposure", "noise", "spots", "blur")),
+    "cxr": (("downsample",), ("low_contrast", "overexposure", "blur", "uneven_illumination")),
+}
+
+
+def plan(modality: str, rng: np.random.Generator) -> list[str]:
+    """Names of the degradations an LQ image of this modality gets, in order."""
+    first, extras = LQ_PLAN[modality]
+    names = [str(rng.choice(first))]
+    pool = [e for e in extras if e not in names]
+    k = int(rng.integers(1, 3))
+    names += [str(n) for n in rng.choice(pool, size=min(k, len(pool)), replace=False)]
+    if modality == "octa" and "motion_lines" not in names and rng.uniform() < 0.6:
+        names.append("motion_lines")
+    if modality == "cxr":
+        names.append("noise")  # low dose is noisy
+    return names
+
+
 def degrade(image: Any, modality: str, severity: float, rng: np.random.Generator,
             names: list[str] | None = None) -> tuple[Any, list[str]]:
-    """Apply one to three of the modality's degradations around `severity`.
-
-    Returns the degraded image and the names applied, in order.
-    """
-    pool = MODALITY_DEGRADATIONS[modality]
+    """Make a low-quality image: the modality's plan (or `names`), each at about
+    `severity`. Returns the image and the degradations applied, in order."""
     if names is None:
-        k = int(rng.integers(1, 4))
-        names = [str(n) for n in rng.choice(pool, size=k, replace=False)]
+        names = plan(modality, rng)
+    out = image
     for name in names:
-        sev = float(np.clip(severity * rng.uniform(0.8, 1.2), 0.0, 1.0))
-        image = DEGRADATIONS[name](image, sev, rng)
-    return image, names
+        sev = float(np.clip(severity * rng.uniform(0.85, 1.15), 0.0, 1.0))
+        out = DEGRADATIONS[name](out, sev, rng)
+    if modality == "fundus":  # the camera's black surround stays black
+        hwc, back = _to_hwc(image)
+        out_hwc, _ = _to_hwc(out)
+        keep = (hwc.max(axis=2, keepdims=True) > 8).astype(np.uint8)
+        out = back(out_hwc * keep)
+    return out, names
+
+
+def degrade_to_ratio(data_root: Any, dataset: str, split: str, ratio: float, out: Any,
+                     seed: int = 0, severity: tuple[float, float] = (0.4, 0.9),
+                     force: bool = False) -> Any:
+    """Copy one split to OUT/NAME with HQ images degraded until `ratio` of it is LQ.
+
+    CoMCL's protocol (33 % as published, then 70 % and 100 % LQ). Unchanged images are
+    linked; degraded ones are written as PNG with their new quality label (EyeQ: LQ-U
+    below severity 0.6, else LQ-P; CXR: LQ-C). Returns OUT/NAME.
+    """
+    from shared.data.lq_testset import build_lq_split
+
+    return build_lq_split(data_root, dataset, split, ratio, out, seed, severity, force)

@@ -46,34 +46,45 @@ def _is_int(text: str) -> bool:
     return text.strip().lstrip("-").isdigit()
 
 
-def parse_split(path: Path) -> list[SplitRow]:
-    """Rows of a split file; a header line is optional. Bad rows name file and line."""
+def read_lines(path: Path) -> list[str]:
+    """The file's lines; UserError when it is missing or not text."""
     path = Path(path)
     if not path.is_file():
         raise UserError("split file not found", path=path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise UserError("split file is not UTF-8 text", path=path) from None
-    rows: list[SplitRow] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) < 3:
-            raise UserError(f"expected 3 columns (image_name,DR_label,IQ_label), got "
-                            f"{len(fields)}: {line!r}", path=path, line=number)
-        name, d_text, q_text = ",".join(fields[:-2]), fields[-2], fields[-1]
-        if number == 1 and not rows and not (_is_int(d_text) and _is_int(q_text)):
-            continue  # header
-        if not name:
-            raise UserError("empty image name", path=path, line=number)
-        for label, text_value in (("DR_label", d_text), ("IQ_label", q_text)):
-            if not _is_int(text_value):
-                raise UserError(f"{label} must be an integer, got {text_value!r}",
-                                path=path, line=number)
-        rows.append(SplitRow(name, int(d_text), int(q_text), number))
+
+
+def parse_line(path: Path, number: int, raw: str) -> SplitRow | None:
+    """One line as a row; None for blank lines and the header (line 1 only)."""
+    line = raw.strip()
+    if not line:
+        return None
+    fields = [f.strip() for f in line.split(",")]
+    if len(fields) < 3:
+        raise UserError(f"expected 3 columns (image_name,DR_label,IQ_label), got "
+                        f"{len(fields)}: {line!r}", path=path, line=number)
+    name, d_text, q_text = ",".join(fields[:-2]), fields[-2], fields[-1]
+    if number == 1 and not (_is_int(d_text) and _is_int(q_text)):
+        return None  # header
+    if not name:
+        raise UserError("empty image name", path=path, line=number)
+    for label, text_value in (("DR_label", d_text), ("IQ_label", q_text)):
+        if not _is_int(text_value):
+            raise UserError(f"{label} must be an integer, got {text_value!r}",
+                            path=path, line=number)
+    return SplitRow(name, int(d_text), int(q_text), number)
+
+
+def parse_split(path: Path) -> list[SplitRow]:
+    """Rows of a split file; a header line is optional. Bad rows name file and line."""
+    rows = []
+    for number, raw in enumerate(read_lines(path), start=1):
+        row = parse_line(Path(path), number, raw)
+        if row is not None:
+            rows.append(row)
     return rows
 
 

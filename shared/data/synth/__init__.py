@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from shared.config import DatasetConfig, preset
-from shared.data.degradations import DEGRADATIONS
+from shared.data.degradations import degrade
 from shared.data.labels import five_grade_of, joint_label
 from shared.data.layout import IMAGES, split_path, staged_dir
 from shared.data.mix import class_counts
@@ -53,16 +53,6 @@ STYLES: dict[str, dict[str, QualityStyle]] = {
                  "LQ-A": QualityStyle((0.3, 0.75), "adult", "adult")},
 }
 
-# (lesion-like or lesion-hiding artefacts: one is always applied, then optional extras)
-_PLAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fundus": (("spots", "shadow", "uneven_illumination", "blur"),
-               ("blur", "low_contrast", "overexposure", "jpeg", "noise", "uneven_illumination")),
-    "octa": (("shadow", "low_signal", "spots"), ("motion_lines", "blur", "noise")),
-    "ct": (("downsample",), ("jpeg", "low_contrast", "overexposure", "noise", "spots", "blur")),
-    "cxr": (("downsample",), ("low_contrast", "overexposure", "blur", "uneven_illumination")),
-}
-
-
 @dataclass(frozen=True)
 class Task:
     index: int
@@ -72,19 +62,6 @@ class Task:
     seed: int
     size: int
     out_dir: str
-
-
-def _degradations(modality: str, rng: np.random.Generator) -> list[str]:
-    first, extras = _PLAN[modality]
-    names = [str(rng.choice(first))]
-    pool = [e for e in extras if e not in names]
-    k = int(rng.integers(1, 3))
-    names += [str(n) for n in rng.choice(pool, size=min(k, len(pool)), replace=False)]
-    if modality == "octa" and "motion_lines" not in names and rng.uniform() < 0.6:
-        names.append("motion_lines")
-    if modality == "cxr" and "noise" not in names:
-        names.append("noise")
-    return names
 
 
 def render_sample(cfg: DatasetConfig, diagnosis: int, quality: int, seed: int, index: int,
@@ -106,13 +83,7 @@ def render_sample(cfg: DatasetConfig, diagnosis: int, quality: int, seed: int, i
         image, lesions = cxr.render(rng, size, diagnosis, style.anatomy)
     if style.severity is not None:
         lo, hi = style.severity
-        base = rng.uniform(lo, hi)
-        clean = image
-        for name in _degradations(cfg.modality, rng):
-            sev = float(np.clip(base * rng.uniform(0.85, 1.15), 0, 1))
-            image = DEGRADATIONS[name](image, sev, rng)
-        if cfg.modality == "fundus":  # the camera's black surround stays black
-            image = (image * fundus.field_of_view(size, clean)[..., None]).astype(np.uint8)
+        image, _ = degrade(image, cfg.modality, rng.uniform(lo, hi), rng)
     return image, lesions, file_dx, style.source
 
 

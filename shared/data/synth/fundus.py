@@ -138,8 +138,3 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     img = img * (1 - y_m) + y_m * np.array([0.98, 0.9, 0.45])
     img = img * fov[..., None]
     return to_u8(img), lesions
-
-
-def field_of_view(size: int, image: np.ndarray) -> np.ndarray:
-    """Mask of non-black pixels, to keep the black border black after degradations."""
-    return (image.max(axis=2) > 8).astype(np.float32)
