@@ -1,0 +1,330 @@
+"""Core commands: train, evaluate, predict, import-reference, bench train-step.
+
+Thin wiring only: options -> config -> `fediqad.train_loop` / `shared.evaluation` /
+`fediqad.inference` / `shared.reference_import`, and rich output. Every mistake a
+user can make ends as a `UserError` (one line, exit 2; see `fediqad.cli`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
+from shared.config import build_config, config_from_dict, preset
+from shared.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT or IQAD_CXR.")
+]
+DataRootOpt = Annotated[
+    Path, typer.Option("--data-root", help="Folder holding NAME/Images and NAME/train.txt.")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
+
+
+def _setup_torch(device: str | None, threads: int | None) -> Any:
+    import torch
+
+    from fediqad.train_loop import pick_device
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return pick_device(device or "auto")
+
+
+# --------------------------------------------------------------------------- train
+def train(
+    data_root: DataRootOpt,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset preset (default: config's, EYEQ).")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="mkcnet, mkcnet-first-order, vanilla, multitask, mkcnet-no-meta, mkcnet-no-mab."
+        ),
+    ] = None,
+    schedule: Annotated[str | None, typer.Option(help="paper (two passes) or fused.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="vgg16_bn, vgg16_bn_slim, ...")] = None,
+    width: Annotated[float | None, typer.Option(help="Channel width multiplier.")] = None,
+    gab: Annotated[str | None, typer.Option(help="pooled (authors' code) or spatial.")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Square input size, multiple of 32.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total).")] = None,
+    batch_size: BatchOpt = None,
+    lr: Annotated[float | None, typer.Option(help="Task Net learning rate.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file (.toml / .yaml).")] = None,
+    set_items: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.field=value.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default runs/DATASET-METHOD).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace checkpoints of an earlier run.")
+    ] = False,
+) -> None:
+    """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
+    from fediqad.train_loop import TrainRun, check_out_dir
+
+    shape_flags = {
+        "method": method, "schedule": schedule, "model.backbone": backbone,
+        "model.width": width, "model.gab": gab, "image_size": image_size,
+        "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
+    }  # fmt: skip
+    run_flags = {"optim.epochs": epochs, "device": device, "threads": threads}
+    if resume:
+        if out is None:
+            raise UserError("--resume needs --out, the folder of the run to continue")
+        cfg = _resumed_config(out, dataset, shape_flags, config, set_items, run_flags)
+    else:
+        cfg = build_config(dataset, config, {**shape_flags, **run_flags}, set_items)
+        out = out or Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
+    check_out_dir(out, force=force, resume=resume)
+    run = TrainRun(cfg, data_root, out, resume=resume)
+    result = _run_with_progress(run)
+    sections = [(f"{result.eval_split} (epoch {result.best_epoch})", result.best)]
+    if result.test is not None:
+        sections.append(("test", result.test))
+    title = f"{cfg.dataset.name} {cfg.method}: selected by {result.selection}"
+    console.print(metrics_table(sections, title))
+    console.print(compat_line(result.test or result.best), highlight=False)
+    console.print(
+        f"checkpoints {out / 'best.ckpt'} and {out / 'last.ckpt'}; history {out / 'metrics.json'}",
+        highlight=False,
+    )
+
+
+def _resumed_config(
+    out: Path,
+    dataset: str | None,
+    shape_flags: dict[str, Any],
+    config: Path | None,
+    set_items: list[str] | None,
+    run_flags: dict[str, Any],
+) -> Any:
+    """The stored config of OUT/last.ckpt; only epochs, device and threads may change."""
+    from fediqad.train_loop import LAST
+    from shared.checkpoint import read_payload
+
+    given = [k for k, v in shape_flags.items() if v is not None]
+    if given or config is not None or set_items:
+        raise UserError(
+            "--resume continues with the stored config; only --epochs, --device and "
+            f"--threads may change (drop {', '.join(given) or '--config/--set'})"
+        )
+    payload = read_payload(out / LAST)
+    tree = payload["config"]
+    if dataset is not None and preset(dataset).dataset.name != tree["dataset"]["name"]:
+        raise UserError(
+            f"run was trained on {tree['dataset']['name']}, not {dataset}", path=out / LAST
+        )
+    for dotted, value in run_flags.items():
+        if value is not None:
+            *sections, leaf = dotted.split(".")
+            node = tree
+            for section in sections:
+                node = node[section]
+            node[leaf] = value
+    return config_from_dict(tree, source="--resume")
+
+
+def _run_with_progress(run: Any) -> Any:
+    from fediqad.train_loop import EpochHooks
+
+    cfg = run.cfg
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console) as progress:
+        epochs = progress.add_task("epochs", total=cfg.optim.epochs, completed=run.start_epoch - 1)
+        batches = progress.add_task("batches", total=run.batches_per_epoch())
+
+        def start_epoch(epoch: int, total: int) -> None:
+            progress.reset(batches, total=total, description=f"epoch {epoch}")
+
+        def end_epoch(epoch: int, m: dict[str, float]) -> None:
+            progress.advance(epochs)
+            mark = " (selected)" if epoch == run.best_epoch else ""
+            progress.console.print(
+                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {m['auc']:.4f} "
+                f"ACC {m['acc']:.4f} F1 {m['f1']:.4f} "
+                f"(HQ AUC {m['auc_hq']:.4f}, LQ AUC {m['auc_lq']:.4f}){mark}",
+                highlight=False,
+            )
+
+        hooks = EpochHooks(
+            start_epoch=start_epoch,
+            batch=lambda stage: progress.update(batches, advance=1, description=stage),
+            end_epoch=end_epoch,
+        )
+        return run.run(hooks)
+
+
+# ------------------------------------------------------------------------ evaluate
+def evaluate_cmd(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A fediqad checkpoint.")],
+    dataset: DatasetOpt,
+    data_root: DataRootOpt,
+    split: Annotated[
+        str | None, typer.Option(help="Split to score (default test; train for DRAC).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
+    from fediqad.train_loop import plain_worker_errors
+    from shared.checkpoint import load_checkpoint
+    from shared.data.dataset import make_loader, open_split
+    from shared.evaluation import evaluate
+
+    wanted = preset(dataset).dataset.name
+    dev = _setup_torch(device, threads)
+    ck = load_checkpoint(checkpoint)
+    if ck.cfg.dataset.name != wanted:
+        raise UserError(
+            f"checkpoint is for dataset {ck.cfg.dataset.name}, not {wanted}", path=checkpoint
+        )
+    cfg = ck.cfg
+    split = split or ("test" if "test" in cfg.dataset.splits else cfg.dataset.splits[-1])
+    data = open_split(data_root, cfg, split)
+    with plain_worker_errors():
+        metrics = evaluate(ck.bundle, make_loader(data, cfg, False, batch_size), cfg, dev)
+    if as_json:
+        doc = {"checkpoint": str(checkpoint), "dataset": wanted, "split": split}
+        sys.stdout.write(dumps({**doc, "metrics": metrics}) + "\n")
+        return
+    title = f"{wanted} {cfg.method} ({checkpoint})"
+    console.print(metrics_table([(split, metrics)], title))
+    console.print(compat_line(metrics), highlight=False)
+
+
+# ------------------------------------------------------------------------- predict
+def predict(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="A fediqad checkpoint.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout).")] = None,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Diagnosis and quality of each image, with class probabilities, as CSV."""
+    from fediqad.inference import predict_rows, to_csv
+    from shared.checkpoint import load_checkpoint
+
+    dev = _setup_torch(device, threads)
+    ck = load_checkpoint(checkpoint)
+    head, rows = predict_rows(ck, images, dev, batch_size or 16)
+    text = to_csv(head, rows)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    write_text_atomic(out, text)
+    err_console.print(f"wrote {len(rows)} predictions to {out}", highlight=False)
+
+
+# ---------------------------------------------------------------- import-reference
+def import_reference_cmd(
+    dataset: DatasetOpt,
+    task_net: Annotated[
+        Path, typer.Option("--task-net", help="The authors' Task Net (best_model.pth).")
+    ],
+    out: Annotated[Path, typer.Option(help="fediqad checkpoint to write.")],
+    meta_learner: Annotated[
+        Path | None,
+        typer.Option("--meta-learner", help="The authors' Meta Learner (best_model_LG.pth)."),
+    ] = None,
+    set_items: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. image_size=512.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Convert the MKCNet authors' checkpoints (torch.save(state_dict)) into one fediqad file."""
+    from shared.reference_import import import_reference
+
+    if out.exists() and not force:
+        raise UserError("already exists; pass --force to replace it", path=out)
+    path, cfg = import_reference(dataset, task_net, meta_learner, out, set_items)
+    parts = "Task Net and Meta Learner" if meta_learner is not None else "Task Net only"
+    console.print(
+        f"imported {parts} for {cfg.dataset.name} ({cfg.model.backbone}, gab "
+        f"{cfg.model.gab}) into {path}",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------- bench
+def bench_train_step(
+    image_size: Annotated[int | None, typer.Option(help="Image size (default 64).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (default 8).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default 2).")] = None,
+    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default cpu).")] = None,
+) -> None:
+    """Time one training step of each kind (vanilla, stage I, stage II, fused)."""
+    try:
+        bench = importlib.import_module("shared.training_bench")
+    except ModuleNotFoundError as err:
+        if err.name != "shared.training_bench":
+            raise
+        err_console.print("bench train-step is not available: shared.training_bench is missing")
+        raise typer.Exit(1) from None
+    given = (image_size, batch, threads, device)
+    if all(v is None for v in given) and hasattr(bench, "default_settings"):
+        settings = bench.default_settings()
+    else:
+        settings = [
+            {"image_size": image_size or 64, "batch": batch or 8,
+             "threads": threads if threads is not None else 2, "device": device or "cpu"}
+        ]  # fmt: skip
+    for s in settings:
+        rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
+        title = f"train step, {backbone}, {s['image_size']} px, batch {s['batch']}, {s['device']}"
+        if hasattr(bench, "bench_table"):
+            console.print(bench.bench_table(rows, title))
+        else:
+            console.print(rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict)
+    app.command("import-reference")(import_reference_cmd)
+    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+    bench.command("train-step")(bench_train_step)
+    app.add_typer(bench, name="bench")

@@ -1,0 +1,246 @@
+"""Centralised training for `fediqad train`: epochs, model selection, checkpoints, history.
+
+Each epoch runs `LocalTrainer.fit(loader, 1)` then `evaluate` on the selection split
+(val, else test, else train for DRAC's train-only protocol). `best.ckpt` holds the
+epoch with the best selection AUC, or the last epoch where the dataset's protocol
+reports the last epoch (`report_last_epoch`); `last.ckpt` also carries the optimiser
+state so `--resume` continues the run. All files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fediqad.reporting import dumps, json_ready, write_text_atomic
+from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.config import RunConfig
+from shared.data.dataset import make_loader, open_split, resolve_dataset_dir
+from shared.data.layout import split_path
+from shared.errors import UserError
+from shared.evaluation import evaluate
+from shared.models import ModelBundle, build_models
+from shared.training import LocalTrainer, resolve_device
+
+BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
+
+
+@dataclass
+class EpochHooks:
+    """Progress callbacks; the CLI wires them to rich progress bars."""
+
+    start_epoch: Callable[[int, int], None] = lambda epoch, batches: None
+    batch: Callable[[str], None] = lambda stage: None
+    end_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    eval_split: str
+    selection: str
+    best_epoch: int
+    best: dict[str, float]
+    test: dict[str, float] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def plain_worker_errors() -> Iterator[None]:
+    """A UserError raised in a DataLoader worker comes back wrapped in its traceback
+    text; keep only the original one-line message."""
+    try:
+        yield
+    except UserError as err:
+        text = str(err)
+        if "Original Traceback" not in text:
+            raise
+        last = text.strip().splitlines()[-1]
+        raise UserError(last.split("UserError: ", 1)[-1]) from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here; use cpu or auto")
+    return device
+
+
+def selection_split(data_root: Path, cfg: RunConfig) -> str:
+    """val if its file exists, else test, else train (the train-only protocol)."""
+    folder = resolve_dataset_dir(Path(data_root), cfg.dataset.name)
+    for split in ("val", "test"):
+        if split_path(folder, split).is_file():
+            return split
+    return "train"
+
+
+def _score(metrics: dict[str, float]) -> float:
+    auc = metrics.get("auc", float("nan"))
+    return auc if math.isfinite(auc) else -math.inf
+
+
+def check_out_dir(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to overwrite an earlier run's checkpoints unless asked to."""
+    existing = [name for name in (BEST, LAST) if (out / name).exists()]
+    if resume:
+        if not (out / LAST).is_file():
+            raise UserError(f"nothing to resume: no {LAST} here", path=out)
+        return
+    if existing and not force:
+        raise UserError(
+            f"holds checkpoints of an earlier run ({', '.join(existing)}); "
+            "pass --resume to continue it, --force to replace it, or another --out",
+            path=out,
+        )
+
+
+class TrainRun:
+    """One training run writing into `out`."""
+
+    def __init__(self, cfg: RunConfig, data_root: Path, out: Path, resume: bool = False):
+        self.cfg = cfg
+        self.data_root = Path(data_root)
+        self.out = Path(out)
+        self.resume = resume
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.train_set = open_split(self.data_root, cfg, "train", augment=True)
+        self.eval_split = selection_split(self.data_root, cfg)
+        self.eval_set = open_split(self.data_root, cfg, self.eval_split)
+        self.generator = torch.Generator()
+        self.train_loader = make_loader(self.train_set, cfg, train=True, generator=self.generator)
+        self.eval_loader = make_loader(self.eval_set, cfg, train=False)
+        self.selection = (
+            "last epoch" if cfg.dataset.report_last_epoch else f"best {self.eval_split} AUC"
+        )
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch = 0
+        self.best: dict[str, float] = {}
+        self.start_epoch = 1
+        bundle = build_models(cfg)
+        self.trainer = LocalTrainer(cfg, bundle, self.device)
+        if resume:
+            self._restore()
+
+    @property
+    def bundle(self) -> ModelBundle:
+        return self.trainer.bundle
+
+    def batches_per_epoch(self) -> int:
+        return len(self.train_loader) * self.trainer.passes_per_epoch()
+
+    def _restore(self) -> None:
+        ck = load_checkpoint(self.out / LAST, expect=self.cfg)
+        if ck.bundle.meta_learner is None and self.bundle.meta_learner is not None:
+            raise UserError("has no Meta Learner weights to resume from", path=ck.path)
+        self.bundle.task_net.load_state_dict(ck.bundle.task_net.state_dict())
+        if ck.bundle.meta_learner is not None and self.bundle.meta_learner is not None:
+            self.bundle.meta_learner.load_state_dict(ck.bundle.meta_learner.state_dict())
+        if "optimizer" in ck.extra:
+            self.trainer.load_optimizer_state(ck.extra["optimizer"])
+        self.start_epoch = (ck.epoch or 0) + 1
+        self.best_epoch = int(ck.extra.get("best_epoch", 0))
+        history_file = self.out / HISTORY
+        if history_file.is_file():
+            try:
+                saved = json.loads(history_file.read_text())
+                self.history = [e for e in saved.get("epochs", []) if e["epoch"] < self.start_epoch]
+            except (ValueError, KeyError, TypeError):
+                self.history = []
+        for entry in self.history:
+            if entry["epoch"] == self.best_epoch:
+                self.best = {k: _nan(v) for k, v in entry["eval"].items()}
+
+    def run(self, hooks: EpochHooks | None = None) -> TrainResult:
+        with plain_worker_errors():
+            return self._run(hooks or EpochHooks())
+
+    def _run(self, hooks: EpochHooks) -> TrainResult:
+        cfg = self.cfg
+        for epoch in range(self.start_epoch, cfg.optim.epochs + 1):
+            # per-epoch data order from (seed, epoch): a resumed run sees the same batches
+            self.generator.manual_seed(cfg.seed * 100_003 + epoch)
+            hooks.start_epoch(epoch, self.batches_per_epoch())
+            train_logs = self.trainer.fit(self.train_loader, 1, on_batch=hooks.batch)
+            metrics = evaluate(self.bundle, self.eval_loader, cfg, self.device)
+            self.history.append({"epoch": epoch, "train": train_logs, "eval": metrics})
+            improved = self.best_epoch == 0 or _score(metrics) > _score(self.best)
+            if cfg.dataset.report_last_epoch or improved:
+                self.best_epoch, self.best = epoch, metrics
+                self._save(BEST, epoch, metrics, with_optimizer=False)
+            self._save(LAST, epoch, metrics, with_optimizer=True)
+            self._write_history()
+            hooks.end_epoch(epoch, metrics)
+        test = self._final_test()
+        self._write_history(test)
+        return TrainResult(
+            self.out,
+            self.eval_split,
+            self.selection,
+            self.best_epoch,
+            self.best,
+            test,
+            self.history,
+        )
+
+    def _save(self, name: str, epoch: int, metrics: dict[str, float], with_optimizer: bool) -> None:
+        extra: dict[str, Any] = {
+            "eval_split": self.eval_split,
+            "selection": self.selection,
+            "best_epoch": self.best_epoch,
+        }
+        if with_optimizer:
+            extra["optimizer"] = self.trainer.optimizer_state()
+        bundle = self.bundle
+        save_checkpoint(
+            self.out / name, bundle, self.cfg, epoch=epoch, metrics=metrics, extra=extra
+        )
+
+    def _final_test(self) -> dict[str, float] | None:
+        """Selected on val: score the selected model once on test, as the paper reports."""
+        if self.eval_split != "val" or self.best_epoch == 0:
+            return None
+        folder = resolve_dataset_dir(self.data_root, self.cfg.dataset.name)
+        if not split_path(folder, "test").is_file():
+            return None
+        test_set = open_split(self.data_root, self.cfg, "test")
+        best = load_checkpoint(self.out / BEST, expect=self.cfg)
+        return evaluate(
+            best.bundle, make_loader(test_set, self.cfg, train=False), self.cfg, self.device
+        )
+
+    def _write_history(self, test: dict[str, float] | None = None) -> None:
+        doc = {
+            "dataset": self.cfg.dataset.name,
+            "method": self.cfg.method,
+            "eval_split": self.eval_split,
+            "selection": self.selection,
+            "best_epoch": self.best_epoch,
+            "best": self.best,
+            "test": test,
+            "config": self.cfg.model_dump(mode="json"),
+            "epochs": self.history,
+        }
+        write_text_atomic(self.out / HISTORY, dumps(json_ready(doc)) + "\n")
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
