@@ -180,8 +180,8 @@ def _subset_csv(src: Path, dst: Path, names: set[str]) -> None:
     dst.write_text("\n".join(keep) + "\n", encoding="utf-8")
 
 
-def partition(data_root: Path, dataset: str, sites: int, scheme: str, out: Path,
-              seed: int = 0, force: bool = False) -> list[Path]:
+def partition(data_root: Path, dataset: str, sites: int, scheme: str = "iid",
+              out: Path = Path("sites"), seed: int = 0, force: bool = False) -> list[Path]:
     """Write one dataset folder per site under OUT; returns [OUT/site_k/NAME, ...]."""
     cfg = preset(dataset).dataset
     if sites < 1:
