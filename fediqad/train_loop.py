@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fediqad.reporting import dumps, json_ready, write_text_atomic
-from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.checkpoint import load_checkpoint, read_payload, save_checkpoint
 from shared.config import RunConfig
 from shared.data.dataset import make_loader, open_split, resolve_dataset_dir
 from shared.data.layout import split_path
@@ -165,9 +165,13 @@ class TrainRun:
                 self.history = [e for e in saved.get("epochs", []) if e["epoch"] < self.start_epoch]
             except (ValueError, KeyError, TypeError):
                 self.history = []
-        for entry in self.history:
-            if entry["epoch"] == self.best_epoch:
-                self.best = {k: _nan(v) for k, v in entry["eval"].items()}
+        if self.best_epoch and (self.out / BEST).is_file():
+            # the selected model's own record is the truth, whatever metrics.json says
+            best = read_payload(self.out / BEST)
+            if best.get("epoch") == self.best_epoch:
+                self.best = {k: float(v) for k, v in best.get("metrics", {}).items()}
+        if not self.best:
+            self.best_epoch = 0  # nothing to compare with: the next epoch is selected
 
     def run(self, hooks: EpochHooks | None = None) -> TrainResult:
         with plain_worker_errors():
@@ -240,7 +244,3 @@ class TrainRun:
             "epochs": self.history,
         }
         write_text_atomic(self.out / HISTORY, dumps(json_ready(doc)) + "\n")
-
-
-def _nan(value: Any) -> float:
-    return float("nan") if value is None else float(value)

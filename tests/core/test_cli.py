@@ -110,6 +110,12 @@ def test_train_only_dataset_reports_last_epoch(env):
     assert history["eval_split"] == "train" and history["selection"] == "last epoch"
     assert history["best_epoch"] == 2 and history["test"] is None
     assert "selected by last epoch" in result.stdout
+    # a model without a quality head: empty quality column, no quality probabilities
+    image = sorted((env / "data" / "DRAC" / "Images").glob("*.png"))[0]
+    text = cli("predict", "--checkpoint", out / "best.ckpt", image, *CPU).stdout
+    head, row = list(csv.reader(io.StringIO(text)))
+    assert head == ["image", "diagnosis", "quality"] + [f"prob_diagnosis_{k}" for k in range(3)]
+    assert row[2] == ""
 
 
 def test_evaluate_table_and_json(env):
