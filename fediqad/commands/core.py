@@ -95,7 +95,7 @@ def train(
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
     from fediqad.train_loop import TrainRun, check_out_dir
 
-    shape_flags = {
+    config_flags = {
         "method": method, "schedule": schedule, "model.backbone": backbone,
         "model.width": width, "model.gab": gab, "image_size": image_size,
         "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
@@ -104,9 +104,9 @@ def train(
     if resume:
         if out is None:
             raise UserError("--resume needs --out, the folder of the run to continue")
-        cfg = _resumed_config(out, dataset, shape_flags, config, set_items, run_flags)
+        cfg = _resumed_config(out, dataset, config_flags, config, set_items, run_flags)
     else:
-        cfg = build_config(dataset, config, {**shape_flags, **run_flags}, set_items)
+        cfg = build_config(dataset, config, {**config_flags, **run_flags}, set_items)
         out = out or Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
     check_out_dir(out, force=force, resume=resume)
     run = TrainRun(cfg, data_root, out, resume=resume)
@@ -126,7 +126,7 @@ def train(
 def _resumed_config(
     out: Path,
     dataset: str | None,
-    shape_flags: dict[str, Any],
+    config_flags: dict[str, Any],
     config: Path | None,
     set_items: list[str] | None,
     run_flags: dict[str, Any],
@@ -135,7 +135,7 @@ def _resumed_config(
     from fediqad.train_loop import LAST
     from shared.checkpoint import read_payload
 
-    given = [k for k, v in shape_flags.items() if v is not None]
+    given = [k for k, v in config_flags.items() if v is not None]
     if given or config is not None or set_items:
         raise UserError(
             "--resume continues with the stored config; only --epochs, --device and "
