@@ -27,14 +27,14 @@ def _to_hwc(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
         arr = image.detach().cpu().numpy()
         if arr.ndim == 3:
             def back_t(out: np.ndarray) -> torch.Tensor:
-                return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+                return torch.from_numpy(np.array(out.transpose(2, 0, 1), order="C"))
             return np.ascontiguousarray(arr.transpose(1, 2, 0)), back_t
-        return arr[..., None], lambda out: torch.from_numpy(np.ascontiguousarray(out[..., 0]))
+        return arr[..., None], lambda out: torch.from_numpy(np.array(out[..., 0], order="C"))
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise TypeError(f"degradations work on uint8 images, got {arr.dtype}")
     if arr.ndim == 2:
-        return arr[..., None], lambda out: np.ascontiguousarray(out[..., 0])
+        return arr[..., None], lambda out: np.array(out[..., 0], order="C")
     return arr, lambda out: out
 
 
@@ -47,7 +47,7 @@ def _pil(hwc: np.ndarray) -> Image.Image:
 
 
 def _from_pil(img: Image.Image, channels: int) -> np.ndarray:
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
     return arr[..., None] if channels == 1 else arr
 
 
@@ -226,16 +226,6 @@ DEGRADATIONS: dict[str, Degradation] = {
     "low_signal": low_signal,
 }
 
-# Which artefacts each modality suffers in practice.
-MODALITY_DEGRADATIONS: dict[str, tuple[str, ...]] = {
-    "fundus": ("blur", "uneven_illumination", "shadow", "low_contrast", "spots",
-               "overexposure", "jpeg", "noise"),
-    "octa": ("motion_lines", "low_signal", "blur", "shadow", "noise", "spots"),
-    "ct": ("downsample", "jpeg", "low_contrast", "noise", "blur", "spots"),
-    "cxr": ("downsample", "noise", "low_contrast", "blur"),
-}
-
-
 # For LQ images: one artefact that hides lesions or looks like one, then one or two
 # extras. Fundus and OCTA get lesion-like artefacts (spots, shadows, low signal); CT and
 # CXR images are down-sampled first (COVID-CT's figures from papers; low-dose CXR).
@@ -245,6 +235,13 @@ LQ_PLAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "octa": (("shadow", "low_signal", "spots"), ("motion_lines", "blur", "noise")),
     "ct": (("downsample",), ("jpeg", "low_contrast", "overexposure", "noise", "spots", "blur")),
     "cxr": (("downsample",), ("low_contrast", "overexposure", "blur", "uneven_illumination")),
+}
+
+
+# Which artefacts each modality suffers in practice (the LQ plan's, in one list).
+MODALITY_DEGRADATIONS: dict[str, tuple[str, ...]] = {
+    m: tuple(dict.fromkeys(first + extras + (("noise",) if m == "cxr" else ())))
+    for m, (first, extras) in LQ_PLAN.items()
 }
 
 

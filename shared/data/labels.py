@@ -12,7 +12,8 @@ from __future__ import annotations
 # File code -> canonical index, established from the authors' published split files
 # (counts per code match Table 1 only under this reading):
 #   EYEQ   file 2 = Good (HQ), 1 = Usable (LQ-U), 0 = Reject (LQ-P)
-#   DEEPDR file 1 = good overall quality (DeepDRiD's own "Overall quality" = 1), 0 = LQ
+#   DEEPDR file 1 = good overall quality (DeepDRiD's own "Overall quality" = 1), 0 = LQ;
+#          Table 1's NPDR and PDR rows match exactly, its NoDR row has HQ / LQ swapped
 #   DRAC   file 1 = HQ (84 % of images, as Table 1), 0 = LQ
 #   IQAD_CT file 1 = SARS-CoV-2 CT-scan images (HQ), 0 = COVID-CT images (LQ)
 #   IQAD_CXR file 0 = HQ child, 1 = LQ-C low-dose child, 2 = LQ-A low-dose adult

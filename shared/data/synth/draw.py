@@ -24,10 +24,10 @@ class Lesion:
 
 def box(cx: float, cy: float, rx: float, ry: float, size: int, kind: str) -> Lesion:
     """Lesion box around an ellipse, clipped to the image; at least one pixel wide."""
-    x0 = int(np.clip(np.floor(cx - rx), 0, size - 1))
-    y0 = int(np.clip(np.floor(cy - ry), 0, size - 1))
-    x1 = int(np.clip(np.ceil(cx + rx), x0 + 1, size))
-    y1 = int(np.clip(np.ceil(cy + ry), y0 + 1, size))
+    x0 = min(max(int(np.floor(cx - rx)), 0), size - 1)
+    y0 = min(max(int(np.floor(cy - ry)), 0), size - 1)
+    x1 = min(max(int(np.ceil(cx + rx)), x0 + 1), size)
+    y1 = min(max(int(np.ceil(cy + ry)), y0 + 1), size)
     return Lesion(x0, y0, x1, y1, kind)
 
 
@@ -61,7 +61,8 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Band-limited noise in [0, 1]: `cells` x `cells` random values, bicubic upsampled."""
     cells = max(2, cells)
     base = Image.fromarray(rng.random((cells, cells), dtype=np.float32), mode="F")
-    return np.clip(np.asarray(base.resize((size, size), Image.Resampling.BICUBIC)), 0, 1)
+    out = np.asarray(base.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32)
+    return np.clip(out, 0, 1)
 
 
 def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +73,11 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def gaussian_blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float,
                   rx: float) -> np.ndarray:
-    return np.exp(-0.5 * (((yy - cy) / max(ry, 1e-3)) ** 2 + ((xx - cx) / max(rx, 1e-3)) ** 2))
+    """exp(-d^2 / 2) for the ellipse-normalised distance d, in float32."""
+    f = np.float32
+    dy = (yy - f(cy)) * f(1.0 / max(ry, 1e-3))
+    dx = (xx - f(cx)) * f(1.0 / max(rx, 1e-3))
+    return np.exp(f(-0.5) * (dy * dy + dx * dx))
 
 
 def random_walk(rng: np.random.Generator, start: tuple[float, float], angle: float,

@@ -75,19 +75,21 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     """uint8 H x W x 3 fundus image with lesions for five-grade DR level `grade`."""
     g = Geometry(rng, size)
     yy, xx = grid(size)
-    rho = np.hypot(yy - g.cy, xx - g.cx) / g.r
-    fov = np.clip((1.0 - rho) * g.r * 0.8, 0, 1)  # soft one-pixel edge
-    tint = np.array([0.80, 0.38, 0.17]) * rng.uniform(0.85, 1.1) * rng.uniform(0.93, 1.07, 3)
+    rho = np.hypot(yy - np.float32(g.cy), xx - np.float32(g.cx)) / np.float32(g.r)
+    fov = np.clip((1.0 - rho) * np.float32(g.r * 0.8), 0, 1)  # soft one-pixel edge
+    f32 = np.float32
+    tint = (np.array([0.80, 0.38, 0.17]) * rng.uniform(0.85, 1.1)
+            * rng.uniform(0.93, 1.07, 3)).astype(f32)
     shade = (1.0 - 0.35 * rho**2) * (1.0 + 0.08 * (smooth_noise(rng, size, 6) - 0.5))
     shade *= 1.0 - 0.35 * gaussian_blob(yy, xx, g.fovea[1], g.fovea[0], 0.12 * g.r, 0.12 * g.r)
     img = shade[..., None] * tint[None, None, :]
     disc = gaussian_blob(yy, xx, g.disc[1], g.disc[0], g.disc_r, g.disc_r * 0.9)
-    img = img * (1 - disc[..., None]) + disc[..., None] * np.array([1.0, 0.86, 0.6])
+    img = img * (1 - disc[..., None]) + disc[..., None] * np.array([1.0, 0.86, 0.6], f32)
 
     vessels = Layer(size)
     _vessels(rng, g, vessels)
     v = vessels.array()[..., None]
-    img = img * (1 - 0.5 * v * np.array([0.6, 1.0, 1.0]))
+    img = img * (1 - 0.5 * v * np.array([0.6, 1.0, 1.0], f32))
 
     lesions: list[Lesion] = []
     red = Layer(size)   # dark red: microaneurysms, haemorrhages, new vessels
@@ -131,10 +133,10 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
             red.ellipse(x, y, rx, ry, 255)
             lesions.append(box(x, y, rx, ry, size, "haemorrhage"))
     f_m = fibrous.array()[..., None]
-    img = img * (1 - 0.6 * f_m) + 0.6 * f_m * np.array([0.85, 0.75, 0.65])
+    img = img * (1 - 0.6 * f_m) + 0.6 * f_m * np.array([0.85, 0.75, 0.65], f32)
     r_m = red.array()[..., None]
     y_m = yellow.array()[..., None]
-    img = img * (1 - r_m) + r_m * np.array([0.42, 0.06, 0.04])
-    img = img * (1 - y_m) + y_m * np.array([0.98, 0.9, 0.45])
+    img = img * (1 - r_m) + r_m * np.array([0.42, 0.06, 0.04], f32)
+    img = img * (1 - y_m) + y_m * np.array([0.98, 0.9, 0.45], f32)
     img = img * fov[..., None]
     return to_u8(img), lesions
