@@ -72,12 +72,33 @@ class OptimConfig(Strict):
     epochs: int = Field(100, ge=1, le=100000)
 
 
+class ContrastiveConfig(Strict):
+    """CoMCL pretraining (Hou et al., MICCAI 2024); defaults are the paper's settings."""
+
+    tau: float = Field(0.07, gt=0.0, le=10.0)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    batch_size: int = Field(400, ge=4, le=65536)
+    epochs: int = Field(800, ge=1, le=100000)
+    # Patch side in pixels at `patch_reference_size`; scaled to the image size in use.
+    patch_size: int = Field(128, ge=8, le=4096)
+    patch_reference_size: int = Field(512, ge=16, le=8192)
+    multi_level: bool = True
+    hard_mining: bool = True
+    projection_dim: int = Field(128, ge=0, le=4096)
+    lesions_per_image: int = Field(4, ge=1, le=256)
+    healthy_per_image: int = Field(2, ge=1, le=256)
+    # Self-paced floor: fewer anchors than this fraction passing loss < 1/K_t -> keep
+    # the easiest ones up to it (0 = the paper's rule alone; see docs/comcl.md).
+    min_selected_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
 class RunConfig(Strict):
     """Everything one training run needs; travels to federated sites as a ConfigRecord."""
 
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
     method: Method = "mkcnet"
     schedule: Schedule = "paper"
     image_size: int = Field(256, ge=16, le=4096)
