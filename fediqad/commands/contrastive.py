@@ -1,0 +1,158 @@
+"""CoMCL commands: `fediqad pretrain` and `fediqad bench pretrain-step`.
+
+Thin wiring: options -> RunConfig (its `contrastive` section) -> `shared.contrastive`.
+`pretrain` writes OUT/encoder.pt (fine-tune with `fediqad train --init-encoder`) and
+OUT/pretrain.json (per-epoch losses, K_t, selected fractions, patch counts).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+Opt = typer.Option
+ENCODER, HISTORY = "encoder.pt", "pretrain.json"
+
+
+def pretrain(
+    data_root: Annotated[Path, Opt("--data-root", help="Folder holding NAME/Images, "
+                                   "NAME/train.txt.")],
+    dataset: Annotated[str | None, Opt("--dataset", help="Dataset preset (EYEQ, ...).")] = None,
+    lesions: Annotated[Path | None, Opt("--lesions", help="Lesion boxes CSV "
+                                        "(image,x0,y0,x1,y1[,kind]).")] = None,
+    detector: Annotated[Path | None, Opt("--detector", help="torchvision detection model "
+                                         "checkpoint (state dict).")] = None,
+    proposals: Annotated[bool, Opt("--proposals", help="Use the unsupervised proposal "
+                                   "fallback even if lesions.csv exists.")] = False,
+    epochs: Annotated[int | None, Opt(help="Pretraining epochs (paper: 800).")] = None,
+    out: Annotated[Path | None, Opt(help="Output folder (default runs/NAME-comcl).")] = None,
+    backbone: Annotated[str | None, Opt(help="Encoder backbone (paper: resnet50).")] = None,
+    width: Annotated[float | None, Opt(help="Channel width multiplier.")] = None,
+    image_size: Annotated[int | None, Opt(help="Image size, multiple of 32.")] = None,
+    batch_size: Annotated[int | None, Opt(help="Patches per step (paper: 400).")] = None,
+    lr: Annotated[float | None, Opt(help="Adam learning rate (paper: 1e-3).")] = None,
+    tau: Annotated[float | None, Opt(help="InfoNCE temperature (paper: 0.07).")] = None,
+    multi_level: Annotated[bool, Opt("--multi-level/--no-multi-level", help="The three "
+                                     "CoMCL terms, or plain instance contrast.")] = True,
+    mining: Annotated[bool, Opt("--mining/--no-mining", help="Self-paced hard-negative "
+                                "mining.")] = True,
+    split: Annotated[str, Opt(help="Split whose images give the patches.")] = "train",
+    config: Annotated[Path | None, Opt(help="Config file (.toml / .yaml).")] = None,
+    set_items: Annotated[list[str] | None, Opt("--set", help="Override: "
+                                               "section.field=value.")] = None,
+    seed: Annotated[int | None, Opt(help="Random seed.")] = None,
+    device: Annotated[str | None, Opt(help="cpu, cuda or auto.")] = None,
+    threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
+    force: Annotated[bool, Opt("--force", help="Replace an earlier encoder.pt.")] = False,
+) -> None:
+    """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""
+    import torch
+
+    from fediqad.reporting import dumps, write_text_atomic
+    from fediqad.train_loop import pick_device, seed_everything
+    from shared.config import build_config
+    from shared.contrastive.boxes import choose_source
+    from shared.contrastive.patches import describe, patch_px, skipped_terms, split_bank
+    from shared.contrastive.pretrain import ContrastivePretrainer, build_contrastive_model
+    from shared.contrastive.transfer import save_encoder
+    from shared.data.dataset import resolve_dataset_dir
+
+    flags: dict[str, Any] = {
+        "contrastive.epochs": epochs, "model.backbone": backbone, "model.width": width,
+        "image_size": image_size, "contrastive.batch_size": batch_size,
+        "contrastive.lr": lr, "contrastive.tau": tau, "seed": seed, "device": device,
+        "threads": threads,
+        "contrastive.multi_level": None if multi_level else False,
+        "contrastive.hard_mining": None if mining else False,
+    }  # fmt: skip
+    cfg = build_config(dataset, config, flags, set_items)
+    c = cfg.contrastive
+    out = out or Path("runs") / f"{cfg.dataset.name}-comcl"
+    if (out / ENCODER).exists() and not force:
+        raise UserError(f"already holds {ENCODER}; pass --force or another --out", path=out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    folder = resolve_dataset_dir(data_root, cfg.dataset.name)
+
+    def say(text: str) -> None:
+        err_console.print(text, highlight=False)
+
+    source = choose_source(folder, lesions, detector, proposals, str(dev), say=say)
+    bank = split_bank(data_root, cfg, source, split, cfg.seed)
+    say(f"patches ({patch_px(cfg)} px at {cfg.image_size} px images): {describe(bank)}")
+    for warning in skipped_terms(bank, c.multi_level):
+        say(f"[yellow]warning:[/] {warning}")
+    if len(skipped_terms(bank, c.multi_level)) == (3 if c.multi_level else 1):
+        raise UserError("no loss term can be formed from these patches (see the warnings)",
+                        path=folder)
+    trainer = ContrastivePretrainer(cfg, build_contrastive_model(cfg), dev, c.epochs)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for epoch in range(c.epochs):
+        logs = trainer.fit(bank, 1, epoch, generator)
+        history.append({"epoch": epoch + 1, **logs})
+        say(f"epoch {epoch + 1}/{c.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+            f"({logs['patches_per_second']:.0f} patches/s)")
+    state = trainer.model.state_dict()
+    metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
+    path = save_encoder(out / ENCODER, state, cfg, metrics=metrics, epochs=c.epochs)
+    doc = {"dataset": cfg.dataset.name, "box_source": getattr(source, "name", "custom"),
+           "patches": bank.counts(), "skipped": skipped_terms(bank, c.multi_level),
+           "seconds": time.perf_counter() - start, "config": cfg.model_dump(mode="json"),
+           "epochs": history}
+    write_text_atomic(out / HISTORY, dumps(doc) + "\n")
+    console.print(f"encoder {path}; history {out / HISTORY}", highlight=False)
+    console.print(f"fine-tune: fediqad train --dataset {cfg.dataset.name} --data-root "
+                  f"{data_root} --backbone {cfg.model.backbone} --image-size "
+                  f"{cfg.image_size} --init-encoder {path}", highlight=False)
+
+
+def bench_pretrain_step(
+    backbone: Annotated[str, Opt(help="Encoder backbone.")] = "vgg16_bn_slim",
+    patch_px: Annotated[int, Opt("--patch-px", help="Encoder input side.")] = 32,
+    batch: Annotated[int, Opt(help="Patches per step.")] = 64,
+    threads: Annotated[int | None, Opt(help="CPU threads (default 2).")] = 2,
+    device: Annotated[str, Opt(help="cpu or cuda.")] = "cpu",
+    repeats: Annotated[int, Opt(help="Timed steps (median reported).")] = 3,
+) -> None:
+    """Patches per second of one CoMCL pretraining step (views, forward, backward, Adam)."""
+    from fediqad.train_loop import pick_device
+    from shared.contrastive.bench import run_pretrain_bench
+
+    if batch < 4:
+        raise UserError(f"--batch must be at least 4, got {batch}")
+    pick_device(device)
+    row = run_pretrain_bench(backbone, patch_px, batch, device, threads, repeats)
+    table = Table(title=f"CoMCL pretraining step ({row.device}, {row.threads} thread(s))")
+    for column in ("backbone", "patch px", "batch", "s / step", "patches / s"):
+        table.add_column(column, justify="right")
+    table.add_row(row.backbone, str(row.patch_px), str(row.batch),
+                  f"{row.seconds_per_step:.3f}", f"{row.patches_per_second:.1f}")
+    console.print(table)
+
+
+def _bench_group(app: typer.Typer) -> typer.Typer:
+    """The `bench` group core registers, or a new one if core has none."""
+    for group in app.registered_groups:
+        if group.name == "bench" and group.typer_instance is not None:
+            return group.typer_instance
+    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+    app.add_typer(bench, name="bench")
+    return bench
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain)
+    _bench_group(app).command("pretrain-step")(bench_pretrain_step)
