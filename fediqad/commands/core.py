@@ -91,6 +91,10 @@ def train(
     force: Annotated[
         bool, typer.Option("--force", help="Replace checkpoints of an earlier run.")
     ] = False,
+    init_encoder: Annotated[
+        Path | None,
+        typer.Option("--init-encoder", help="CoMCL encoder (`fediqad pretrain`) for the backbone."),
+    ] = None,
 ) -> None:
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
     from fediqad.train_loop import TrainRun, check_out_dir
@@ -99,6 +103,7 @@ def train(
         "method": method, "schedule": schedule, "model.backbone": backbone,
         "model.width": width, "model.gab": gab, "image_size": image_size,
         "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
+        "model.pretrained_weights": init_encoder,
     }  # fmt: skip
     run_flags = {"optim.epochs": epochs, "device": device, "threads": threads}
     if resume:
@@ -108,6 +113,10 @@ def train(
     else:
         cfg = build_config(dataset, config, {**config_flags, **run_flags}, set_items)
         out = out or Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
+        if init_encoder is not None:  # refuse an encoder of another backbone up front
+            from shared.contrastive.transfer import check_encoder
+
+            check_encoder(init_encoder, cfg)
     check_out_dir(out, force=force, resume=resume)
     run = TrainRun(cfg, data_root, out, resume=resume)
     result = _run_with_progress(run)
