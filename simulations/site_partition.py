@@ -26,9 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from shared.config import DatasetConfig, preset
-from shared.data.dataset import resolve_dataset_dir
 from shared.data.labels import joint_label
-from shared.data.layout import link_file, present_splits, split_path, staged_dir
+from shared.data.layout import (
+    link_file,
+    present_splits,
+    resolve_dataset_dir,
+    split_path,
+    staged_dir,
+)
 from shared.data.splits import SplitRow, apportion, interpret_row, parse_split, write_split
 from shared.errors import UserError
 

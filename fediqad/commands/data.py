@@ -196,7 +196,7 @@ def check_cmd(
     if problems:
         typer.echo(f"{len(problems)} problem(s) in {folder}", err=True)
         raise typer.Exit(1)
-    console.print(f"{folder}: no problems found")
+    typer.echo(f"{folder}: no problems found")
 
 
 def _print_stats(folder: Path, dataset: str | None) -> None:

@@ -12,7 +12,7 @@ from shared.config import RunConfig
 from shared.data.cache import ImageCache, file_stamps
 from shared.data.images import normalise
 from shared.data.labels import joint_label
-from shared.data.layout import dataset_name_of, find_dataset_dir, split_path
+from shared.data.layout import resolve_dataset_dir, split_path
 from shared.data.splits import SampleRecord, read_split
 from shared.errors import UserError
 
@@ -67,15 +67,6 @@ class IQADDataset(Dataset):
         return table
 
 
-def resolve_dataset_dir(data_root: Path, name: str) -> Path:
-    """ROOT/NAME (either spelling); ROOT itself when it already is the NAME folder."""
-    data_root = Path(data_root)
-    if dataset_name_of(data_root) == name.upper().replace("-", "_") and (
-            data_root / "train.txt").is_file():
-        return data_root
-    return find_dataset_dir(data_root, name)
-
-
 def open_split(data_root: Path, cfg: RunConfig, split: str, augment: bool = False, *,
                cache: bool = True, cache_dir: Path | None = None) -> IQADDataset:
     """One split of ROOT/NAME as a Dataset; every listed image must exist."""
@@ -120,4 +111,4 @@ def make_loader(dataset: IQADDataset, cfg: RunConfig, train: bool,
     )
 
 
-__all__ = ["IQADDataset", "open_split", "make_loader", "normalise"]
+__all__ = ["IQADDataset", "open_split", "make_loader", "normalise", "resolve_dataset_dir"]

@@ -11,11 +11,11 @@ severity only strengthens the same artefact.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter
 
 Degradation = Callable[[Any, float, np.random.Generator], Any]
@@ -23,10 +23,11 @@ Degradation = Callable[[Any, float, np.random.Generator], Any]
 
 def _to_hwc(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     """uint8 H x W x C view of any accepted input, and how to give the result back."""
-    if isinstance(image, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
+    if torch is not None and isinstance(image, torch.Tensor):
         arr = image.detach().cpu().numpy()
         if arr.ndim == 3:
-            def back_t(out: np.ndarray) -> torch.Tensor:
+            def back_t(out: np.ndarray) -> Any:
                 return torch.from_numpy(np.array(out.transpose(2, 0, 1), order="C"))
             return np.ascontiguousarray(arr.transpose(1, 2, 0)), back_t
         return arr[..., None], lambda out: torch.from_numpy(np.array(out[..., 0], order="C"))

@@ -17,13 +17,15 @@ MKCNet authors' `Resize((256, 256))`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from shared.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `data check` does without
+    import torch
 
 GREY_TOLERANCE = 8
 GREY_FRACTION = 0.99
@@ -97,6 +99,8 @@ def decode(path: Path, channels: int, size: int) -> np.ndarray:
 def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
     """uint8 tensor [C, S, S] of one image file; UserError for unreadable or wrong-channel
     files."""
+    import torch
+
     arr = decode(path, channels, size)
     arr = arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
     return torch.from_numpy(arr)
@@ -109,6 +113,8 @@ def _stats(cfg: Any) -> tuple[list[float], list[float]]:
 
 def normalise(tensor_uint8: torch.Tensor, cfg: Any) -> torch.Tensor:
     """float32 (x / 255 - mean) / std per channel; works on [C,H,W] and [N,C,H,W]."""
+    import torch
+
     mean, std = _stats(cfg)
     x = tensor_uint8.to(torch.float32).div_(255.0)
     shape = (-1, 1, 1)

@@ -47,6 +47,15 @@ def find_dataset_dir(data_root: Path, name: str) -> Path:
                     "ROOT/NAME/train.txt)", path=data_root)
 
 
+def resolve_dataset_dir(data_root: Path, name: str) -> Path:
+    """ROOT/NAME (either spelling); ROOT itself when it already is the NAME folder."""
+    data_root = Path(data_root)
+    if dataset_name_of(data_root) == name.upper().replace("-", "_") and (
+            data_root / "train.txt").is_file():
+        return data_root
+    return find_dataset_dir(data_root, name)
+
+
 def split_path(dataset_dir: Path, split: str) -> Path:
     return Path(dataset_dir) / f"{split}.txt"
 

@@ -142,6 +142,18 @@ def stratified_assign(keys: Sequence[int], fractions: Sequence[float], seed: int
         for split, count in enumerate(counts):
             out[idx[start:start + count]] = split
             start += count
+    # tiny datasets: rounding per stratum can leave a split empty; move one item there
+    # from the largest split (from its most common stratum) so every split has data
+    wanted = [k for k in range(len(frac)) if frac[k] > 0]
+    for split in wanted:
+        sizes = np.bincount(out, minlength=len(frac))
+        if sizes[split] == 0 and len(out) >= len(wanted):
+            donor = int(np.argmax(sizes))
+            members = np.flatnonzero(out == donor)
+            common = np.bincount(np.unique(keys_arr, return_inverse=True)[1][members]).argmax()
+            strata = np.unique(keys_arr, return_inverse=True)[1]
+            pick = members[strata[members] == common][0]
+            out[pick] = split
     return out.tolist()
 
 
