@@ -16,7 +16,7 @@ from torch import nn
 
 from shared.config import RunConfig
 from shared.losses import auxiliary_loss, focal_loss
-from shared.meta_auxiliary import Batch, MetaHyper, meta_gradient, task_loss
+from shared.meta_auxiliary import Batch, MetaHyper, MetaStep, meta_gradient, task_loss
 from shared.models import META_METHODS, ModelBundle
 
 BatchHook = Callable[[str], None]
@@ -165,32 +165,29 @@ class LocalTrainer:
 
     def stage_two_step(self, batch: Batch) -> dict[str, float]:
         """Stage II: one meta-gradient step of the Meta Learner; theta is left as it is."""
-        step = meta_gradient(
-            self.bundle.task_net,
-            self.bundle.meta_learner,
-            batch,
-            self.hyper(),  # type: ignore[arg-type]
-            first_order=self.cfg.method == "mkcnet-first-order",
-            momentum=self._momentum(),
-        )
+        step = self._meta_step(batch, return_task_grads=False)
         self._set_grads_and_step(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)
         return {f"meta_{k}" if k.startswith("loss") else k: v for k, v in step.losses.items()}
 
     def _fused_step(self, batch: Batch) -> dict[str, float]:
         """Stage I and II from one pass: stage I's gradient drives the pseudo update too."""
-        step = meta_gradient(
-            self.bundle.task_net,
-            self.bundle.meta_learner,
-            batch,
-            self.hyper(),  # type: ignore[arg-type]
-            first_order=self.cfg.method == "mkcnet-first-order",
-            momentum=self._momentum(),
-            return_task_grads=True,
-        )
+        step = self._meta_step(batch, return_task_grads=True)
         assert step.task_grads is not None
         self._set_grads_and_step(self.task_optimizer, self.bundle.task_net, step.task_grads)
         self._set_grads_and_step(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)
         return step.losses
+
+    def _meta_step(self, batch: Batch, return_task_grads: bool) -> MetaStep:
+        assert self.bundle.meta_learner is not None
+        return meta_gradient(
+            self.bundle.task_net,
+            self.bundle.meta_learner,
+            batch,
+            self.hyper(),
+            first_order=self.cfg.method == "mkcnet-first-order",
+            momentum=self._momentum(),
+            return_task_grads=return_task_grads,
+        )
 
     # ----------------------------------------------------------------- helpers
     def _momentum(self) -> dict[str, torch.Tensor] | None:
