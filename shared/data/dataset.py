@@ -19,6 +19,21 @@ from shared.errors import UserError
 Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+class DataError(UserError):
+    """An unreadable image met while loading.
+
+    DataLoader workers re-raise exceptions as `type(err)(long multi-line text)`; this class
+    recovers its original one-line message from that text so the CLI still prints one line.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None,
+                 line: int | None = None):
+        marker = f"{type(self).__name__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rstrip().splitlines()[-1].split(marker, 1)[1]
+        super().__init__(message, path=path, line=line)
+
+
 class IQADDataset(Dataset):
     """Items are (image float32 [C,S,S] normalised, diagnosis, quality, joint) tensors."""
 
@@ -51,7 +66,11 @@ class IQADDataset(Dataset):
         return torch.from_numpy(self.cache.get(index))
 
     def __getitem__(self, index: int) -> Item:
-        img = self.image_uint8(index)
+        try:
+            img = self.image_uint8(index)
+        except UserError as err:
+            where = f" (listed at line {self.records[index].line} of its split file)"
+            raise DataError(f"{err}{where}") from None
         if self.augment:
             from shared.data.augment import augment_uint8
 

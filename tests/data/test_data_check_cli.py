@@ -8,23 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer
 from data_testkit import write_image, write_split
+from tests_cli_app import data_app
 from typer.testing import CliRunner
 
-from fediqad.commands.data import register
 from shared.data.check import check_dataset
 from shared.data.synth import synthesize
 from shared.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    app.command("noop")(lambda: None)
-    register(app)
-    return app
 
 
 def _fediqad(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,18 +69,18 @@ def test_check_reports_every_problem_with_file_and_line(broken: Path) -> None:
 
 def test_check_cli_exit_codes(broken: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(_app(), ["data", "check", str(broken)])
+    result = runner.invoke(data_app(), ["data", "check", str(broken)])
     assert result.exit_code == 1
     assert len([ln for ln in result.stdout.splitlines() if ln.startswith(str(broken))]) == 8
     good = synthesize("IQAD_CT", 12, 32, tmp_path / "good")
-    result = runner.invoke(_app(), ["data", "check", str(good)])
+    result = runner.invoke(data_app(), ["data", "check", str(good)])
     assert result.exit_code == 0, result.output
     assert "no problems" in result.stdout
 
 
 def test_synth_stats_partition_degrade_commands(tmp_path: Path) -> None:
     runner = CliRunner()
-    app = _app()
+    app = data_app()
     r = runner.invoke(app, ["data", "synth", "--like", "IQAD-CXR", "--n", "60",
                             "--image-size", "32", "--out", str(tmp_path / "root"),
                             "--seed", "1", "--lq-ratio", "0.5"])

@@ -118,3 +118,20 @@ def test_unwritable_cache_falls_back_to_decoding(eyeq_root: Path, tmp_path: Path
     ds = open_split(eyeq_root, _cfg(), "train", cache_dir=blocker / "sub")
     assert not ds.cache.enabled
     assert ds[0][0].shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_image_met_while_loading_is_one_line(tmp_path: Path, workers: int) -> None:
+    folder = tmp_path / "EYEQ"
+    write_image(folder / "Images" / "a.png", "RGB", 20)
+    (folder / "Images" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    write_split(folder / "train.txt", ["Images/a.png,0,0", "Images/b.png,1,0"])
+    cfg = _cfg()
+    cfg.num_workers = workers
+    ds = open_split(tmp_path, cfg, "train")
+    with pytest.raises(UserError) as err:
+        for _ in make_loader(ds, cfg, train=False, batch_size=2):
+            pass
+    text = str(err.value)
+    assert "\n" not in text and "b.png" in text and "cannot read image" in text
+    assert "line 3 of its split file" in text

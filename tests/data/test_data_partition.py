@@ -89,6 +89,14 @@ def test_source_scheme_keeps_children_and_adults_apart(roots: dict[str, Path],
     ct_sites = partition(roots["IQAD_CT"], "IQAD_CT", 2, "source", tmp_path / "ct", seed=0)
     assert [{q for rows in _rows(s).values() for _, _, q in rows} for s in ct_sites] \
         in ([{0}, {1}], [{1}, {0}])
+    # without sources.csv the two CT releases are told apart by their quality label
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(roots["IQAD_CT"], bare, symlinks=True)
+    (bare / "IQAD_CT" / "sources.csv").unlink()
+    again = partition(bare, "IQAD_CT", 2, "source", tmp_path / "ct2", seed=0)
+    assert [_rows(s) for s in again] == [_rows(s) for s in ct_sites]
 
 
 def test_errors_leave_nothing_behind(roots: dict[str, Path], tmp_path: Path) -> None:
