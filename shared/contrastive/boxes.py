@@ -128,21 +128,31 @@ class CsvBoxes:
 
 
 # ------------------------------------------------------------------------ detector
-def _infer_arch(state: dict[str, Any]) -> tuple[str, int]:
+def _head_classes(state: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """Candidate archs and class count from the detection head's weights."""
     keys = set(state)
     if "roi_heads.box_predictor.cls_score.weight" in keys:
         classes = int(state["roi_heads.box_predictor.cls_score.weight"].shape[0])
-        if any(k.startswith("backbone.body.features") for k in keys):
-            return "fasterrcnn_mobilenet_v3_large_fpn", classes
-        if any(k.startswith("rpn.head.conv.0.") for k in keys):
-            return "fasterrcnn_resnet50_fpn_v2", classes
-        return "fasterrcnn_resnet50_fpn", classes
+        return tuple(a for a in DETECTOR_ARCHS if a.startswith("fasterrcnn")), classes
     if "head.classification_head.cls_logits.weight" in keys:
         out = int(state["head.classification_head.cls_logits.weight"].shape[0])
         if "head.regression_head.bbox_ctrness.weight" in keys:
-            return "fcos_resnet50_fpn", out
-        return "retinanet_resnet50_fpn", out // 9
+            return ("fcos_resnet50_fpn",), out
+        return ("retinanet_resnet50_fpn",), out // 9
     raise ValueError("no detection head keys")
+
+
+def _mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str:
+    """'' when `state` fits `model` exactly, else a short count of what differs."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unknown = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if not (missing or unknown or shape):
+        return ""
+    example = (shape + missing + unknown)[0]
+    return (f"{len(missing)} missing, {len(unknown)} unknown, {len(shape)} of another "
+            f"shape, e.g. {example!r}")
 
 
 class DetectorBoxes:
@@ -178,24 +188,26 @@ class DetectorBoxes:
         if not isinstance(state, dict) or not all(
                 isinstance(v, torch.Tensor) for v in state.values()):
             raise self._fail("its state_dict is not a mapping of tensors")
-        try:
-            arch, classes = _infer_arch(state)
-        except ValueError:
-            if "arch" not in data:
+        if "arch" in data:
+            archs, classes = (str(data["arch"]),), int(data.get("num_classes", 2))
+            if archs[0] not in DETECTOR_ARCHS:
+                raise self._fail(f"unknown arch {archs[0]!r}")
+        else:
+            try:
+                archs, classes = _head_classes(state)
+            except ValueError:
                 raise self._fail("no detection-head weights found and no 'arch'") from None
-            arch, classes = str(data["arch"]), int(data.get("num_classes", 2))
-        arch = str(data.get("arch", arch))
-        classes = int(data.get("num_classes", classes))
-        if arch not in DETECTOR_ARCHS:
-            raise self._fail(f"unknown arch {arch!r}")
-        model = getattr(detection, arch)(weights=None, weights_backbone=None,
-                                         num_classes=classes)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise self._fail(f"weights do not fit {arch} with {classes} classes "
-                             f"({first[:200]})") from None
+        why = ""
+        for arch in sorted(archs, key=lambda a: "mobilenet" not in a):  # cheap ones first
+            model = getattr(detection, arch)(weights=None, weights_backbone=None,
+                                             num_classes=classes)
+            why = _mismatch(model, state)
+            if not why:
+                model.load_state_dict(state)
+                break
+        else:
+            raise self._fail(f"weights do not fit {' or '.join(archs)} with {classes} "
+                             f"classes ({why})")
         threshold = float(data.get("score_threshold", score_threshold))
         return model.eval().to(self.device), threshold
 

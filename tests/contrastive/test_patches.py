@@ -1,0 +1,163 @@
+"""Patch subsets and box sources: CSV scaling, square expansion, the four subsets,
+the proposal fallback, detector checkpoints good and bad."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shared.contrastive.boxes import (
+    Box,
+    CsvBoxes,
+    DetectorBoxes,
+    ProposalBoxes,
+    choose_source,
+    propose,
+)
+from shared.contrastive.patches import (
+    HEALTHY_HQ,
+    HEALTHY_LQ,
+    LESION_HQ,
+    LESION_LQ,
+    build_bank,
+    input_px,
+    lesion_squares,
+    patch_px,
+    skipped_terms,
+    split_bank,
+)
+from shared.data.dataset import open_split
+from shared.errors import UserError
+from tests.contrastive.conftest import comcl_config
+
+
+def test_patch_size_scales_with_the_image() -> None:
+    cfg = comcl_config()
+    assert (patch_px(cfg), input_px(cfg)) == (16, 32)  # 128 px at 512 -> 16 px at 64
+    cfg.image_size = 512
+    assert (patch_px(cfg), input_px(cfg)) == (128, 128)
+
+
+def test_csv_boxes_scale_to_the_loaded_size(tmp_path: Path) -> None:
+    (tmp_path / "Images").mkdir()
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(tmp_path / "Images" / "a.png")
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1,kind\nImages/a.png,20,40,30,60,ma\n")
+    source = CsvBoxes(tmp_path / "boxes.csv", tmp_path)
+    got = source(tmp_path / "Images" / "a.png", torch.zeros(3, 64, 64, dtype=torch.uint8))
+    assert got == [Box(10, 20, 15, 30)]
+    assert source(tmp_path / "Images" / "other.png", torch.zeros(3, 64, 64)) == []
+    (tmp_path / "bad.csv").write_text("image,x0,y0\nImages/a.png,1,2\n")
+    with pytest.raises(UserError, match="header"):
+        CsvBoxes(tmp_path / "bad.csv", tmp_path)
+
+
+def test_lesion_squares_expand_shift_and_deduplicate() -> None:
+    boxes = [Box(1, 1, 3, 3), Box(2, 2, 4, 4), Box(40, 40, 60, 62), Box(30, 5, 32, 7)]
+    squares = lesion_squares(boxes, side=16, size=64, limit=10)
+    assert squares[0] == (39, 40, 22)  # the big box first, keeping its own size
+    for x, y, s in squares:
+        assert min(x, y) >= 0 and max(x, y) + s <= 64 and s >= 16
+    near_corner = [sq for sq in squares if sq[0] == 0 and sq[1] == 0]
+    assert len(near_corner) == 1  # the second corner box falls inside the first square
+    assert len(lesion_squares(boxes, 16, 64, limit=1)) == 1
+
+
+def test_four_subsets_follow_labels(synth_root: Path) -> None:
+    cfg = comcl_config()
+    folder = synth_root / "EYEQ"
+    bank = split_bank(synth_root, cfg, CsvBoxes(folder / "lesions.csv", folder))
+    counts = bank.counts()
+    assert all(counts[s] > 0 for s in ("L", "L~", "H", "H~")), counts
+    assert bank.patches.shape[1:] == (3, 32, 32) and bank.patches.dtype == torch.uint8
+    data = open_split(synth_root, cfg, "train")
+    diagnosis, quality = data.diagnosis[bank.source], data.quality[bank.source]
+    lesion = (bank.subset == LESION_HQ) | (bank.subset == LESION_LQ)
+    assert (diagnosis[lesion] > 0).all() and (diagnosis[~lesion] == 0).all()
+    hq = (bank.subset == LESION_HQ) | (bank.subset == HEALTHY_HQ)
+    assert (quality[hq] == 0).all() and (quality[~hq] > 0).all()
+    assert skipped_terms(bank, True) == []
+    # balanced batches: every subset present, no patch twice in a batch
+    for index in bank.batches(32, torch.Generator().manual_seed(0)):
+        assert len(set(index.tolist())) == len(index)
+        assert set(bank.subset[index].tolist()) == {0, 1, 2, 3}
+
+
+def test_empty_subset_is_reported(synth_root: Path) -> None:
+    cfg = comcl_config()
+    images = [torch.full((3, 64, 64), 120, dtype=torch.uint8)] * 4
+    boxes = lambda path, image: [Box(20, 20, 24, 24)]  # noqa: E731
+    bank = build_bank(images, [Path(f"{i}.png") for i in range(4)], [1, 1, 0, 0],
+                      [0, 0, 0, 0], boxes, cfg)
+    assert bank.counts()["L~"] == 0 and bank.counts()["H~"] == 0
+    warnings = skipped_terms(bank, True)
+    assert len(warnings) == 2 and all("skipped" in w for w in warnings)
+    assert set(bank.subset.tolist()) == {LESION_HQ, HEALTHY_HQ}
+    assert HEALTHY_LQ not in bank.subset.tolist()
+
+
+def test_proposals_find_a_planted_spot() -> None:
+    image = np.full((64, 64, 3), 140, np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    image[(yy - 30) ** 2 + (xx - 40) ** 2 <= 4] = 30  # a dark microaneurysm-like spot
+    boxes = propose(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+    assert boxes, "the spot should be proposed"
+    best = boxes[0]
+    assert best.x0 <= 40 < best.x1 and best.y0 <= 30 < best.y1
+    assert propose(torch.zeros(3, 64, 64, dtype=torch.uint8)) == []
+
+
+def test_fallback_is_used_and_announced_once(synth_root: Path, tmp_path: Path) -> None:
+    said: list[str] = []
+    source = choose_source(tmp_path, say=said.append)
+    assert isinstance(source, ProposalBoxes)
+    assert len(said) == 1 and "fallback" in said[0]
+    said.clear()
+    assert isinstance(choose_source(synth_root / "EYEQ", say=said.append), CsvBoxes)
+    assert "lesions.csv" in said[0]
+    with pytest.raises(UserError, match="at most one"):
+        choose_source(tmp_path, lesions=tmp_path / "a.csv", detector=tmp_path / "b.pt")
+    bank = split_bank(synth_root, comcl_config(), ProposalBoxes())
+    assert bank.counts()["L"] > 0
+
+
+def test_detector_checkpoint_of_wrong_format_is_a_clear_error(tmp_path: Path) -> None:
+    bad = {
+        "list.pt": [1, 2, 3],
+        "dict.pt": {"weight": torch.zeros(3)},
+        "arch.pt": {"arch": "yolo", "state_dict": {"x": torch.zeros(1)}},
+    }
+    for name, obj in bad.items():
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(UserError, match="detector checkpoint") as err:
+            DetectorBoxes(tmp_path / name)
+        assert "\n" not in str(err.value)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="detector checkpoint"):
+        DetectorBoxes(tmp_path / "junk.pt")
+    with pytest.raises(UserError, match="not found"):
+        DetectorBoxes(tmp_path / "missing.pt")
+
+
+def test_torchvision_detector_checkpoint_gives_boxes(tmp_path: Path) -> None:
+    from torchvision.models import detection
+
+    torch.manual_seed(0)
+    model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=2)
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    assert DetectorBoxes(tmp_path / "bare.pt").model is not None  # arch inferred from keys
+    torch.save({"arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "num_classes": 2,
+                "state_dict": model.state_dict(), "score_threshold": 0.0}, tmp_path / "d.pt")
+    source = DetectorBoxes(tmp_path / "d.pt")
+    image = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
+    boxes = source(Path("x.png"), image)
+    assert isinstance(boxes, list)
+    assert all(0 <= b.x0 <= b.x1 <= 64 and 0 <= b.y0 <= b.y1 <= 64 for b in boxes)
+    torch.save({"arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "num_classes": 5,
+                "state_dict": model.state_dict()}, tmp_path / "classes.pt")
+    with pytest.raises(UserError, match="do not fit"):
+        DetectorBoxes(tmp_path / "classes.pt")
