@@ -150,6 +150,10 @@ def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = N
 
     app.train()(guarded(train))
     app.evaluate()(guarded(evaluate_global))
+    from client.comcl import comcl_train  # CoMCL pretraining rounds: train.comcl messages
+    from shared.contrastive.protocol import ACTION
+
+    app.train(ACTION)(guarded(comcl_train))
     return app
 
 

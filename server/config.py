@@ -33,6 +33,9 @@ class FederationConfig(BaseModel):
     run_dir: Path = Path("runs/federated")
     num_rounds: int = Field(5, ge=1, le=100_000)
     local_epochs: int = Field(1, ge=1, le=10_000)
+    # CoMCL rounds of the encoder before the diagnosis rounds (server/comcl.py)
+    pretrain_rounds: int = Field(0, ge=0, le=100_000)
+    pretrain_epochs: int = Field(1, ge=1, le=10_000)
 
     strategy: StrategyName = "fedavg"
     proximal_mu: float = Field(0.01, ge=0.0, le=100.0)

@@ -22,7 +22,12 @@ log = logging.getLogger("fediqad.server")
 def run_server(grid: Grid, fed: FederationConfig) -> None:
     """Run (or resume) the federation; a UserError is logged as one line, then re-raised."""
     try:
-        Federation(fed, evaluate_fn=make_evaluate_fn(fed)).run(grid)
+        federation = Federation(fed, evaluate_fn=make_evaluate_fn(fed))
+        if fed.pretrain_rounds:  # CoMCL rounds first: the encoder initialises the backbones
+            from server.comcl import pretrain_federation
+
+            pretrain_federation(grid, federation)
+        federation.run(grid)
     except UserError as err:
         log.error("fediqad: %s", err)
         raise

@@ -1,0 +1,108 @@
+"""Federated CoMCL rounds through the real ServerApp hook and ClientApp handler, wired
+by the federation tests' in-process Grid (no Ray, no network)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Context, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from client.client_app import make_client_app
+from client.site import Site
+from server.comcl import pretrain_federation
+from server.config import FederationConfig
+from server.federation import Federation
+from server.server_app import run_server
+from shared.contrastive.protocol import MESSAGE_TYPE
+from shared.contrastive.transfer import read_encoder
+from tests.contrastive.conftest import comcl_config
+from tests.federation.helpers import InProcessGrid
+
+
+@pytest.fixture(autouse=True)
+def flwr_identity():
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Site]:
+    """Two sites at 64 px; site 1 has only HQ images (no L~, no H~)."""
+    from shared.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("comcl-sites")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
+        synthesize("EYEQ", 24, 64, root / "a", seed=1, lq_ratio=0.5)
+        synthesize("EYEQ", 24, 64, root / "b", seed=2, lq_ratio=0.0)
+    return [Site("a", root / "a"), Site("b", root / "b")]
+
+
+def grid_of(sites: list[Site]) -> InProcessGrid:
+    app = make_client_app(sites, threads=1)
+    contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
+                                 state=RecordDict(), run_config={}) for i in range(len(sites))}
+    return InProcessGrid({n: (app, c) for n, c in contexts.items()})
+
+
+def fed_of(tmp_path: Path, **kw: object) -> FederationConfig:
+    cfg = comcl_config(batch_size=32)
+    cfg.method = "vanilla"
+    cfg.model.width = 0.5
+    cfg.device, cfg.threads = "cpu", 1
+    kw.setdefault("pretrain_rounds", 2)
+    return FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2,
+                            fraction_evaluate=0.0, **kw)
+
+
+def test_pretrain_rounds_feed_the_global_backbone(sites, tmp_path, caplog) -> None:
+    fed = fed_of(tmp_path)
+    grid = grid_of(sites)
+    federation = Federation(fed)
+    before = federation.globals.arrays["task_net"]["model.block1.0.weight"].copy()
+    with caplog.at_level(logging.WARNING, logger="fediqad.client"):
+        state = pretrain_federation(grid, federation)
+    assert state is not None
+    comcl = [m for m in grid.pushed if m.metadata.message_type == MESSAGE_TYPE]
+    assert len(comcl) == 4 and all("encoder" in m.content.array_records for m in comcl)
+    # site b has no LQ images: its two LQ terms are skipped, with one warning each
+    skipped = [r.getMessage() for r in caplog.records if "is skipped" in r.getMessage()]
+    assert len(skipped) == 2 and all("site 'b'" in s for s in skipped)
+    history = json.loads((fed.run_dir / "comcl" / "rounds.json").read_text())["rounds"]
+    assert [r["round"] for r in history] == [1, 2]
+    for entry in history:
+        assert entry["status"] == "ok" and set(entry["sites"]) == {"a", "b"}
+        assert np.isfinite(entry["loss"])
+        assert "loss_L_vs_Lq" not in entry["sites"]["b"] and "loss_L_vs_H" in entry["sites"]["b"]
+    enc = read_encoder(fed.run_dir / "comcl" / "encoder.pt")
+    assert enc.metrics["round"] == 2 and enc.epochs == 2
+    after = federation.globals.arrays["task_net"]["model.block1.0.weight"]
+    assert np.allclose(after, enc.state_dict["block1.0.weight"].numpy())
+    assert not np.allclose(after, before)
+    assert np.allclose(federation.bundle.task_net.model.block1[0].weight.detach().numpy(), after)
+    # FedAvg weighted by patch counts
+    n = {name: s["num-examples"] for name, s in history[-1]["sites"].items()}
+    assert all(v > 0 for v in n.values())
+
+
+def test_run_server_pretrains_then_trains_and_resume_skips_done_rounds(sites, tmp_path):
+    fed = fed_of(tmp_path, pretrain_rounds=1)
+    grid = grid_of(sites)
+    run_server(grid, fed)
+    types = [m.metadata.message_type for m in grid.pushed]
+    assert types[:2] == [MESSAGE_TYPE] * 2 and types.count("train") == 2
+    assert (fed.run_dir / "global.pt").is_file()
+    encoder = read_encoder(fed.run_dir / "comcl" / "encoder.pt")
+    # resume after the diagnosis rounds began: no CoMCL round is repeated
+    more = fed.model_copy(update={"resume": True, "num_rounds": 2})
+    grid2 = grid_of(sites)
+    run_server(grid2, more)
+    assert MESSAGE_TYPE not in [m.metadata.message_type for m in grid2.pushed]
+    assert torch.equal(read_encoder(fed.run_dir / "comcl" / "encoder.pt").state_dict[
+        "block1.0.weight"], encoder.state_dict["block1.0.weight"])
