@@ -3,6 +3,7 @@ and a clear error (with nothing written) when a site would be empty."""
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -90,8 +91,6 @@ def test_source_scheme_keeps_children_and_adults_apart(roots: dict[str, Path],
     assert [{q for rows in _rows(s).values() for _, _, q in rows} for s in ct_sites] \
         in ([{0}, {1}], [{1}, {0}])
     # without sources.csv the two CT releases are told apart by their quality label
-    import shutil
-
     bare = tmp_path / "bare"
     shutil.copytree(roots["IQAD_CT"], bare, symlinks=True)
     (bare / "IQAD_CT" / "sources.csv").unlink()
