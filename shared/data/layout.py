@@ -72,12 +72,16 @@ def staged_dir(target: Path, force: bool = False) -> Iterator[Path]:
     if target.exists() and not force:
         raise UserError("output already exists; choose another --out or pass --force",
                         path=target)
+    made = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # parents created for this output, innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -132,3 +132,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _one_line_error(_fediqad("data", "synth", "--like", "EYEQ", "--n", "0", "--image-size",
                              "32", "--out", str(out)), "--n must be at least 1")
     assert not out.exists()
+    ct = tmp_path / "ct" / "IQAD_CT"
+    hq = next(r.split(",")[0] for r in (ct / "train.txt").read_text().splitlines()[1:]
+              if r.endswith(",1"))  # file code 1 = HQ in CT-IQAD
+    (ct / hq).write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    _one_line_error(_fediqad("data", "degrade", "--data-root", str(tmp_path / "ct"),
+                             "--dataset", "IQAD_CT", "--split", "train", "--lq-ratio", "1.0",
+                             "--out", str(out)), "cannot read image")
+    assert not out.exists()
