@@ -21,7 +21,6 @@ from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_
 from client.state import load_optimizer, restore_local, save_local, save_optimizer
 from shared.config import RunConfig
 from shared.data.dataset import IQADDataset, make_loader
-from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
 from shared.records import (
     CFG_DTYPE,
@@ -121,6 +120,8 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
 
 def evaluate_global(msg: Message, context: Context, site: Site,
                     threads: int | None = None) -> Message:
+    from shared.evaluation import evaluate  # scikit-learn: only evaluate messages pay for it
+
     start = time.perf_counter()
     cfg, record, bundle, _ = _prepare(msg, context, ["task_net"], threads)
     device = resolve_device(cfg.device)

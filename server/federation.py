@@ -59,6 +59,12 @@ def _plain(metrics: MetricRecord | dict[str, Any] | None) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if not isinstance(v, list)}
 
 
+def _console() -> Console:
+    """stderr console; wide enough for the per-site table when not on a terminal."""
+    probe = Console(stderr=True)
+    return probe if probe.is_terminal else Console(stderr=True, width=140)
+
+
 class Federation:
     """One federated run of `fed`; `run(grid)` executes the remaining rounds."""
 
@@ -73,7 +79,7 @@ class Federation:
         self.fed = fed
         self.cfg = fed.run
         self.evaluate_fn = evaluate_fn
-        self.console = console or Console(stderr=True)
+        self.console = console or _console()
         self.poll = poll
         torch.manual_seed(self.cfg.seed)
         self.bundle = build_models(self.cfg)
@@ -109,6 +115,7 @@ class Federation:
     # -------------------------------------------------------------------- run
     def run(self, grid: Grid) -> dict[str, Any]:
         self.fed.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log.doc["finished"] = False
         if self.start_round == 1 and self.evaluate_fn is not None:
             self.log.doc["initial"] = self._server_eval()
         for rnd in range(self.start_round, self.fed.num_rounds + 1):
@@ -117,8 +124,9 @@ class Federation:
             self.log.write()
             print_round(record, self.console)
             self._relax_minimums()
-        self.log.write()
         write_report(self.fed.run_dir, self.log.doc)
+        self.log.doc["finished"] = True
+        self.log.write()
         return self.log.doc
 
     def _relax_minimums(self) -> None:

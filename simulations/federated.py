@@ -38,8 +38,8 @@ class Resources:
         """Run up to `max_parallel` sites at once, sharing this machine's cores."""
         cpus = total_cpus or os.cpu_count() or 1
         parallel = max(1, min(n_sites, max(cpus, max_parallel)))
-        share = cpus / parallel
-        return cls(cpus_per_site=round(share, 4), gpus_per_site=gpus_per_site,
+        share = math.floor(1000 * cpus / parallel) / 1000  # never round up: 3 x 0.667 > 2
+        return cls(cpus_per_site=share, gpus_per_site=gpus_per_site,
                    total_cpus=cpus, torch_threads=max(1, math.floor(share)))
 
 

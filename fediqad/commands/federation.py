@@ -1,0 +1,360 @@
+"""Federation commands: simulate (Ray), server (SuperLink + ServerApp), client (SuperNode).
+
+Thin wiring: options -> FederationConfig -> `simulations` / `server.runtime` /
+`client.runtime`. Settings of a run are stored in RUN_DIR/federation.json, so
+`--resume` continues with them (only rounds, timeouts and resources may change).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shared.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+Opt = typer.Option
+
+
+def _federation(
+    *,
+    run_dir: Path,
+    resume: bool,
+    dataset: str | None,
+    config: Path | None,
+    set_items: list[str] | None,
+    run_flags: dict[str, Any],
+    fed_flags: dict[str, Any],
+    defaults: Any = None,
+) -> Any:
+    """Fresh settings from the flags, or on --resume the stored ones plus allowed changes."""
+    from server.config import FederationConfig, validated
+    from shared.config import build_config
+
+    stored = run_dir / "federation.json"
+    if resume and stored.is_file():
+        fixed = [k for k, v in run_flags.items() if v is not None]
+        if fixed or config is not None or set_items:
+            raise UserError(
+                "--resume continues with the stored settings; drop "
+                f"{', '.join(fixed) or '--config/--set'}"
+            )
+        base = FederationConfig.model_validate_json(stored.read_text()).model_dump()
+        base.update({k: v for k, v in fed_flags.items() if v is not None})
+        base.update(resume=True, run_dir=run_dir)
+        return validated(**base)
+    if resume:
+        raise UserError(f"nothing to resume: {stored} does not exist")
+    if (run_dir / "state.json").exists():
+        raise UserError(
+            f"{run_dir} already holds a federated run; pass --resume to continue "
+            "it or --name / --run-dir for a new one"
+        )
+    if defaults is not None and dataset is None and config is None:
+        run = defaults
+        run_tree = run.model_dump()
+        for dotted, value in run_flags.items():
+            if value is not None:
+                node = run_tree
+                *sections, leaf = dotted.split(".")
+                for section in sections:
+                    node = node[section]
+                node[leaf] = value
+        run = build_config(run.dataset.name, None, _flatten(run_tree), set_items)
+    else:
+        run = build_config(dataset, config, run_flags, set_items)
+    fed = validated(
+        run=run, run_dir=run_dir, **{k: v for k, v in fed_flags.items() if v is not None}
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stored.write_text(fed.model_dump_json(indent=2))
+    return fed
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+# Options shared by `simulate` and `server`.
+RoundsOpt = Annotated[int | None, Opt("--rounds", help="Federated rounds (default 5).")]
+EpochsOpt = Annotated[int | None, Opt("--local-epochs", help="Local epochs per round (1).")]
+StrategyOpt = Annotated[
+    str | None,
+    Opt(
+        "--strategy",
+        help="fedavg, fedprox, fedadam, fedavgm, fedbn, fedmedian, fedtrimmedavg, "
+        "krum or multikrum.",
+    ),
+]
+MethodOpt = Annotated[
+    str | None,
+    Opt(
+        "--method",
+        help="mkcnet, mkcnet-first-order, vanilla, multitask, mkcnet-no-meta, mkcnet-no-mab.",
+    ),
+]
+DatasetOpt = Annotated[str | None, Opt("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT, IQAD_CXR.")]
+ConfigOpt = Annotated[Path | None, Opt("--config", help="RunConfig file (.toml / .yaml).")]
+SetOpt = Annotated[list[str] | None, Opt("--set", help="Override: section.field=value.")]
+BackboneOpt = Annotated[str | None, Opt("--backbone", help="vgg16_bn, vgg16_bn_slim, ...")]
+SizeOpt = Annotated[int | None, Opt("--image-size", help="Input size, multiple of 32.")]
+BatchOpt = Annotated[int | None, Opt("--batch-size", help="Images per batch at each site.")]
+DtypeOpt = Annotated[str | None, Opt("--transport-dtype", help="float32 or float16 arrays.")]
+MinRepliesOpt = Annotated[
+    int | None, Opt("--min-replies", help="Valid site updates needed to aggregate a round (1).")
+]
+TimeoutOpt = Annotated[float | None, Opt("--round-timeout", help="Seconds to wait per phase.")]
+MuOpt = Annotated[float | None, Opt("--proximal-mu", help="FedProx mu (0.01).")]
+SeedOpt = Annotated[int | None, Opt("--seed", help="Random seed.")]
+ResumeOpt = Annotated[bool, Opt("--resume", help="Continue the run from its last checkpoint.")]
+
+
+def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> dict[str, Any]:  # noqa: ANN001
+    return {
+        "method": method,
+        "model.backbone": backbone,
+        "image_size": image_size,
+        "optim.batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+    }
+
+
+def simulate(
+    data_root: Annotated[
+        Path | None,
+        Opt("--data-root", help="Real data (ROOT/NAME/...); omit for the built-in synthetic run."),
+    ] = None,
+    dataset: DatasetOpt = None,
+    sites: Annotated[int | None, Opt("--sites", help="Number of sites (default 3).")] = None,
+    partition: Annotated[
+        str | None,
+        Opt("--partition", help="How real data is split over sites (see `fediqad data`)."),
+    ] = None,
+    rounds: RoundsOpt = None,
+    local_epochs: EpochsOpt = None,
+    method: MethodOpt = None,
+    strategy: StrategyOpt = None,
+    proximal_mu: MuOpt = None,
+    backbone: BackboneOpt = None,
+    image_size: SizeOpt = None,
+    batch_size: BatchOpt = None,
+    config: ConfigOpt = None,
+    set_items: SetOpt = None,
+    images_per_site: Annotated[
+        int | None, Opt("--images-per-site", help="Synthetic run: images per hospital (400).")
+    ] = None,
+    transport_dtype: DtypeOpt = None,
+    min_replies: MinRepliesOpt = None,
+    round_timeout: TimeoutOpt = None,
+    server_eval: Annotated[
+        bool,
+        Opt("--server-eval/--no-server-eval", help="Synthetic run: evaluate on a held-out set."),
+    ] = True,
+    cpus_per_site: Annotated[
+        float | None, Opt("--cpus-per-site", help="Ray CPUs per site (default: share the cores).")
+    ] = None,
+    gpus_per_site: Annotated[float, Opt("--gpus-per-site", help="Ray GPUs per site.")] = 0.0,
+    max_parallel: Annotated[
+        int, Opt("--max-parallel", help="Sites training at once when sharing the cores.")
+    ] = 4,
+    name: Annotated[str | None, Opt("--name", help="Run name: output in runs/NAME.")] = None,
+    out: Annotated[Path, Opt("--out", help="Folder of runs.")] = Path("runs"),
+    seed: SeedOpt = None,
+    resume: ResumeOpt = False,
+    verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
+) -> None:
+    """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
+    from simulations.federated import Resources, run_federated_simulation
+    from simulations.scenarios import default_run_config, default_sites, partitioned_sites
+
+    synthetic = data_root is None
+    if synthetic and (dataset or partition):
+        raise UserError("--dataset and --partition describe real data; add --data-root")
+    n_sites = sites or 3
+    if n_sites < 1:
+        raise UserError(f"--sites must be at least 1, got {n_sites}")
+    name = name or (
+        "default"
+        if synthetic
+        else f"{(dataset or 'EYEQ').upper()}-{strategy or 'fedavg'}-{n_sites}sites"
+    )
+    run_dir = (out / name).resolve()
+    fed = _federation(
+        run_dir=run_dir,
+        resume=resume,
+        dataset=dataset,
+        config=config,
+        set_items=set_items,
+        run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
+        fed_flags={
+            "num_rounds": rounds,
+            "local_epochs": local_epochs,
+            "strategy": strategy,
+            "proximal_mu": proximal_mu,
+            "transport_dtype": transport_dtype,
+            "min_replies": min_replies,
+            "round_timeout": round_timeout,
+            "min_nodes": n_sites if not resume else None,
+        },
+        defaults=default_run_config() if synthetic else None,
+    )
+    if synthetic:
+        site_list, held_out = default_sites(
+            run_dir / "data",
+            images_per_site=images_per_site or 400,
+            image_size=fed.run.image_size,
+            seed=fed.run.seed,
+            n_sites=n_sites,
+        )
+        if server_eval and fed.server_eval_data is None:
+            fed = fed.model_copy(update={"server_eval_data": held_out})
+    else:
+        assert data_root is not None
+        site_list = partitioned_sites(
+            data_root, fed.run.dataset.name, n_sites, partition, run_dir / "sites", fed.run.seed
+        )
+    res = (
+        Resources(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
+        if cpus_per_site
+        else Resources.auto(len(site_list), max_parallel=max_parallel, gpus_per_site=gpus_per_site)
+    )
+    console.print(
+        f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s), {fed.strategy}, "
+        f"{fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
+        f"{res.cpus_per_site:g} CPU per site -> {run_dir}",
+        highlight=False,
+    )
+    run_federated_simulation(fed, site_list, res, verbose=verbose)
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    if not doc.get("rounds"):
+        raise UserError(f"no round completed; see the log above and {run_dir}")
+    console.print(
+        f"done: {run_dir / 'report.md'}, {run_dir / 'metrics.json'}, {run_dir / 'global.pt'}",
+        highlight=False,
+    )
+
+
+def server(
+    insecure: Annotated[
+        bool, Opt("--insecure", help="Plaintext gRPC/HTTP (TLS and node auth come with deploy/).")
+    ] = False,
+    host: Annotated[str, Opt("--host", help="Address the SuperLink binds.")] = "0.0.0.0",
+    port: Annotated[int, Opt("--port", help="SuperLink port (Fleet, Control, runtime).")] = 9092,
+    run_dir: Annotated[Path, Opt("--run-dir", help="Where checkpoints and reports go.")] = Path(
+        "runs/federated"
+    ),
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    set_items: SetOpt = None,
+    method: MethodOpt = None,
+    backbone: BackboneOpt = None,
+    image_size: SizeOpt = None,
+    batch_size: BatchOpt = None,
+    rounds: RoundsOpt = None,
+    local_epochs: EpochsOpt = None,
+    strategy: StrategyOpt = None,
+    proximal_mu: MuOpt = None,
+    min_nodes: Annotated[
+        int | None, Opt("--min-nodes", help="Sites that must be connected before round 1 (2).")
+    ] = None,
+    min_replies: MinRepliesOpt = None,
+    round_timeout: TimeoutOpt = None,
+    transport_dtype: DtypeOpt = None,
+    server_eval_data: Annotated[
+        Path | None,
+        Opt("--server-eval-data", help="Held-out data the server evaluates on each round."),
+    ] = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = False,
+) -> None:
+    """Start a SuperLink and run the federation (this ServerApp) on it until it ends."""
+    from server.runtime import serve
+
+    if not insecure:
+        raise UserError(
+            "TLS and SuperNode authentication are set up by the deployment "
+            "tooling (deploy/); pass --insecure to run in plaintext"
+        )
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {port}")
+    run_dir = run_dir.resolve()
+    fed = _federation(
+        run_dir=run_dir,
+        resume=resume,
+        dataset=dataset,
+        config=config,
+        set_items=set_items,
+        run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
+        fed_flags={
+            "num_rounds": rounds,
+            "local_epochs": local_epochs,
+            "strategy": strategy,
+            "proximal_mu": proximal_mu,
+            "min_nodes": min_nodes,
+            "min_replies": min_replies,
+            "round_timeout": round_timeout,
+            "transport_dtype": transport_dtype,
+            "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
+        },
+    )
+    code = serve(fed, host=host, port=port, console=console)
+    raise typer.Exit(code)
+
+
+def client(
+    server_address: Annotated[str, Opt("--server", help="SuperLink HOST:PORT.")],
+    data_path: Annotated[Path, Opt("--data-path", help="This site's data (ROOT/NAME/...).")],
+    site_name: Annotated[str, Opt("--site-name", help="This site's name in reports.")],
+    insecure: Annotated[bool, Opt("--insecure", help="Plaintext connection (no TLS).")] = False,
+    flwr_home: Annotated[
+        Path | None,
+        Opt("--flwr-home", help="SuperNode state folder (default ~/.fediqad/supernodes/NAME)."),
+    ] = None,
+    runtime_port: Annotated[
+        int | None,
+        Opt("--runtime-port", help="Local port for the ClientApp runtime API (default: free)."),
+    ] = None,
+    max_wait: Annotated[
+        float | None, Opt("--max-wait", help="Give up after this many seconds without the server.")
+    ] = None,
+) -> None:
+    """Run this hospital's SuperNode (the ClientApp on its own data) until stopped."""
+    from client.runtime import run_site
+
+    if not insecure:
+        raise UserError(
+            "TLS and SuperNode authentication are set up by the deployment "
+            "tooling (deploy/); pass --insecure to connect in plaintext"
+        )
+    if ":" not in server_address:
+        raise UserError(f"--server must look like HOST:PORT, got {server_address!r}")
+    code = run_site(
+        server_address,
+        data_path,
+        site_name,
+        console=console,
+        flwr_home=flwr_home,
+        runtime_port=runtime_port,
+        max_wait=max_wait,
+    )
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)
+    app.command("server")(server)
+    app.command("client")(client)

@@ -1,0 +1,182 @@
+"""`fediqad server`: a SuperLink plus one run of this ServerApp on Flower's deployment runtime.
+
+Stock Flower tools only: `flower-superlink` (Fleet, Control and runtime APIs on one
+port in flwr 1.41), then `flwr run <project> <connection>` with the federation
+settings as run config. The connection lives in a private FLWR_HOME inside the run
+directory, so the operator's ~/.flwr is left alone. Progress is read from the run's
+own `metrics.json`; the SuperLink is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tomli_w
+import yaml
+from rich.console import Console
+
+from server.config import FederationConfig, to_user_config
+from server.report import METRICS_FILE, print_round
+from shared.errors import UserError
+
+CONNECTION = "fediqad"
+
+
+def project_root() -> Path:
+    """The folder whose pyproject.toml declares this Flower App (what `flwr run` bundles)."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file() or "[tool.flwr.app]" not in pyproject.read_text():
+        raise UserError(
+            "fediqad server needs the fediqad source folder (its pyproject.toml declares the "
+            f"Flower App); none found at {root}. Install with `pip install -e <checkout>`"
+        )
+    return root
+
+
+def tool(name: str) -> str:
+    """A Flower executable from this interpreter's environment."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["FLWR_HOME"] = str(flwr_home)
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the SuperLink exited with code {proc.returncode} at start-up; "
+                            "is the port already in use?")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.3)
+    raise UserError(f"the SuperLink did not open {host}:{port} within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM the process group we started, SIGKILL it after `grace` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+    except ProcessLookupError:
+        pass
+
+
+def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    done = subprocess.run([tool("flwr"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise UserError(f"`flwr {args[0]}` failed: {' | '.join(tail)}")
+    return done.stdout
+
+
+def _json_tail(text: str) -> dict:
+    start = text.find("{")
+    return json.loads(text[start:]) if start >= 0 else {}
+
+
+def prepare_run_dir(fed: FederationConfig, host: str, port: int) -> tuple[Path, Path]:
+    """Write the RunConfig, the run-config overrides and the Flower connection."""
+    run_dir = fed.run_dir
+    flwr_home = run_dir / ".flwr"
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "run-config.yaml"
+    config_file.write_text(yaml.safe_dump(fed.run.model_dump(mode="json"), sort_keys=False))
+    overrides = run_dir / "flwr-run-config.toml"
+    overrides.write_text(tomli_w.dumps(to_user_config(fed, config_file=config_file)))
+    connect = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {
+        "default": CONNECTION,
+        CONNECTION: {"address": f"{connect}:{port}", "insecure": True},
+    }}))
+    return flwr_home, overrides
+
+
+def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
+          startup_timeout: float = 90.0, poll: float = 2.0, status_every: float = 30.0) -> int:
+    """Start the SuperLink, submit the run, follow it to the end; the process exit code."""
+    app_dir = project_root()
+    flwr_home, overrides = prepare_run_dir(fed, host, port)
+    env = child_env(flwr_home)
+    log_path = fed.run_dir / "superlink.log"
+    connect = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    superlink = None
+    with open(log_path, "ab") as log:
+        try:
+            superlink = subprocess.Popen(
+                [tool("flower-superlink"), "--insecure", "--host", host, "--port", str(port),
+                 "--disable-runtime-dependency-installation"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir,
+                start_new_session=True,
+            )
+            wait_for_port(connect, port, startup_timeout, superlink)
+            console.print(f"SuperLink listening on {host}:{port} (plaintext, --insecure); "
+                          f"log {log_path}")
+            started = _json_tail(_flwr(["run", str(app_dir), CONNECTION, "--run-config",
+                                        str(overrides), "--format", "json"], env))
+            run_id = started.get("run-id")
+            if not run_id:
+                raise UserError(f"the SuperLink did not start the run: {started}")
+            console.print(f"run {run_id} started; waiting for {fed.min_nodes} site(s)")
+            return _follow(fed, run_id, env, superlink, console, poll, status_every)
+        finally:
+            stop(superlink)
+
+
+def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
+            superlink: subprocess.Popen, console: Console, poll: float,
+            status_every: float) -> int:
+    """Show rounds as the run commits them; ask the SuperLink for the run status now and
+    then (each `flwr ls` is a Python start-up, CPU the sites would rather have)."""
+    shown = 0
+    metrics = fed.run_dir / METRICS_FILE
+    next_status = time.monotonic() + status_every
+    while True:
+        if superlink.poll() is not None:
+            raise UserError(f"the SuperLink stopped (exit {superlink.returncode}); "
+                            "rerun with --resume to continue from the last checkpoint")
+        try:
+            doc = json.loads(metrics.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        rounds = doc.get("rounds", [])
+        for record in rounds[shown:]:
+            print_round(record, console)
+        shown = max(shown, len(rounds))
+        if doc.get("finished") or time.monotonic() >= next_status:
+            next_status = time.monotonic() + status_every
+            runs = _json_tail(_flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format",
+                                     "json"], env)).get("runs", [])
+            status = runs[0].get("status", "") if runs else ""
+            if status.startswith("finished"):
+                if status.endswith("completed"):
+                    console.print(f"run {run_id} completed; global model "
+                                  f"{fed.run_dir / 'global.pt'}")
+                    return 0
+                details = runs[0].get("status-details") or ""
+                raise UserError(f"run {run_id} {status}: {details}".strip()
+                                + f"; see {fed.run_dir / 'superlink.log'}")
+        time.sleep(poll)
