@@ -120,6 +120,12 @@ TimeoutOpt = Annotated[float | None, Opt("--round-timeout", help="Seconds to wai
 MuOpt = Annotated[float | None, Opt("--proximal-mu", help="FedProx mu (0.01).")]
 SeedOpt = Annotated[int | None, Opt("--seed", help="Random seed.")]
 ResumeOpt = Annotated[bool, Opt("--resume", help="Continue the run from its last checkpoint.")]
+PretrainRoundsOpt = Annotated[
+    int | None, Opt("--pretrain-rounds", help="CoMCL encoder rounds before diagnosis (0).")
+]
+PretrainEpochsOpt = Annotated[
+    int | None, Opt("--pretrain-epochs", help="Local CoMCL epochs per pretraining round (1).")
+]
 
 
 def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> dict[str, Any]:  # noqa: ANN001
@@ -146,6 +152,8 @@ def simulate(
     ] = None,
     rounds: RoundsOpt = None,
     local_epochs: EpochsOpt = None,
+    pretrain_rounds: PretrainRoundsOpt = None,
+    pretrain_epochs: PretrainEpochsOpt = None,
     method: MethodOpt = None,
     strategy: StrategyOpt = None,
     proximal_mu: MuOpt = None,
@@ -203,6 +211,8 @@ def simulate(
         fed_flags={
             "num_rounds": rounds,
             "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds,
+            "pretrain_epochs": pretrain_epochs,
             "strategy": strategy,
             "proximal_mu": proximal_mu,
             "transport_dtype": transport_dtype,
@@ -266,6 +276,8 @@ def server(
     batch_size: BatchOpt = None,
     rounds: RoundsOpt = None,
     local_epochs: EpochsOpt = None,
+    pretrain_rounds: PretrainRoundsOpt = None,
+    pretrain_epochs: PretrainEpochsOpt = None,
     strategy: StrategyOpt = None,
     proximal_mu: MuOpt = None,
     min_nodes: Annotated[
@@ -302,6 +314,8 @@ def server(
         fed_flags={
             "num_rounds": rounds,
             "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds,
+            "pretrain_epochs": pretrain_epochs,
             "strategy": strategy,
             "proximal_mu": proximal_mu,
             "min_nodes": min_nodes,
