@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from fediqad.report.rundir import GLOBAL_SCOPE, SERVER_SCOPE, RunData, Series
-from fediqad.report.style import bar_style, new_figure, save, series_style
+from fediqad.report.style import LINESTYLES, bar_style, new_figure, save, series_style
 
 Drawn = tuple[Path, str] | None
 UNIT = {
@@ -47,7 +47,8 @@ def _axis(ax: Axes, run: RunData, ylabel: str, title: str) -> None:
 
 
 def _plot_series(ax: Axes, run: RunData, lines: list[tuple[str, Series, str]],
-                 ylabel: str, title: str, bounded: bool = False) -> list[str]:
+                 ylabel: str, title: str, bounded: bool = False,
+                 styles: list[dict[str, object]] | None = None) -> list[str]:
     """Draw (label, series, key) lines; returns labels that had no defined value."""
     undefined = []
     for index, (label, series, key) in enumerate(lines):
@@ -55,7 +56,8 @@ def _plot_series(ax: Axes, run: RunData, lines: list[tuple[str, Series, str]],
         if not _finite(ys):
             undefined.append(label)
             continue
-        ax.plot(xs, ys, label=label, markersize=5, linewidth=1.5, **series_style(index))
+        style = styles[index] if styles is not None else series_style(index)
+        ax.plot(xs, ys, label=label, markersize=5, linewidth=1.5, **style)
     _axis(ax, run, ylabel, title)
     if bounded:
         ax.set_ylim(-0.03, 1.03)
@@ -107,8 +109,12 @@ def quality_curves(run: RunData, out: Path) -> Drawn:
     for ax, key in zip(axes[0], ("auc", "acc"), strict=True):
         lines = [(f"{scope}, {subset}", run.evals[scope], f"{key}_{subset.lower()}")
                  for scope in scopes for subset in ("HQ", "LQ")]
+        # subset by colour and marker, scope by line style: both survive grayscale
+        styles = [{**series_style(s), "linestyle": LINESTYLES[c]}
+                  for c in range(len(scopes)) for s in range(2)]
         undefined += [f"{TITLE[key]} {u}" for u in _plot_series(
-            ax, run, lines, UNIT[key], f"{TITLE[key]}: high- vs low-quality images", True)]
+            ax, run, lines, UNIT[key], f"{TITLE[key]}: high- vs low-quality images", True,
+            styles)]
     caption = (f"Diagnosis AUC and accuracy on high-quality (HQ) and low-quality (LQ) images "
                f"per {run.step_label.lower()}.{_note(undefined)}")
     return save(fig, out / "curves_hq_lq.png"), caption
