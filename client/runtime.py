@@ -75,7 +75,7 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
     status = Path(tempfile.mkstemp(prefix="fediqad-client-", suffix=".json")[1])
     status.write_text("")
     env = dict(os.environ)
-    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")  # start ClientApps sooner
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
     env.update({"FLWR_HOME": str(home), STATUS_ENV: str(status),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     cmd = supernode_command(server, data_path, site_name, runtime_port or free_port(),

@@ -123,14 +123,16 @@ class Federation:
             self.log.add(record)
             self.log.write()
             print_round(record, self.console)
-            self._relax_minimums()
         write_report(self.fed.run_dir, self.log.doc)
         self.log.doc["finished"] = True
         self.log.write()
         return self.log.doc
 
     def _relax_minimums(self) -> None:
-        """After the first round, go on with whoever is connected, down to `min_replies`."""
+        """Once round 1 is sent, go on with whoever is connected, down to `min_replies`.
+
+        `min_nodes` gates the start only; a site lost for good must not stall the study.
+        """
         floor = self.fed.min_replies
         self.strategy.min_available_nodes = floor
         self.strategy.min_train_nodes = floor
@@ -195,6 +197,7 @@ class Federation:
         config = self._config()
         flat = self.globals.flat(with_buffers=self.with_buffers)
         messages = list(self.strategy.configure_train(rnd, flat, config, grid))
+        self._relax_minimums()  # started: from now on, go on with whoever is connected
         wire = RecordDict({m: self.globals.wire(m, self.fed.transport_dtype)
                            for m in self.layout.models})
         wire[CONFIG] = config

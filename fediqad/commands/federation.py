@@ -184,6 +184,9 @@ def simulate(
     seed: SeedOpt = None,
     resume: ResumeOpt = False,
     verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
+    profile_memory: Annotated[bool, Opt(
+        "--profile-memory", help="Record peak RAM of all processes in RUN/resources.json.")
+    ] = False,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
     from simulations.federated import Resources, run_federated_simulation
@@ -248,7 +251,17 @@ def simulate(
         f"{res.cpus_per_site:g} CPU per site -> {run_dir}",
         highlight=False,
     )
-    run_federated_simulation(fed, site_list, res, verbose=verbose)
+    from contextlib import nullcontext
+
+    from simulations.resources import PeakMemory
+
+    with PeakMemory() if profile_memory else nullcontext() as peak:
+        run_federated_simulation(fed, site_list, res, verbose=verbose)
+    if peak is not None:
+        report = peak.write(run_dir / "resources.json")
+        console.print(f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "
+                      f"{report['peak_rss_gb_sum']:.2f} GB RSS summed, "
+                      f"{report['peak_processes']} processes", highlight=False)
     doc = json.loads((run_dir / "metrics.json").read_text())
     if not doc.get("rounds"):
         raise UserError(f"no round completed; see the log above and {run_dir}")

@@ -109,10 +109,16 @@ class Fleet:
 @contextmanager
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
     f = Fleet(tmp_path)
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(f"terminated by signal {signum}")  # so that cleanup below runs
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         yield f
     finally:
         f.cleanup()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def server_args(port: int, run_dir: Path, rounds: int, min_nodes: int = 2) -> list[str]:

@@ -191,3 +191,21 @@ def test_a_site_without_its_data_reports_a_clear_error(tmp_path, site_dirs, monk
     reasons = " ".join(f["reason"] for f in record["failures"])
     assert "site 'lost': data path" in reasons and "does not exist" in reasons
     assert "does not exist" in json.loads(status.read_text())["error"]
+
+
+@pytest.mark.timeout(120)
+def test_a_site_lost_for_good_does_not_stall_later_phases(tmp_path, site_dirs):
+    """`min_nodes` gates the start only: evaluation and round 2 go on without the lost site."""
+    grid_box: list[InProcessGrid] = []
+
+    def vanish(node: int, msg: Message) -> None:
+        if node == 101:
+            grid_box[0].apps.pop(101)  # the hospital's machine is gone from the federation
+            raise ConnectionError("node unavailable")
+
+    fed = make_fed(tmp_path, num_rounds=2)
+    grid, _ = make_grid(sites_of(site_dirs), fail=vanish)
+    grid_box.append(grid)
+    doc = Federation(fed).run(grid)
+    assert [r["status"] for r in doc["rounds"]] == ["ok", "ok"]
+    assert doc["rounds"][0]["failures"] and doc["rounds"][1]["replies"]["sampled"] == 1
