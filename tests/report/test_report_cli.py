@@ -212,3 +212,11 @@ def test_copy_of_run_is_independent(tiny: TinyRun, run_copy: Path):
     """Guard for the fixtures: damaging the copy leaves the shared run intact."""
     shutil.rmtree(run_copy)
     assert (tiny.run / "metrics.json").is_file()
+
+
+def test_report_with_a_wrong_data_root_draws_the_rest(tiny: TinyRun, run_copy: Path,
+                                                      tmp_path: Path):
+    result = cli("report", run_copy, "--data-root", tmp_path / "nothing", *CPU)
+    assert "evaluating best.ckpt failed" in result.output
+    _, md = check_output(run_copy / "report")
+    assert "curves_metrics.png" in md and "roc.png" not in md
