@@ -66,9 +66,13 @@ def default_sites(data_dir: Path, *, images_per_site: int = DEFAULT_IMAGES_PER_S
 
 def partitioned_sites(data_root: Path, dataset: str, n_sites: int, scheme: str | None,
                       out: Path, seed: int) -> list[Site]:
-    """Real data split into `n_sites` site folders by the data package's partitioner."""
+    """Real data split into `n_sites` site folders (OUT/site_k/NAME) by the data package's
+    partitioner; an existing partition in OUT (a resumed run) is reused as it is."""
     from simulations.site_partition import partition
 
-    kwargs = {} if scheme is None else {"scheme": scheme}
-    paths = partition(data_root, dataset, n_sites, out=out, seed=seed, **kwargs)
-    return [Site(Path(p).name, Path(p)) for p in paths]
+    existing = sorted(out.glob("site_*"), key=lambda p: int(p.name.split("_")[-1]))
+    if (out / "partition.json").is_file() and len(existing) == n_sites:
+        paths = [next(p for p in site.iterdir() if p.is_dir()) for site in existing]
+    else:
+        paths = partition(data_root, dataset, n_sites, scheme or "iid", out=out, seed=seed)
+    return [Site(Path(p).parent.name, Path(p)) for p in paths]
