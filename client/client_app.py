@@ -9,6 +9,7 @@ with overall and HQ / LQ metrics on the site's evaluation split.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Sequence
 
 import torch
@@ -46,13 +47,19 @@ def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
     return RunConfig.model_validate_json(str(record[CFG_RUN])), record
 
 
-def _prepare(msg: Message, context: Context, models: Sequence[str],
+def _seed(cfg: RunConfig, record: ConfigRecord, site: Site) -> int:
+    """Per run seed, round and site: reproducible, and different streams at each site."""
+    return (cfg.seed * 1_000_003 + int(record.get(CFG_ROUND, 0)) * 7919
+            + zlib.crc32(site.name.encode())) % 2**63
+
+
+def _prepare(msg: Message, context: Context, site: Site, models: Sequence[str],
              threads: int | None) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
     """Config, a bundle holding the global weights (and this site's BatchNorm under FedBN)."""
     cfg, record = _config(msg)
     if threads or cfg.threads:
         torch.set_num_threads(int(threads or cfg.threads))  # type: ignore[arg-type]
-    torch.manual_seed(cfg.seed + int(record.get(CFG_ROUND, 0)))
+    torch.manual_seed(_seed(cfg, record, site))
     bundle = build_models(cfg)
     fedbn = bool(record.get(CFG_FEDBN, False))
     local: dict[str, set] = {}
@@ -89,7 +96,7 @@ def train_loader(dataset: IQADDataset, cfg: RunConfig, generator: torch.Generato
 def train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
     start = time.perf_counter()
     models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
-    cfg, record, bundle, local = _prepare(msg, context, models, threads)
+    cfg, record, bundle, local = _prepare(msg, context, site, models, threads)
     device = resolve_device(cfg.device)
     trainer = LocalTrainer(cfg, bundle, device)
     saved = load_optimizer(context)
@@ -98,7 +105,7 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     hooks = add_proximal_term([trainer.task_optimizer, trainer.meta_optimizer],
                               float(record.get(CFG_PROX_MU, 0.0)))
     dataset = site_split(site, cfg, "train", augment=True)
-    generator = torch.Generator().manual_seed(cfg.seed * 7919 + int(record.get(CFG_ROUND, 0)))
+    generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
     loader = train_loader(dataset, cfg, generator)
     fit = trainer.fit(loader, epochs=int(record.get(CFG_EPOCHS, 1)))
     for hook in hooks:
@@ -123,7 +130,7 @@ def evaluate_global(msg: Message, context: Context, site: Site,
     from shared.evaluation import evaluate  # scikit-learn: only evaluate messages pay for it
 
     start = time.perf_counter()
-    cfg, record, bundle, _ = _prepare(msg, context, ["task_net"], threads)
+    cfg, record, bundle, _ = _prepare(msg, context, site, ["task_net"], threads)
     device = resolve_device(cfg.device)
     split = eval_split_name(site, cfg, str(record.get(CFG_EVAL_SPLIT, "auto")))
     dataset = site_split(site, cfg, split)

@@ -219,7 +219,8 @@ class Federation:
 
     def _aggregate(self, rnd: int, ex: Exchange, rec: dict[str, Any]) -> None:
         updates = []
-        for node, reply in ex.replies.items():
+        # by site name: the same sum order every run, whatever order replies arrived in
+        for node, reply in sorted(ex.replies.items(), key=lambda kv: self.sites[kv[0]]):
             try:
                 arrays, n = decode_train_reply(reply.content, self.layout)
             except RejectedUpdate as err:
@@ -264,7 +265,8 @@ class Federation:
         views = []
         for msg in messages:
             self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
-        for node, reply in ex.replies.items():
+        for node, reply in sorted(ex.replies.items(),
+                                  key=lambda kv: _site_name(kv[1].content, kv[0])):
             self.sites.setdefault(node, _site_name(reply.content, node))
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)

@@ -72,6 +72,7 @@ def run_federated_simulation(
                                      "min_replies": min(fed.min_replies, len(sites))})
     res = resources or Resources.auto(len(sites))
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
     run_simulation(
         server_app=make_server_app(fed),
         client_app=make_client_app(list(sites), threads=res.torch_threads),

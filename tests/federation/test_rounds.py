@@ -209,3 +209,16 @@ def test_a_site_lost_for_good_does_not_stall_later_phases(tmp_path, site_dirs):
     doc = Federation(fed).run(grid)
     assert [r["status"] for r in doc["rounds"]] == ["ok", "ok"]
     assert doc["rounds"][0]["failures"] and doc["rounds"][1]["replies"]["sampled"] == 1
+
+
+def test_a_run_is_reproducible(tmp_path, site_dirs):
+    finals = []
+    for name in ("a", "b"):
+        fed = make_fed(tmp_path / name, num_rounds=1)
+        grid, _ = make_grid(sites_of(site_dirs))
+        federation = Federation(fed)
+        federation.run(grid)
+        finals.append(federation.globals.arrays)
+    for model, arrays in finals[0].items():
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(value, finals[1][model][key], err_msg=key)
