@@ -15,13 +15,12 @@ from collections.abc import Sequence
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from torch.utils.data import DataLoader
 
 from client.proximal import add_proximal_term
 from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_site, site_split
 from client.state import load_optimizer, restore_local, save_local, save_optimizer
 from shared.config import RunConfig
-from shared.data.dataset import IQADDataset, make_loader
+from shared.data.dataset import make_loader
 from shared.models import ModelBundle, build_models
 from shared.records import (
     CFG_DTYPE,
@@ -79,18 +78,6 @@ def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -
     return Message(content, reply_to=msg)
 
 
-def train_loader(dataset: IQADDataset, cfg: RunConfig, generator: torch.Generator) -> DataLoader:
-    """The shared loader, except that a last batch of one image is dropped.
-
-    Hospitals' split sizes are arbitrary; a single-image batch would break
-    BatchNorm in training mode ("Expected more than 1 value per channel").
-    """
-    loader = make_loader(dataset, cfg, train=True, generator=generator)
-    if len(dataset) > 1 and len(dataset) % loader.batch_size == 1:  # type: ignore[operator]
-        loader = DataLoader(dataset, batch_size=loader.batch_size, shuffle=True, drop_last=True,
-                            num_workers=loader.num_workers, generator=generator,
-                            persistent_workers=loader.num_workers > 0)
-    return loader
 
 
 def train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
@@ -106,7 +93,7 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
                               float(record.get(CFG_PROX_MU, 0.0)))
     dataset = site_split(site, cfg, "train", augment=True)
     generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
-    loader = train_loader(dataset, cfg, generator)
+    loader = make_loader(dataset, cfg, train=True, generator=generator)
     fit = trainer.fit(loader, epochs=int(record.get(CFG_EPOCHS, 1)))
     for hook in hooks:
         hook.remove()

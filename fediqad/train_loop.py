@@ -235,6 +235,7 @@ class TrainRun:
         doc = {
             "dataset": self.cfg.dataset.name,
             "method": self.cfg.method,
+            "data_root": str(self.data_root.resolve()),
             "eval_split": self.eval_split,
             "selection": self.selection,
             "best_epoch": self.best_epoch,

@@ -116,13 +116,18 @@ def make_loader(dataset: IQADDataset, cfg: RunConfig, train: bool,
                 batch_size: int | None = None, generator: torch.Generator | None = None
                 ) -> DataLoader:
     """DataLoader with the run's batch size and workers; workers persist across epochs
-    (they keep their memory maps open) and memory is pinned only for CUDA."""
+    (they keep their memory maps open) and memory is pinned only for CUDA.
+
+    For training, a last batch of a single image is dropped: split sizes are arbitrary,
+    and BatchNorm in training mode cannot normalise one value per channel.
+    """
     workers = cfg.num_workers
+    size = batch_size or cfg.optim.batch_size
     return DataLoader(
         dataset,
-        batch_size=batch_size or cfg.optim.batch_size,
+        batch_size=size,
         shuffle=train,
-        drop_last=False,
+        drop_last=train and len(dataset) > 1 and len(dataset) % size == 1,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available() and cfg.device != "cpu",

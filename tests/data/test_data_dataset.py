@@ -135,3 +135,13 @@ def test_corrupt_image_met_while_loading_is_one_line(tmp_path: Path, workers: in
     text = str(err.value)
     assert "\n" not in text and "b.png" in text and "cannot read image" in text
     assert "line 3 of its split file" in text
+
+
+def test_training_loader_never_yields_a_one_image_batch(eyeq_root: Path) -> None:
+    cfg = _cfg()
+    ds = open_split(eyeq_root, cfg, "train")
+    size = len(ds) - 1  # leaves exactly one image over
+    sizes = [len(b[0]) for b in make_loader(ds, cfg, train=True, batch_size=size)]
+    assert sizes == [size]  # BatchNorm in training mode cannot take one image
+    sizes = [len(b[0]) for b in make_loader(ds, cfg, train=False, batch_size=size)]
+    assert sizes == [size, 1]  # evaluation keeps every image
