@@ -100,14 +100,17 @@ def pretrain(
     generator = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
+    every = max(1, c.epochs // 10)  # an interrupted run keeps its latest encoder
+    path = out / ENCODER
     for epoch in range(c.epochs):
         logs = trainer.fit(bank, 1, epoch, generator)
         history.append({"epoch": epoch + 1, **logs})
         say(f"epoch {epoch + 1}/{c.epochs}: loss {logs.get('loss', float('nan')):.4f} "
             f"({logs['patches_per_second']:.0f} patches/s)")
-    state = trainer.model.state_dict()
-    metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
-    path = save_encoder(out / ENCODER, state, cfg, metrics=metrics, epochs=c.epochs)
+        if (epoch + 1) % every == 0 or epoch + 1 == c.epochs:
+            metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
+            save_encoder(path, trainer.model.state_dict(), cfg, metrics=metrics,
+                         epochs=epoch + 1)
     doc = {"dataset": cfg.dataset.name, "box_source": getattr(source, "name", "custom"),
            "patches": bank.counts(), "skipped": skipped_terms(bank, c.multi_level),
            "seconds": time.perf_counter() - start, "config": cfg.model_dump(mode="json"),
@@ -150,7 +153,7 @@ def bench_comcl_evidence(
     n: Annotated[int, Opt("--n", help="Images per data set.")] = 300,
     image_size: Annotated[int, Opt(help="Image size.")] = 64,
     backbone: Annotated[str, Opt(help="Encoder / classifier backbone.")] = "vgg16_bn_slim",
-    pretrain_epochs: Annotated[int, Opt(help="CoMCL epochs per encoder.")] = 25,
+    pretrain_epochs: Annotated[int, Opt(help="CoMCL epochs per encoder.")] = 20,
     finetune_epochs: Annotated[int, Opt(help="Diagnosis epochs per model.")] = 15,
     seed: Annotated[int, Opt(help="Seed of data, pretraining and fine-tuning.")] = 0,
     threads: Annotated[int, Opt(help="CPU threads (1 is fastest on a busy 2-core box).")] = 1,

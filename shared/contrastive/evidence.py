@@ -42,7 +42,7 @@ class EvidenceSettings:
     n: int = 300
     image_size: int = 64
     backbone: str = "vgg16_bn_slim"
-    pretrain_epochs: int = 25
+    pretrain_epochs: int = 20
     pretrain_batch: int = 128
     finetune_epochs: int = 15
     finetune_batch: int = 16

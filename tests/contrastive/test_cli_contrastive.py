@@ -120,3 +120,16 @@ def test_bench_pretrain_step() -> None:
 def test_bench_pretrain_step_gpu() -> None:
     result = cli("bench", "pretrain-step", "--device", "cuda", "--batch", "64")
     assert "cuda" in result.output
+
+
+def test_evidence_command_writes_its_table(tmp_path: Path) -> None:
+    result = cli("bench", "comcl-evidence", "--out", tmp_path, "--n", "30", "--ratios", "1.0",
+                 "--pretrain-epochs", "1", "--finetune-epochs", "1")
+    doc = json.loads((tmp_path / "evidence.json").read_text())
+    assert [r["variant"] for r in doc["rows"]] == [
+        "from scratch", "basic contrastive", "CoMCL w/o mining", "CoMCL"]
+    assert all(r["lq_ratio"] == 1.0 for r in doc["rows"])
+    table = (tmp_path / "evidence.md").read_text()
+    assert "100 % LQ kappa / ACC" in table and "| CoMCL |" in table
+    assert "100 % LQ kappa / ACC" in result.output
+    assert "ratios" in user_error("bench", "comcl-evidence", "--ratios", "a,b")

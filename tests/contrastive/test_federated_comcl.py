@@ -106,3 +106,16 @@ def test_run_server_pretrains_then_trains_and_resume_skips_done_rounds(sites, tm
     assert MESSAGE_TYPE not in [m.metadata.message_type for m in grid2.pushed]
     assert torch.equal(read_encoder(fed.run_dir / "comcl" / "encoder.pt").state_dict[
         "block1.0.weight"], encoder.state_dict["block1.0.weight"])
+
+
+def test_resume_continues_unfinished_pretraining_rounds(sites, tmp_path) -> None:
+    fed = fed_of(tmp_path, pretrain_rounds=1)
+    pretrain_federation(grid_of(sites), Federation(fed))
+    more = fed.model_copy(update={"resume": True, "pretrain_rounds": 2})
+    grid = grid_of(sites)
+    pretrain_federation(grid, Federation(more))
+    sent = [m for m in grid.pushed if m.metadata.message_type == MESSAGE_TYPE]
+    assert len(sent) == 2  # round 2 only, to both sites
+    assert {int(m.content.config_records["config"]["comcl-epoch-offset"]) for m in sent} == {1}
+    history = json.loads((fed.run_dir / "comcl" / "rounds.json").read_text())["rounds"]
+    assert [r["round"] for r in history] == [1, 2]
