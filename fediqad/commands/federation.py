@@ -120,6 +120,27 @@ TimeoutOpt = Annotated[float | None, Opt("--round-timeout", help="Seconds to wai
 MuOpt = Annotated[float | None, Opt("--proximal-mu", help="FedProx mu (0.01).")]
 SeedOpt = Annotated[int | None, Opt("--seed", help="Random seed.")]
 ResumeOpt = Annotated[bool, Opt("--resume", help="Continue the run from its last checkpoint.")]
+FedSetOpt = Annotated[list[str] | None, Opt(
+    "--fed-set", help="Any federation setting: KEY=VALUE, e.g. trim-beta=0.1, server-lr=0.5 "
+                      "(see docs/federation.md).")]
+
+
+def _fed_set(items: list[str] | None) -> dict[str, Any]:
+    """`--fed-set key=value` pairs as FederationConfig fields (values parsed as YAML)."""
+    import yaml
+
+    from server.config import FederationConfig
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserError(f"--fed-set {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        field = key.strip().replace("-", "_")
+        if field not in FederationConfig.model_fields or field == "run":
+            raise UserError(f"--fed-set: unknown federation setting {key!r}")
+        out[field] = yaml.safe_load(raw) if raw else ""
+    return out
 PretrainRoundsOpt = Annotated[
     int | None, Opt("--pretrain-rounds", help="CoMCL encoder rounds before diagnosis (0).")
 ]
@@ -182,6 +203,7 @@ def simulate(
     name: Annotated[str | None, Opt("--name", help="Run name: output in runs/NAME.")] = None,
     out: Annotated[Path, Opt("--out", help="Folder of runs.")] = Path("runs"),
     seed: SeedOpt = None,
+    fed_set: FedSetOpt = None,
     resume: ResumeOpt = False,
     verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
     profile_memory: Annotated[bool, Opt(
@@ -222,6 +244,7 @@ def simulate(
             "min_replies": min_replies,
             "round_timeout": round_timeout,
             "min_nodes": n_sites if not resume else None,
+            **_fed_set(fed_set),
         },
         defaults=default_run_config() if synthetic else None,
     )
@@ -304,6 +327,7 @@ def server(
         Opt("--server-eval-data", help="Held-out data the server evaluates on each round."),
     ] = None,
     seed: SeedOpt = None,
+    fed_set: FedSetOpt = None,
     resume: ResumeOpt = False,
 ) -> None:
     """Start a SuperLink and run the federation (this ServerApp) on it until it ends."""
@@ -336,6 +360,7 @@ def server(
             "round_timeout": round_timeout,
             "transport_dtype": transport_dtype,
             "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
+            **_fed_set(fed_set),
         },
     )
     code = serve(fed, host=host, port=port, console=console)
