@@ -99,7 +99,17 @@ def test_report_of_a_training_run(tiny: TinyRun, tmp_path: Path):
     assert "Not applicable: a centralised run" in md
 
 
+def test_report_uses_the_data_root_the_run_recorded(tiny: TinyRun, run_copy: Path):
+    recorded = json.loads((run_copy / "metrics.json").read_text())["data_root"]
+    assert Path(recorded) == Path(tiny.data).resolve()
+    cli("report", run_copy, *CPU)
+    assert (run_copy / "report" / "figures" / "roc.png").is_file()
+
+
 def test_report_without_data_root_says_why_roc_is_missing(tiny: TinyRun, run_copy: Path):
+    history = json.loads((run_copy / "metrics.json").read_text())
+    del history["data_root"]  # a run whose data location is unknown
+    (run_copy / "metrics.json").write_text(json.dumps(history))
     result = cli("report", run_copy, *CPU)
     assert "pass --data-root" in result.output
     out = run_copy / "report"
