@@ -22,6 +22,7 @@ from rich.console import Console
 
 from client.site import STATUS_ENV, SiteError
 from shared.errors import UserError
+from shared.process_group import stop_process_group
 
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
 
@@ -35,19 +36,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
-    except ProcessLookupError:
-        pass
 
 
 def supernode_command(server: str, data_path: Path, site_name: str, runtime_port: int,
@@ -88,13 +76,13 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
             text = status.read_text() if status.exists() else ""
             if text.strip():
                 time.sleep(REPORT_GRACE_S)
-                _stop(proc)
+                stop_process_group(proc)
                 raise SiteError(json.loads(text).get("error", "site error"))
             time.sleep(0.5)
         if proc.returncode != 0:
             raise UserError(f"the SuperNode exited with code {proc.returncode}")
         return 0
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         signal.signal(signal.SIGTERM, previous)
         status.unlink(missing_ok=True)

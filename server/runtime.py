@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from rich.console import Console
 from server.config import FederationConfig, to_user_config
 from server.report import METRICS_FILE, print_round
 from shared.errors import UserError
+from shared.process_group import stop_process_group
 
 CONNECTION = "fediqad"
 
@@ -68,20 +68,6 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen) 
                 return
         time.sleep(0.3)
     raise UserError(f"the SuperLink did not open {host}:{port} within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM the process group we started, SIGKILL it after `grace` seconds."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
-    except ProcessLookupError:
-        pass
 
 
 def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
@@ -143,7 +129,7 @@ def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
             console.print(f"run {run_id} started; waiting for {fed.min_nodes} site(s)")
             return _follow(fed, run_id, env, superlink, console, poll, status_every)
         finally:
-            stop(superlink)
+            stop_process_group(superlink)
 
 
 def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
