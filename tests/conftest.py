@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner, Result
 
 from shared.config import RunConfig, preset
 
@@ -40,3 +43,20 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip("../shared/reference is not present")
     return REFERENCE
+
+
+def cli_for(*registers: Callable[[typer.Typer], None]) -> Callable[..., Result]:
+    """An in-process `fediqad` with the given command modules; `cli(..., ok=False)` lets
+    a failing command through for the test to inspect."""
+    app = typer.Typer()
+    for register in registers:
+        register(app)
+    runner = CliRunner()
+
+    def cli(*args: object, ok: bool = True) -> Result:
+        result = runner.invoke(app, [str(a) for a in args])
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"exit {result.exit_code}: {result.output}") from result.exception
+        return result
+
+    return cli

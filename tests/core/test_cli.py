@@ -13,33 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
 from fediqad.commands import core
 from shared.checkpoint import load_checkpoint
 from shared.errors import UserError
+from tests.conftest import cli_for
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "32", "--batch-size", "8"]
 CPU = ["--device", "cpu", "--threads", "2"]
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    core.register(app)
-    return app
-
-
-APP = _app()
-runner = CliRunner()
-
-
-def cli(*args: object, ok: bool = True):
-    result = runner.invoke(APP, [str(a) for a in args])
-    if ok and result.exit_code != 0:
-        raise AssertionError(f"exit {result.exit_code}: {result.output}") from result.exception
-    return result
+cli = cli_for(core.register)
 
 
 def user_error(*args: object) -> str:

@@ -8,32 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer
 from PIL import Image
-from typer.testing import CliRunner
 
 from fediqad.commands import core, report
+from tests.conftest import cli_for
 
 TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "32", "--batch-size", "8"]
 CPU = ["--device", "cpu", "--threads", "2"]
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    core.register(app)
-    report.register(app)
-    return app
-
-
-APP = _app()
-runner = CliRunner()
-
-
-def cli(*args: object, ok: bool = True):
-    result = runner.invoke(APP, [str(a) for a in args])
-    if ok and result.exit_code != 0:
-        raise AssertionError(f"exit {result.exit_code}: {result.output}") from result.exception
-    return result
+cli = cli_for(core.register, report.register)
 
 
 def png_size(path: Path) -> tuple[int, int]:
