@@ -1,9 +1,16 @@
 """`fediqad client`: one hospital's SuperNode running this project's ClientApp.
 
 Starts stock `flower-supernode` with the site's node config (`data-path`,
-`site-name`). The ClientApp reports a fatal site problem (e.g. a data path that does
-not exist) to the server in its error reply and, through a status file, to this
-supervisor, which then stops the SuperNode and exits non-zero.
+`site-name`). By default over TLS (`--root-certificates`, the federation's CA) with
+SuperNode authentication (`--auth-supernode-private-key`): the certificate files are
+checked and the server's certificate is verified with a TLS handshake *before* the
+SuperNode starts, so a wrong CA, an expired certificate or an unreachable server is
+one line and exit code 2, not a retry loop. A SuperNode the SuperLink refuses (key not
+in its allow-list) is recognised from Flower's exit message.
+
+The ClientApp reports a fatal site problem (e.g. a data path that does not exist) to
+the server in its error reply and, through a status file, to this supervisor, which
+then stops the SuperNode and exits non-zero.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 
 from client.site import STATUS_ENV, SiteError
+from shared.certificates import NodeFiles, check_node_files, probe_tls
 from shared.errors import UserError
 from shared.process_group import stop_process_group
 
@@ -39,19 +49,76 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def supernode_command(server: str, data_path: Path, site_name: str, runtime_port: int,
-                      max_wait: float | None) -> list[str]:
+                      max_wait: float | None, tls: NodeFiles | None = None) -> list[str]:
+    """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
-    cmd = [_tool("flower-supernode"), "--insecure", "--superlink", server,
+    security = (["--root-certificates", str(tls.ca), "--auth-supernode-private-key",
+                 str(tls.key)] if tls is not None else ["--insecure"])
+    cmd = [_tool("flower-supernode"), *security, "--superlink", server,
            "--node-config", node_config, "--host", "127.0.0.1", "--port", str(runtime_port)]
     if max_wait is not None:
         cmd += ["--max-wait-time", str(max_wait)]
     return cmd
 
 
+class OutputWatch:
+    """Pass the SuperNode's output through and remember Flower's `Exit Code: N` message
+    (Flower exits 1 for every error, so the code is only in the log)."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.exit_code: int | None = None
+        self.message: list[str] = []
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        collecting = 0
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace")
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            text = line.strip()
+            if "Exit Code:" in text:
+                try:
+                    self.exit_code = int(text.rsplit("Exit Code:", 1)[1].split()[0])
+                except (ValueError, IndexError):
+                    self.exit_code = -1
+                self.message, collecting = [], 3
+            elif collecting and text:
+                self.message.append(text)
+                collecting -= 1
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)
+
+    def reason(self, server: str, site_name: str) -> str:
+        detail = " ".join(self.message[:2])
+        if self.exit_code == 305 and "activate" in detail.lower():
+            return (f"the server {server} refused this SuperNode: its public key is not in the "
+                    f"server's allow-list (register it with `fediqad certs node {site_name}` on "
+                    "the server) [Flower exit 305]")
+        if self.exit_code == 305:
+            return f"no connection to the server {server}: {detail} [Flower exit 305]"
+        if self.exit_code is not None:
+            return f"the SuperNode stopped: {detail} [Flower exit {self.exit_code}]"
+        return ""
+
+
+def preflight(server: str, tls: NodeFiles, max_wait: float | None, console: Console) -> None:
+    """Check the node's files and the server's certificate before Flower starts."""
+    days = check_node_files(tls)
+    if days < 30:
+        console.print(f"[yellow]warning:[/] the CA certificate {tls.ca} expires in {days} days")
+    probe_tls(server, tls.ca, wait=max_wait if max_wait is not None else 10 * 365 * 86400.0)
+
+
 def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
              flwr_home: Path | None = None, runtime_port: int | None = None,
-             max_wait: float | None = None) -> int:
-    """Run the SuperNode until it stops; SiteError when the site cannot take part."""
+             max_wait: float | None = None, tls: NodeFiles | None = None) -> int:
+    """Run the SuperNode until it stops; SiteError when the site cannot take part.
+
+    `tls=None` is plaintext without node authentication (tests, a closed lab network).
+    """
     if '"' in site_name or '"' in str(data_path):
         raise UserError("--site-name and --data-path must not contain double quotes")
     data_path = data_path.expanduser().resolve()
@@ -66,10 +133,16 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
     env.update({"FLWR_HOME": str(home), STATUS_ENV: str(status),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    if tls is not None:
+        preflight(server, tls, max_wait, console)
     cmd = supernode_command(server, data_path, site_name, runtime_port or free_port(),
-                            max_wait)
-    console.print(f"site '{site_name}' connecting to {server} (plaintext, --insecure)")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+                            max_wait, tls)
+    mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
+    console.print(f"site '{site_name}' connecting to {server} ({mode})")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    watch = OutputWatch(proc.stdout)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         while proc.poll() is None:
@@ -80,7 +153,9 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
                 raise SiteError(json.loads(text).get("error", "site error"))
             time.sleep(0.5)
         if proc.returncode != 0:
-            raise UserError(f"the SuperNode exited with code {proc.returncode}")
+            watch.join()
+            raise UserError(watch.reason(server, site_name)
+                            or f"the SuperNode exited with code {proc.returncode}")
         return 0
     finally:
         stop_process_group(proc)

@@ -5,6 +5,13 @@ port in flwr 1.41), then `flwr run <project> <connection>` with the federation
 settings as run config. The connection lives in a private FLWR_HOME inside the run
 directory, so the operator's ~/.flwr is left alone. Progress is read from the run's
 own `metrics.json`; the SuperLink is stopped when the run ends.
+
+Security by default (flwr 1.41): the SuperLink serves HTTPS (`--ssl-ca-certfile
+--ssl-certfile --ssl-keyfile`) with SuperNode authentication (`--enable-supernode-auth`),
+and every public key in the certificates folder's allow-list is registered through the
+Control API (`flwr supernode register KEY`) before the run starts; keys added to the
+allow-list while the run is going are registered at the next status poll. Certificates
+are checked (present, current, issued by the CA, key matches) before anything starts.
 """
 
 from __future__ import annotations
@@ -23,6 +30,14 @@ from rich.console import Console
 
 from server.config import FederationConfig, to_user_config
 from server.report import METRICS_FILE, print_round
+from shared.certificates import (
+    EXPIRY_WARN_DAYS,
+    ServerFiles,
+    allowlisted_keys,
+    check_server_files,
+    load_certificate,
+    sans,
+)
 from shared.errors import UserError
 from shared.process_group import stop_process_group
 
@@ -84,7 +99,8 @@ def _json_tail(text: str) -> dict:
     return json.loads(text[start:]) if start >= 0 else {}
 
 
-def prepare_run_dir(fed: FederationConfig, host: str, port: int) -> tuple[Path, Path]:
+def prepare_run_dir(fed: FederationConfig, host: str, port: int,
+                    tls: ServerFiles | None = None) -> tuple[Path, Path]:
     """Write the RunConfig, the run-config overrides and the Flower connection."""
     run_dir = fed.run_dir
     flwr_home = run_dir / ".flwr"
@@ -94,47 +110,109 @@ def prepare_run_dir(fed: FederationConfig, host: str, port: int) -> tuple[Path, 
     overrides = run_dir / "flwr-run-config.toml"
     overrides.write_text(tomli_w.dumps(to_user_config(fed, config_file=config_file)))
     connect = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    security: dict[str, object] = (
+        {"root-certificates": str(tls.ca.resolve())} if tls is not None else {"insecure": True}
+    )
     (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {
         "default": CONNECTION,
-        CONNECTION: {"address": f"{connect}:{port}", "insecure": True},
+        CONNECTION: {"address": f"{connect}:{port}", **security},
     }}))
     return flwr_home, overrides
 
 
+def superlink_command(host: str, port: int, tls: ServerFiles | None) -> list[str]:
+    """Stock flower-superlink; HTTPS + SuperNode authentication unless `tls` is None."""
+    security = (["--ssl-ca-certfile", str(tls.ca), "--ssl-certfile", str(tls.cert),
+                 "--ssl-keyfile", str(tls.key), "--enable-supernode-auth"]
+                if tls is not None else ["--insecure"])
+    return [tool("flower-superlink"), *security, "--host", host, "--port", str(port),
+            "--disable-runtime-dependency-installation"]
+
+
+def check_tls(tls: ServerFiles, host: str, console: Console) -> list[Path]:
+    """Certificates usable and at least one node key allowed; the allow-list's keys."""
+    days = check_server_files(tls)
+    if days < EXPIRY_WARN_DAYS:
+        console.print(f"[yellow]warning:[/] the server certificate {tls.cert} expires in "
+                      f"{days} days")
+    names = sans(load_certificate(tls.cert))
+    if host not in ("0.0.0.0", "::", "") and host not in names:
+        raise UserError(f"--host {host} is not among the server certificate's names "
+                        f"({', '.join(names)}); reissue it with `fediqad certs init --host "
+                        f"{host} --force`", path=tls.cert)
+    return allowlisted_keys(tls.allowlist)
+
+
+class NodeRegistry:
+    """Registers allow-listed SuperNode public keys with the SuperLink (Control API)."""
+
+    def __init__(self, allowlist: Path, env: dict[str, str], console: Console):
+        self.allowlist, self.env, self.console = allowlist, env, console
+        self.done: set[Path] = set()
+
+    def sync(self, strict: bool = True) -> None:
+        """Register keys not registered yet; mid-run (`strict=False`) a bad new key is a
+        warning, so one hospital's mistake cannot stop the others' federation."""
+        for key in sorted(self.allowlist.glob("*.pub")):
+            if key in self.done:
+                continue
+            self.done.add(key)
+            try:
+                out = _json_tail(_flwr(["supernode", "register", str(key), CONNECTION,
+                                        "--name", key.stem, "--format", "json"], self.env))
+                if not out.get("success"):
+                    raise UserError(f"the SuperLink did not register {key}: "
+                                    f"{out.get('error-message', out)}")
+            except UserError as err:
+                if strict:
+                    raise
+                self.console.print(f"[yellow]warning:[/] {err}")
+                continue
+            self.console.print(f"node key {key.name} registered (node {out.get('node-id')})")
+
+
 def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
-          startup_timeout: float = 90.0, poll: float = 2.0, status_every: float = 30.0) -> int:
-    """Start the SuperLink, submit the run, follow it to the end; the process exit code."""
+          tls: ServerFiles | None = None, startup_timeout: float = 90.0, poll: float = 2.0,
+          status_every: float = 30.0) -> int:
+    """Start the SuperLink, submit the run, follow it to the end; the process exit code.
+
+    `tls=None` is plaintext without node authentication (tests, a closed lab network).
+    """
     app_dir = project_root()
-    flwr_home, overrides = prepare_run_dir(fed, host, port)
+    if tls is not None:
+        check_tls(tls, host, console)
+    flwr_home, overrides = prepare_run_dir(fed, host, port, tls)
     env = child_env(flwr_home)
+    registry = NodeRegistry(tls.allowlist, env, console) if tls is not None else None
     log_path = fed.run_dir / "superlink.log"
     connect = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     superlink = None
     with open(log_path, "ab") as log:
         try:
             superlink = subprocess.Popen(
-                [tool("flower-superlink"), "--insecure", "--host", host, "--port", str(port),
-                 "--disable-runtime-dependency-installation"],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir,
-                start_new_session=True,
+                superlink_command(host, port, tls), stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=fed.run_dir, start_new_session=True,
             )
             wait_for_port(connect, port, startup_timeout, superlink)
-            console.print(f"SuperLink listening on {host}:{port} (plaintext, --insecure); "
-                          f"log {log_path}")
+            mode = ("TLS, SuperNode authentication" if tls is not None
+                    else "plaintext, --insecure, any SuperNode may join")
+            console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
+            if registry is not None:
+                registry.sync()
             started = _json_tail(_flwr(["run", str(app_dir), CONNECTION, "--run-config",
                                         str(overrides), "--format", "json"], env))
             run_id = started.get("run-id")
             if not run_id:
                 raise UserError(f"the SuperLink did not start the run: {started}")
             console.print(f"run {run_id} started; waiting for {fed.min_nodes} site(s)")
-            return _follow(fed, run_id, env, superlink, console, poll, status_every)
+            return _follow(fed, run_id, env, superlink, console, poll, status_every, registry)
         finally:
             stop_process_group(superlink)
 
 
 def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
             superlink: subprocess.Popen, console: Console, poll: float,
-            status_every: float) -> int:
+            status_every: float, registry: NodeRegistry | None = None) -> int:
     """Show rounds as the run commits them; ask the SuperLink for the run status now and
     then (each `flwr ls` is a Python start-up, CPU the sites would rather have)."""
     shown = 0
@@ -154,6 +232,8 @@ def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
         shown = max(shown, len(rounds))
         if doc.get("finished") or time.monotonic() >= next_status:
             next_status = time.monotonic() + status_every
+            if registry is not None:
+                registry.sync(strict=False)
             runs = _json_tail(_flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format",
                                      "json"], env)).get("runs", [])
             status = runs[0].get("status", "") if runs else ""

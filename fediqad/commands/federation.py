@@ -294,10 +294,19 @@ def simulate(
     )
 
 
+INSECURE_WARNING = ("[bold yellow]WARNING: --insecure: plaintext connection without "
+                    "SuperNode authentication; use only on a closed test network.[/]")
+
+
 def server(
     insecure: Annotated[
-        bool, Opt("--insecure", help="Plaintext gRPC/HTTP (TLS and node auth come with deploy/).")
+        bool, Opt("--insecure", help="Plaintext HTTP, no SuperNode authentication (tests only).")
     ] = False,
+    certs: Annotated[
+        Path,
+        Opt("--certs", help="Folder from `fediqad certs init`: ca.crt, server.crt, "
+            "server.key, allowlist/*.pub."),
+    ] = Path("certs"),
     host: Annotated[str, Opt("--host", help="Address the SuperLink binds.")] = "0.0.0.0",
     port: Annotated[int, Opt("--port", help="SuperLink port (Fleet, Control, runtime).")] = 9092,
     run_dir: Annotated[Path, Opt("--run-dir", help="Where checkpoints and reports go.")] = Path(
@@ -332,12 +341,11 @@ def server(
 ) -> None:
     """Start a SuperLink and run the federation (this ServerApp) on it until it ends."""
     from server.runtime import serve
+    from shared.certificates import ServerFiles
 
-    if not insecure:
-        raise UserError(
-            "TLS and SuperNode authentication are set up by the deployment "
-            "tooling (deploy/); pass --insecure to run in plaintext"
-        )
+    tls = None if insecure else ServerFiles.in_dir(certs.expanduser().resolve())
+    if insecure:
+        console.print(INSECURE_WARNING)
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     run_dir = run_dir.resolve()
@@ -363,7 +371,7 @@ def server(
             **_fed_set(fed_set),
         },
     )
-    code = serve(fed, host=host, port=port, console=console)
+    code = serve(fed, host=host, port=port, console=console, tls=tls)
     raise typer.Exit(code)
 
 
@@ -371,7 +379,15 @@ def client(
     server_address: Annotated[str, Opt("--server", help="SuperLink HOST:PORT.")],
     data_path: Annotated[Path, Opt("--data-path", help="This site's data (ROOT/NAME/...).")],
     site_name: Annotated[str, Opt("--site-name", help="This site's name in reports.")],
-    insecure: Annotated[bool, Opt("--insecure", help="Plaintext connection (no TLS).")] = False,
+    insecure: Annotated[
+        bool, Opt("--insecure", help="Plaintext, no node key (tests only; the server refuses "
+                  "it unless it runs --insecure too).")
+    ] = False,
+    certs: Annotated[
+        Path,
+        Opt("--certs", help="This node's folder from `fediqad certs node NAME`: ca.crt, "
+            "node.key."),
+    ] = Path("certs"),
     flwr_home: Annotated[
         Path | None,
         Opt("--flwr-home", help="SuperNode state folder (default ~/.fediqad/supernodes/NAME)."),
@@ -386,12 +402,11 @@ def client(
 ) -> None:
     """Run this hospital's SuperNode (the ClientApp on its own data) until stopped."""
     from client.runtime import run_site
+    from shared.certificates import NodeFiles
 
-    if not insecure:
-        raise UserError(
-            "TLS and SuperNode authentication are set up by the deployment "
-            "tooling (deploy/); pass --insecure to connect in plaintext"
-        )
+    tls = None if insecure else NodeFiles.in_dir(certs.expanduser().resolve())
+    if insecure:
+        console.print(INSECURE_WARNING)
     if ":" not in server_address:
         raise UserError(f"--server must look like HOST:PORT, got {server_address!r}")
     code = run_site(
@@ -402,6 +417,7 @@ def client(
         flwr_home=flwr_home,
         runtime_port=runtime_port,
         max_wait=max_wait,
+        tls=tls,
     )
     raise typer.Exit(code)
 

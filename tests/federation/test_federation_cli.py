@@ -19,8 +19,10 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["server", "--rounds", "1"], "--insecure"),
-    (["client", "--server", "h:1", "--data-path", ".", "--site-name", "a"], "--insecure"),
+    # TLS is the default: without certificates both refuse to start (not a plaintext fallback)
+    (["server", "--rounds", "1"], "CA certificate not found"),
+    (["client", "--server", "h:1", "--data-path", ".", "--site-name", "a"],
+     "CA certificate not found"),
     (["client", "--server", "nohost", "--data-path", ".", "--site-name", "a", "--insecure"],
      "HOST:PORT"),
     (["simulate", "--dataset", "EYEQ"], "--data-root"),

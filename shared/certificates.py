@@ -1,0 +1,359 @@
+"""TLS certificates and SuperNode keys for a deployment, and their start-up checks.
+
+Flower 1.41 does the TLS and SuperNode authentication itself; this module makes the
+files it expects and checks them *before* a SuperLink or SuperNode starts, so that a
+missing, expired or wrongly signed file ends in one line instead of a retry loop:
+
+- SuperLink: `--ssl-ca-certfile ca.crt --ssl-certfile server.crt --ssl-keyfile
+  server.key --enable-supernode-auth`; every public key in the allow-list folder is
+  registered with `flwr supernode register KEY` (Control API) at start-up.
+- SuperNode: `--root-certificates ca.crt --auth-supernode-private-key node.key`, the
+  key an OpenSSH-format EC key on a NIST curve (what `flower-supernode` loads).
+
+Layout made by `fediqad certs` (the server keeps the whole folder; a hospital gets
+only `nodes/NAME/`):
+
+    certs/ca.crt  ca.key  server.crt  server.key
+    certs/allowlist/NAME.pub            public keys the SuperLink accepts
+    certs/nodes/NAME/node.key node.pub ca.crt
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from shared.errors import UserError
+
+CA_CERT, CA_KEY = "ca.crt", "ca.key"
+SERVER_CERT, SERVER_KEY = "server.crt", "server.key"
+ALLOWLIST = "allowlist"
+NODES = "nodes"
+NODE_KEY, NODE_PUB = "node.key", "node.pub"
+CURVE = ec.SECP384R1  # P-384: accepted by Flower's node auth and by TLS stacks
+ALWAYS_SANS = ("localhost", "127.0.0.1")  # Flower's SuperExec reaches the SuperLink here
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+EXPIRY_WARN_DAYS = 30
+
+
+class CertificateError(UserError):
+    """A certificate or key file is missing, unreadable, expired or not trusted."""
+
+
+@dataclass(frozen=True)
+class ServerFiles:
+    """The three files the SuperLink's TLS needs and the allow-list folder."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    allowlist: Path
+
+    @classmethod
+    def in_dir(cls, certs: Path) -> ServerFiles:
+        return cls(certs / CA_CERT, certs / SERVER_CERT, certs / SERVER_KEY, certs / ALLOWLIST)
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    """What one hospital's SuperNode needs: the CA certificate and its private key."""
+
+    ca: Path
+    key: Path
+
+    @classmethod
+    def in_dir(cls, node_dir: Path) -> NodeFiles:
+        return cls(node_dir / CA_CERT, node_dir / NODE_KEY)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write(path: Path, data: bytes, private: bool) -> None:
+    """Write atomically; private files are created 0600 (never world-readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, 0o600 if private else 0o644)
+    os.replace(tmp, path)
+
+
+def _pem_cert(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def split_hosts(hosts: Iterable[str]) -> list[str]:
+    """Host names / IPs from repeated or comma-separated options, plus the local ones."""
+    out: list[str] = []
+    for item in hosts:
+        for host in item.split(","):
+            host = host.strip()
+            if host and host not in out:
+                out.append(host)
+    for host in ALWAYS_SANS:
+        if host not in out:
+            out.append(host)
+    return out
+
+
+def init_ca_and_server(certs: Path, hosts: Iterable[str], *, days: int = 825,
+                       ca_days: int = 3650, force: bool = False,
+                       now: dt.datetime | None = None) -> ServerFiles:
+    """A private CA and a server certificate for the SuperLink's host names (SANs)."""
+    files = ServerFiles.in_dir(certs)
+    existing = [p for p in (files.ca, certs / CA_KEY, files.cert, files.key) if p.exists()]
+    if existing and not force:
+        raise CertificateError(f"{existing[0]} already exists; pass --force to replace the CA "
+                               "(every hospital then needs the new ca.crt)")
+    names = split_hosts(hosts)
+    start = (now or _now()) - dt.timedelta(minutes=5)  # tolerate small clock skew
+    ca_key = ec.generate_private_key(CURVE())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fediqad"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "fediqad federation CA")])
+    ca_cert = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=ca_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA384())
+    )
+    server_key = ec.generate_private_key(CURVE())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name).public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA384())
+    )
+    _write(certs / CA_KEY, _pem_key(ca_key), private=True)
+    _write(files.ca, _pem_cert(ca_cert), private=False)
+    _write(files.key, _pem_key(server_key), private=True)
+    _write(files.cert, _pem_cert(server_cert), private=False)
+    files.allowlist.mkdir(parents=True, exist_ok=True)
+    return files
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise CertificateError(f"node name {name!r}: use letters, digits, '.', '_' or '-' "
+                               "(at most 63, starting with a letter or digit)")
+    return name
+
+
+def create_node_key(certs: Path, name: str, *, force: bool = False) -> tuple[NodeFiles, Path]:
+    """A SuperNode key pair (OpenSSH EC P-384) and its public key in the allow-list.
+
+    Returns the hospital's files and the allow-list entry. The private key never needs
+    to leave the hospital's folder `nodes/NAME/`; the server only keeps the public key.
+    """
+    check_name(name)
+    server = ServerFiles.in_dir(certs)
+    if not server.ca.is_file():
+        raise CertificateError(f"{server.ca} not found; run `fediqad certs init` first")
+    node_dir = certs / NODES / name
+    files = NodeFiles.in_dir(node_dir)
+    entry = server.allowlist / f"{name}.pub"
+    if (files.key.exists() or entry.exists()) and not force:
+        raise CertificateError(f"node {name!r} already has a key ({entry}); pass --force to "
+                               "replace it (the old key stops working)")
+    key = ec.generate_private_key(CURVE())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    public += f" fediqad-{name}\n".encode()
+    _write(files.key, private, private=True)
+    _write(node_dir / NODE_PUB, public, private=False)
+    _write(files.ca, server.ca.read_bytes(), private=False)
+    _write(entry, public, private=False)
+    return files, entry
+
+
+# ---------------------------------------------------------------- checks at start-up
+
+def _read(path: Path, what: str) -> bytes:
+    if not path.exists():
+        raise CertificateError(f"{what} not found: {path}")
+    if not path.is_file():
+        raise CertificateError(f"{what} is not a file: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CertificateError(f"{what} cannot be read ({err.strerror}): {path}; the "
+                               "container runs as uid 10001, check ownership/mode") from err
+
+
+def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
+    data = _read(path, what)
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as err:
+        raise CertificateError(f"{what} is not a PEM certificate: {path}") from err
+
+
+def check_validity(cert: x509.Certificate, path: Path, what: str,
+                   now: dt.datetime | None = None) -> int:
+    """Days left; raises when the certificate is expired or not valid yet."""
+    moment = now or _now()
+    if moment < cert.not_valid_before_utc:
+        start = cert.not_valid_before_utc.strftime("%Y-%m-%d %H:%M")
+        raise CertificateError(f"{what} is not valid before {start} UTC (check the clock): "
+                               f"{path}")
+    if moment > cert.not_valid_after_utc:
+        raise CertificateError(f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d} UTC: "
+                               f"{path}; issue a new one (`fediqad certs init --force`)")
+    return (cert.not_valid_after_utc - moment).days
+
+
+def check_signed_by(cert: x509.Certificate, ca: x509.Certificate, path: Path,
+                    ca_path: Path) -> None:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as err:
+        raise CertificateError(f"{path} was not issued by the CA in {ca_path} (wrong CA?)"
+                               ) from err
+
+
+def check_ca(path: Path, now: dt.datetime | None = None) -> x509.Certificate:
+    ca = load_certificate(path, "CA certificate")
+    check_validity(ca, path, "CA certificate", now)
+    try:
+        is_ca = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise CertificateError(f"{path} is not a CA certificate (no CA basic constraint)")
+    return ca
+
+
+def sans(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*ext.get_values_for_type(x509.DNSName),
+            *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))]
+
+
+def check_server_files(files: ServerFiles, now: dt.datetime | None = None) -> int:
+    """Everything the TLS SuperLink needs is present, current and consistent; days left."""
+    ca = check_ca(files.ca, now)
+    cert = load_certificate(files.cert, "server certificate")
+    days = check_validity(cert, files.cert, "server certificate", now)
+    check_signed_by(cert, ca, files.cert, files.ca)
+    data = _read(files.key, "server private key")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise CertificateError(f"server private key is not an unencrypted PEM key: "
+                               f"{files.key}") from err
+    if key.public_key().public_bytes(serialization.Encoding.DER,
+                                     serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            cert.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise CertificateError(f"{files.key} does not belong to {files.cert}")
+    return days
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    data = _read(path, "node public key")
+    try:
+        key = serialization.load_ssh_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as err:
+        raise CertificateError(f"not an OpenSSH public key: {path}") from err
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise CertificateError(f"not an EC (NIST curve) public key: {path}")
+    return key
+
+
+def allowlisted_keys(allowlist: Path) -> list[Path]:
+    """The allow-list's public keys, each checked; an empty list is an error (no node
+    could ever join)."""
+    keys = sorted(allowlist.glob("*.pub")) if allowlist.is_dir() else []
+    if not keys:
+        raise CertificateError(f"no node public keys in {allowlist}; add one per hospital "
+                               "with `fediqad certs node NAME`")
+    for path in keys:
+        load_public_key(path)
+    return keys
+
+
+def check_node_files(files: NodeFiles, now: dt.datetime | None = None) -> int:
+    """The hospital's CA certificate is current and its node key loads; CA days left."""
+    ca = check_ca(files.ca, now)
+    data = _read(files.key, "node private key")
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise CertificateError(f"node private key is not an unencrypted OpenSSH key: "
+                               f"{files.key}") from err
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertificateError(f"node private key is not an EC key: {files.key}")
+    return (ca.not_valid_after_utc - (now or _now())).days
+
+
+def probe_tls(address: str, ca: Path, timeout: float = 5.0, wait: float = 0.0) -> None:
+    """Connect to the SuperLink and verify its certificate against `ca` (chain, expiry,
+    host name). Retries connection failures for `wait` seconds; one line on failure."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout) as sock, \
+                    context.wrap_socket(sock, server_hostname=host):
+                return
+        except ssl.SSLCertVerificationError as err:
+            reason = err.verify_message or str(err)
+            raise CertificateError(f"the server {address} presented a certificate that does "
+                                   f"not verify against {ca}: {reason} (wrong CA, expired, or "
+                                   "host name not in its SANs)") from err
+        except ssl.SSLError as err:
+            raise CertificateError(f"TLS handshake with {address} failed ({err.reason}); is "
+                                   "the server running with TLS?") from err
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise UserError(f"server {address} unreachable ({err.strerror or err}) "
+                                f"after {wait:.0f} s") from err
+            time.sleep(1.0)
