@@ -1,0 +1,1 @@
+"""Docker deployment tooling behind `fediqad deploy` (container specs as plain data)."""
