@@ -3,7 +3,10 @@
 Default (`fediqad simulate` with no arguments): three EYEQ-like hospitals whose image
 quality differs - mostly high quality, mixed, and mostly low quality - plus a
 held-out set the server evaluates on; a slim VGG16-BN at 64 px trained with MKCNet's
-second-order meta-auxiliary learning, 5 rounds of 1 local epoch.
+second-order meta-auxiliary learning, 5 rounds of 3 local epochs at learning rate 0.1.
+The learning rate and epochs are the demo's own (EYEQ's preset trains 100 epochs at
+0.01): with them the global model reaches AUC ~0.77 on the sites and ~0.82 on the
+held-out set in 5 rounds, where the preset's values stay near chance (docs/federation.md).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ DEFAULT_SITES: tuple[tuple[str, float], ...] = (
 )
 DEFAULT_IMAGES_PER_SITE = 400
 DEFAULT_IMAGE_SIZE = 64
+DEFAULT_LOCAL_EPOCHS = 3
+DEFAULT_LR = 0.1
 
 
 def default_run_config() -> RunConfig:
@@ -29,6 +34,7 @@ def default_run_config() -> RunConfig:
     cfg.model.backbone = "vgg16_bn_slim"
     cfg.method = "mkcnet"
     cfg.optim.batch_size = 8
+    cfg.optim.lr = DEFAULT_LR
     return cfg
 
 

@@ -90,7 +90,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Options shared by `simulate` and `server`.
 RoundsOpt = Annotated[int | None, Opt("--rounds", help="Federated rounds (default 5).")]
-EpochsOpt = Annotated[int | None, Opt("--local-epochs", help="Local epochs per round (1).")]
+EpochsOpt = Annotated[
+    int | None, Opt("--local-epochs", help="Local epochs per round (1; 3 in the synthetic demo).")
+]
 StrategyOpt = Annotated[
     str | None,
     Opt(
@@ -212,7 +214,12 @@ def simulate(
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
     from simulations.federated import Resources, run_federated_simulation
-    from simulations.scenarios import default_run_config, default_sites, partitioned_sites
+    from simulations.scenarios import (
+        DEFAULT_LOCAL_EPOCHS,
+        default_run_config,
+        default_sites,
+        partitioned_sites,
+    )
 
     synthetic = data_root is None
     if synthetic and (dataset or partition):
@@ -235,7 +242,8 @@ def simulate(
         run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
         fed_flags={
             "num_rounds": rounds,
-            "local_epochs": local_epochs,
+            "local_epochs": local_epochs if local_epochs is not None or resume or not synthetic
+            else DEFAULT_LOCAL_EPOCHS,
             "pretrain_rounds": pretrain_rounds,
             "pretrain_epochs": pretrain_epochs,
             "strategy": strategy,
