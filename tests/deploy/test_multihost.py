@@ -1,0 +1,267 @@
+"""The shipped path as separate hosts: the server and each hospital in its own network
+namespace (a bridge in the server's namespace, one veth per host, 10.213.7.0/24),
+started through the very entrypoint scripts the images run (deploy/entrypoint-*.sh),
+TLS and SuperNode authentication on. While two hospitals train two rounds, a third
+"host" tries every bad input: an unregistered key, a foreign CA, plaintext, an
+unreachable server, a missing data mount. Each of those ends with one line and a
+non-zero code; the federation finishes regardless.
+
+Needs root (or CAP_NET_ADMIN + CAP_SYS_ADMIN) for `ip netns`; skips with the reason
+otherwise. Namespaces, links and processes are removed even when the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared.checkpoint import load_checkpoint
+
+pytestmark = [pytest.mark.deployment, pytest.mark.timeout(480)]
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_ENTRYPOINT = REPO / "deploy" / "entrypoint-server.sh"
+HOSPITAL_ENTRYPOINT = REPO / "deploy" / "entrypoint-hospital.sh"
+PORT = 9092
+SERVER_IP = "10.213.7.1"  # must be among the test PKI's SANs (tests/deploy/conftest.py)
+SUBNET_PREFIX = SERVER_IP.rsplit(".", 1)[0]
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
+                          timeout=20)
+
+
+@dataclass
+class Hosts:
+    """Network namespace name per host role."""
+
+    ns: dict[str, str]
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    """server + three hospital hosts on one private subnet; removed afterwards."""
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 (`ip`) is not installed")
+    tag = uuid.uuid4().hex[:6]
+    ns = {role: f"fq-{tag}-{role}" for role in ("server", "h0", "h1", "bad")}
+    created: list[str] = []
+    try:
+        first = _ip("netns", "add", ns["server"])
+        if first.returncode != 0:
+            pytest.skip(f"network namespaces not permitted here: {first.stderr.strip()}")
+        created.append(ns["server"])
+        for role in ("h0", "h1", "bad"):
+            _checked("netns", "add", ns[role])
+            created.append(ns[role])
+        _checked("-n", ns["server"], "link", "add", "br0", "type", "bridge")
+        _checked("-n", ns["server"], "addr", "add", f"{SERVER_IP}/24", "dev", "br0")
+        _checked("-n", ns["server"], "link", "set", "br0", "up")
+        for i, role in enumerate(("h0", "h1", "bad"), start=2):
+            port = f"v{role}"
+            _checked("link", "add", port, "netns", ns["server"], "type", "veth", "peer",
+                     "name", "eth0", "netns", ns[role])
+            _checked("-n", ns["server"], "link", "set", port, "master", "br0")
+            _checked("-n", ns["server"], "link", "set", port, "up")
+            _checked("-n", ns[role], "addr", "add", f"{SUBNET_PREFIX}.{i}/24", "dev", "eth0")
+            _checked("-n", ns[role], "link", "set", "eth0", "up")
+        for name in ns.values():
+            _checked("-n", name, "link", "set", "lo", "up")  # Flower's local runtime APIs
+        yield Hosts(ns)
+    finally:
+        for name in reversed(created):  # deleting a namespace deletes its veth ends
+            _ip("netns", "del", name)
+
+
+def _checked(*args: str) -> None:
+    done = _ip(*args)
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+class Processes:
+    """Everything this test starts; each process group (and any detached child) is killed
+    at the end."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.seen: set[int] = set()
+
+    def start(self, name: str, netns: str, entrypoint: Path, env: dict[str, str],
+              *args: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(["ip", "netns", "exec", netns, str(entrypoint), *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def remember(self) -> None:
+        for proc in self.procs.values():
+            self.seen.update(_descendants(proc.pid))
+
+    def wait(self, name: str, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.remember()
+            code = self.procs[name].poll()
+            if code is not None:
+                return code
+            time.sleep(0.5)
+        pytest.fail(f"{name} still running after {timeout:.0f} s:\n{self.log(name)[-3000:]}")
+
+    def cleanup(self) -> None:
+        self.remember()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(p.poll() is None for p in
+                                                  self.procs.values()):
+            time.sleep(0.3)
+        self.remember()
+        for pid in self.seen:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.procs.values():
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield procs
+    finally:
+        procs.cleanup()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["HOME"] = str(tmp_path / "home")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["FEDIQAD_CACHE_DIR"] = str(tmp_path / "cache")
+    env.update(settings)
+    return env
+
+
+def _hospital_env(tmp_path: Path, site: str, data: Path, certs: Path, **extra: str) -> dict:
+    settings = {"FEDIQAD_SERVER": f"{SERVER_IP}:{PORT}", "FEDIQAD_SITE_NAME": site,
+                "FEDIQAD_DATA_PATH": str(data), "FEDIQAD_CERTS": str(certs),
+                "FEDIQAD_STATE_DIR": str(tmp_path / "state" / site), "FEDIQAD_MAX_WAIT": "120"}
+    return _env(tmp_path, **{**settings, **extra})
+
+
+def _error_line(text: str) -> str:
+    """The one error line a failed start-up must leave (Flower's own log may surround it)."""
+    lines = [line for line in text.splitlines()
+             if line.startswith(("error:", "fediqad-hospital:"))]
+    assert len(lines) == 1, text[-3000:]
+    return lines[0]
+
+
+def test_two_hospitals_on_separate_hosts_tls_and_node_auth(hosts, processes, pki, tiny_sites,
+                                                           tmp_path):
+    assert pki.server_ip == SERVER_IP
+    run_dir = tmp_path / "run"
+    server_env = _env(tmp_path, FEDIQAD_CERTS=str(pki.certs), FEDIQAD_RUN_DIR=str(run_dir),
+                      FEDIQAD_PORT=str(PORT), FEDIQAD_HOST="0.0.0.0")
+    server = processes.start(
+        "server", hosts.ns["server"], SERVER_ENTRYPOINT, server_env,
+        "--rounds", "2", "--min-nodes", "2", "--image-size", "32", "--backbone",
+        "vgg16_bn_slim", "--batch-size", "8", "--set", "model.width=0.125", "--set",
+        "device=cpu", "--set", "threads=1", "--round-timeout", "240")
+    deadline = time.monotonic() + 120  # both allow-listed keys registered, run submitted
+    while "started; waiting" not in processes.log("server"):
+        assert server.poll() is None, processes.log("server")
+        assert time.monotonic() < deadline, processes.log("server")
+        time.sleep(0.5)
+    assert processes.log("server").count("registered (node") == 2
+
+    for i, site in enumerate(("site0", "site1")):
+        processes.start(site, hosts.ns[f"h{i}"], HOSPITAL_ENTRYPOINT,
+                        _hospital_env(tmp_path, site, tiny_sites[i], pki.nodes[site].ca.parent))
+
+    # The third host tries every mistake while the federation runs.
+    bad = hosts.ns["bad"]
+    data = tiny_sites[0]
+    processes.start("wrong-ca", bad, HOSPITAL_ENTRYPOINT,
+                    _hospital_env(tmp_path, "wrong-ca", data, pki.wrong_ca.ca.parent))
+    processes.start("no-data", bad, HOSPITAL_ENTRYPOINT,
+                    _hospital_env(tmp_path, "no-data", tmp_path / "missing", pki.certs))
+    processes.start("unreachable", bad, HOSPITAL_ENTRYPOINT,
+                    _hospital_env(tmp_path, "unreachable", data, pki.nodes["site0"].ca.parent,
+                                  FEDIQAD_SERVER=f"{SUBNET_PREFIX}.99:{PORT}",
+                                  FEDIQAD_MAX_WAIT="3"))
+    assert processes.wait("wrong-ca", 60) == 2
+    assert "does not verify against" in _error_line(processes.log("wrong-ca"))
+    assert processes.wait("no-data", 10) == 2
+    assert "does not exist" in _error_line(processes.log("no-data"))
+    assert processes.wait("unreachable", 60) == 2
+    assert "unreachable" in _error_line(processes.log("unreachable"))
+
+    processes.start("rogue", bad, HOSPITAL_ENTRYPOINT,
+                    _hospital_env(tmp_path, "rogue", data, pki.unregistered.ca.parent))
+    assert processes.wait("rogue", 120) == 2, processes.log("rogue")[-2000:]
+    assert "refused this SuperNode" in _error_line(processes.log("rogue"))
+
+    processes.start("plaintext", bad, HOSPITAL_ENTRYPOINT,
+                    _hospital_env(tmp_path, "plaintext", data, pki.certs,
+                                  FEDIQAD_INSECURE="1", FEDIQAD_MAX_WAIT="5"))
+    assert processes.wait("plaintext", 120) != 0, processes.log("plaintext")[-2000:]
+    plain = processes.log("plaintext")
+    assert "WARNING: --insecure" in plain
+    assert "no connection to the server" in _error_line(plain)
+    assert "SuperNode ID" not in plain  # never admitted
+
+    assert processes.wait("server", 360) == 0, processes.log("server")[-4000:]
+    final = load_checkpoint(run_dir / "global.pt")
+    assert final.round == 2
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["status"] for r in doc["rounds"]] == ["ok", "ok"]
+    for record in doc["rounds"]:
+        assert set(record["sites"]) == {"site0", "site1"}  # nobody else got in
+    superlink_log = (run_dir / "superlink.log").read_text(errors="replace")
+    assert "TLS" in processes.log("server") and "--insecure" not in processes.log("server")
+    assert "https://" in superlink_log
