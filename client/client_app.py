@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -18,15 +19,25 @@ from flwr.clientapp import ClientApp
 
 from client.proximal import add_proximal_term
 from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_site, site_split
-from client.state import load_optimizer, restore_local, save_local, save_optimizer
+from client.state import (
+    load_ledger,
+    load_optimizer,
+    restore_local,
+    save_ledger,
+    save_local,
+    save_optimizer,
+)
 from shared.config import RunConfig
 from shared.data.dataset import make_loader
 from shared.models import ModelBundle, build_models
+from shared.privacy.budget import BUDGET_EXHAUSTED, DP_UNIT_WEIGHT, EPSILON_BUDGET, PrivacyLedger
+from shared.privacy.trainer import DPLocalTrainer, new_ledger, planned_steps, poisson_loader
 from shared.records import (
     CFG_DTYPE,
     CFG_EPOCHS,
     CFG_EVAL_SPLIT,
     CFG_FEDBN,
+    CFG_NUM_ROUNDS,
     CFG_PROX_MU,
     CFG_ROUND,
     CFG_RUN,
@@ -80,23 +91,38 @@ def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -
 
 
 
-def train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
+def train(msg: Message, context: Context, site: Site, threads: int | None = None,
+          budgets: Mapping[str, float] | None = None) -> Message:
+    """Local epochs (DP-SGD under sample-level DP); `budgets`: per-site epsilon limits
+    by site name, the simulation's stand-in for node config `epsilon-budget`."""
     start = time.perf_counter()
     models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
     cfg, record, bundle, local = _prepare(msg, context, site, models, threads)
     device = resolve_device(cfg.device)
-    trainer = LocalTrainer(cfg, bundle, device)
+    dataset = site_split(site, cfg, "train", augment=True)
+    epochs = int(record.get(CFG_EPOCHS, 1))
+    generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
+    ledger = None
+    if cfg.privacy.mode == "sample":
+        own = context.node_config.get(EPSILON_BUDGET, (budgets or {}).get(site.name))
+        ledger = _ledger(context, cfg, record, len(dataset), epochs, own)
+        if ledger.exhausted(planned_steps(cfg, len(dataset), epochs)):
+            return _budget_spent(msg, site, ledger, len(dataset), start)
+        trainer: LocalTrainer = DPLocalTrainer(cfg, bundle, device, ledger)
+        loader = poisson_loader(dataset, cfg, generator)
+    else:
+        trainer = LocalTrainer(cfg, bundle, device)
+        loader = make_loader(dataset, cfg, train=True, generator=generator)
     saved = load_optimizer(context)
     if saved is not None:
         trainer.load_optimizer_state(saved)
     hooks = add_proximal_term([trainer.task_optimizer, trainer.meta_optimizer],
                               float(record.get(CFG_PROX_MU, 0.0)))
-    dataset = site_split(site, cfg, "train", augment=True)
-    generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
-    loader = make_loader(dataset, cfg, train=True, generator=generator)
-    fit = trainer.fit(loader, epochs=int(record.get(CFG_EPOCHS, 1)))
+    fit = trainer.fit(loader, epochs=epochs)
     for hook in hooks:
         hook.remove()
+    if isinstance(trainer, DPLocalTrainer):
+        trainer.close()
     save_optimizer(context, trainer.optimizer_state())
     bundle.to("cpu")
     dtype = str(record.get(CFG_DTYPE, "float32"))
@@ -107,9 +133,39 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
             save_local(context, name, module, local[name])
         out[name] = module_record(module, dtype=dtype, exclude=local[name])
     metrics = {k: v for k, v in fit.items() if isinstance(v, int | float)}
+    if ledger is not None:
+        save_ledger(context, ledger)
+        metrics.update(ledger.metrics())
+    if cfg.privacy.mode == "client":
+        metrics[DP_UNIT_WEIGHT] = 1.0  # client-level DP averages sites uniformly
     metrics[NUM_EXAMPLES] = float(len(dataset))
     metrics["handler_seconds"] = time.perf_counter() - start
     return _reply(msg, site, out, metrics)
+
+
+def _ledger(context: Context, cfg: RunConfig, record: ConfigRecord, n: int,
+            epochs: int, own: object) -> PrivacyLedger:
+    """This site's ledger: from earlier rounds, else new with sigma for the whole run.
+
+    The site's own limit (node config `epsilon-budget`, set by its privacy officer)
+    overrides the run's budget when it is lower.
+    """
+    ledger = load_ledger(context)
+    rounds = int(record.get(CFG_NUM_ROUNDS, 1))
+    if ledger is None:
+        ledger = new_ledger(cfg, n, rounds * planned_steps(cfg, n, epochs))
+    if own not in (None, ""):
+        limit = float(own)  # type: ignore[arg-type]
+        ledger.budget = limit if ledger.budget is None else min(limit, ledger.budget)
+    return ledger
+
+
+def _budget_spent(msg: Message, site: Site, ledger: PrivacyLedger, n: int,
+                  start: float) -> Message:
+    """No training, no weights: the site's privacy budget would be exceeded."""
+    metrics = {**ledger.metrics(), BUDGET_EXHAUSTED: 1.0, NUM_EXAMPLES: float(n),
+               "handler_seconds": time.perf_counter() - start}
+    return _reply(msg, site, {}, metrics)
 
 
 def evaluate_global(msg: Message, context: Context, site: Site,
@@ -129,8 +185,10 @@ def evaluate_global(msg: Message, context: Context, site: Site,
     return _reply(msg, site, {}, metrics)
 
 
-def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = None) -> ClientApp:
-    """A ClientApp; `sites` maps simulation partition ids to site folders."""
+def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = None,
+                    epsilon_budgets: Mapping[str, float] | None = None) -> ClientApp:
+    """A ClientApp; `sites` maps simulation partition ids to site folders,
+    `epsilon_budgets` gives sites (by name) their own DP limit in simulation."""
     app = ClientApp()
 
     def guarded(handler):  # type: ignore[no-untyped-def]
@@ -143,7 +201,7 @@ def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = N
                 raise
         return run
 
-    app.train()(guarded(train))
+    app.train()(guarded(partial(train, budgets=epsilon_budgets)))
     app.evaluate()(guarded(evaluate_global))
     from client.comcl import comcl_train  # CoMCL pretraining rounds: train.comcl messages
     from shared.contrastive.protocol import ACTION

@@ -2,7 +2,9 @@
 
 - the local optimiser and LR-scheduler state (momentum buffers, epoch count), so the
   site's schedule continues across rounds as in centralized training;
-- under FedBN, its own BatchNorm weights and running statistics.
+- under FedBN, its own BatchNorm weights and running statistics;
+- under sample-level DP, its privacy ledger (noise, rate, accountant history), so
+  epsilon accumulates over every round the site has trained in.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import torch
 from flwr.app import ConfigRecord, Context
 from torch import nn
 
+from shared.privacy.budget import PrivacyLedger
 from shared.records import from_record, to_record
 
 log = logging.getLogger("fediqad.client")
 OPTIMIZER = "fediqad.optimizer"
 LOCAL_BN = "fediqad.local-bn."
+LEDGER = "fediqad.privacy-ledger"
 
 
 def save_optimizer(context: Context, state: dict[str, Any]) -> None:
@@ -51,3 +55,14 @@ def restore_local(context: Context, model: str, module: nn.Module) -> bool:
         return False
     module.load_state_dict(from_record(record), strict=False)
     return True
+
+
+def save_ledger(context: Context, ledger: PrivacyLedger) -> None:
+    context.state[LEDGER] = ConfigRecord({"ledger": ledger.to_json()})
+
+
+def load_ledger(context: Context) -> PrivacyLedger | None:
+    """The site's ledger from earlier rounds; an unreadable one is an error, never reset
+    (forgetting spent epsilon would break the guarantee)."""
+    record = context.state.config_records.get(LEDGER)
+    return None if record is None else PrivacyLedger.from_json(str(record["ledger"]))

@@ -29,6 +29,9 @@ from shared.data.layout import split_path
 from shared.errors import UserError
 from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
+from shared.privacy.budget import PrivacyLedger
+from shared.privacy.rules import check_sample_dp
+from shared.privacy.trainer import DPLocalTrainer, new_ledger, planned_steps, poisson_loader
 from shared.training import LocalTrainer, resolve_device
 
 BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
@@ -126,7 +129,18 @@ class TrainRun:
         self.eval_split = selection_split(self.data_root, cfg)
         self.eval_set = open_split(self.data_root, cfg, self.eval_split)
         self.generator = torch.Generator()
-        self.train_loader = make_loader(self.train_set, cfg, train=True, generator=self.generator)
+        self.ledger: PrivacyLedger | None = None
+        if cfg.privacy.mode == "client":
+            raise UserError("--dp client is site-level DP for federated runs (fediqad "
+                            "simulate); use --dp sample for centralized training")
+        if cfg.privacy.mode == "sample":
+            check_sample_dp(cfg)
+            n = len(self.train_set)
+            self.ledger = new_ledger(cfg, n, planned_steps(cfg, n, cfg.optim.epochs))
+            self.train_loader = poisson_loader(self.train_set, cfg, generator=self.generator)
+        else:
+            self.train_loader = make_loader(self.train_set, cfg, train=True,
+                                            generator=self.generator)
         self.eval_loader = make_loader(self.eval_set, cfg, train=False)
         self.selection = (
             "last epoch" if cfg.dataset.report_last_epoch else f"best {self.eval_split} AUC"
@@ -136,7 +150,8 @@ class TrainRun:
         self.best: dict[str, float] = {}
         self.start_epoch = 1
         bundle = build_models(cfg)
-        self.trainer = LocalTrainer(cfg, bundle, self.device)
+        self.trainer = (LocalTrainer(cfg, bundle, self.device) if self.ledger is None
+                        else DPLocalTrainer(cfg, bundle, self.device, self.ledger))
         if resume:
             self._restore()
 
@@ -156,6 +171,14 @@ class TrainRun:
             self.bundle.meta_learner.load_state_dict(ck.bundle.meta_learner.state_dict())
         if "optimizer" in ck.extra:
             self.trainer.load_optimizer_state(ck.extra["optimizer"])
+        if self.ledger is not None:
+            saved = ck.extra.get("privacy_ledger")
+            if saved is None:
+                raise UserError("has no privacy ledger: a DP run cannot resume a non-DP one",
+                                path=ck.path)
+            spent = PrivacyLedger.from_json(saved)
+            self.ledger.history = spent.history  # epsilon keeps counting from there
+            self.ledger.noise_multiplier = spent.noise_multiplier
         self.start_epoch = (ck.epoch or 0) + 1
         self.best_epoch = int(ck.extra.get("best_epoch", 0))
         history_file = self.out / HISTORY
@@ -182,8 +205,12 @@ class TrainRun:
         for epoch in range(self.start_epoch, cfg.optim.epochs + 1):
             # per-epoch data order from (seed, epoch): a resumed run sees the same batches
             self.generator.manual_seed(cfg.seed * 100_003 + epoch)
+            if self.ledger is not None and self.ledger.exhausted(self._steps_per_epoch()):
+                break  # another epoch would spend more than the privacy budget
             hooks.start_epoch(epoch, self.batches_per_epoch())
             train_logs = self.trainer.fit(self.train_loader, 1, on_batch=hooks.batch)
+            if self.ledger is not None:
+                train_logs.update(self.ledger.metrics())
             metrics = evaluate(self.bundle, self.eval_loader, cfg, self.device)
             self.history.append({"epoch": epoch, "train": train_logs, "eval": metrics})
             improved = self.best_epoch == 0 or _score(metrics) > _score(self.best)
@@ -205,12 +232,18 @@ class TrainRun:
             self.history,
         )
 
+    def _steps_per_epoch(self) -> int:
+        return planned_steps(self.cfg, len(self.train_set), 1)
+
     def _save(self, name: str, epoch: int, metrics: dict[str, float], with_optimizer: bool) -> None:
         extra: dict[str, Any] = {
             "eval_split": self.eval_split,
             "selection": self.selection,
             "best_epoch": self.best_epoch,
         }
+        if self.ledger is not None:  # what this model cost, recomputable by anyone
+            extra["privacy"] = self.ledger.summary()
+            extra["privacy_ledger"] = self.ledger.to_json()
         if with_optimizer:
             extra["optimizer"] = self.trainer.optimizer_state()
         bundle = self.bundle
@@ -244,4 +277,6 @@ class TrainRun:
             "config": self.cfg.model_dump(mode="json"),
             "epochs": self.history,
         }
+        if self.ledger is not None:
+            doc["privacy"] = self.ledger.summary()
         write_text_atomic(self.out / HISTORY, dumps(json_ready(doc)) + "\n")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shared.config import RunConfig, build_config
 from shared.errors import UserError
+from shared.privacy.rules import COMCL_SAMPLE_DP
 
 StrategyName = Literal[
     "fedavg", "fedprox", "fedadam", "fedavgm", "fedbn",
@@ -56,6 +57,11 @@ class FederationConfig(BaseModel):
     min_replies: int = Field(1, ge=1, description="valid train replies needed to aggregate")
     round_timeout: float = Field(3600.0, gt=0.0)
 
+    # Client-level DP (run.privacy.mode = "client"): Flower's server-side fixed clipping
+    dp_noise_multiplier: float = Field(1.0, ge=0.0, le=1000.0)
+    dp_clipping_norm: float = Field(1.0, gt=0.0, le=1e6)
+    dp_sampled_clients: int = Field(0, ge=0, description="sites per round; 0 = min_nodes")
+
     transport_dtype: Literal["float32", "float16"] = "float32"
     eval_split: str = "auto"
     server_eval_data: Path | None = None
@@ -69,7 +75,29 @@ class FederationConfig(BaseModel):
             raise ValueError(
                 f"min_replies ({self.min_replies}) cannot exceed min_nodes ({self.min_nodes})"
             )
+        mode = self.run.privacy.mode
+        if mode != "off" and self.fedbn:
+            raise ValueError(
+                "fedbn keeps BatchNorm local, but with DP the models use GroupNorm "
+                "(no BatchNorm at all); choose another strategy, e.g. fedavg"
+            )
+        if mode == "sample" and self.pretrain_rounds > 0:
+            raise ValueError(COMCL_SAMPLE_DP)
+        if mode == "client" and self.strategy not in ("fedavg", "fedprox"):
+            raise ValueError(
+                f"client-level DP adds noise calibrated to a plain mean of clipped updates; "
+                f"strategy {self.strategy} is not one: use fedavg or fedprox"
+            )
         return self
+
+    @property
+    def client_dp(self) -> bool:
+        return self.run.privacy.mode == "client"
+
+    @property
+    def dp_clients(self) -> int:
+        """m in the noise std sigma C / m: the sites expected to reply each round."""
+        return self.dp_sampled_clients or self.min_nodes
 
     @property
     def fedbn(self) -> bool:

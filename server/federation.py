@@ -29,8 +29,13 @@ from server.layout import GlobalModels, ModelLayout
 from server.messaging import Exchange, exchange, payload_bytes
 from server.persistence import RunStore, restore_strategy_state, strategy_state
 from server.report import MetricsLog, print_round, write_report
-from server.strategies import aggregates_buffers, build_strategy
-from server.validation import RejectedUpdate, decode_train_reply
+from server.strategies import (
+    aggregates_buffers,
+    build_strategy,
+    client_dp_record,
+    privacy_summary,
+)
+from server.validation import RejectedUpdate, budget_exhausted, decode_train_reply
 from shared.errors import UserError
 from shared.models import ModelBundle, build_models
 from shared.records import (
@@ -38,6 +43,7 @@ from shared.records import (
     CFG_EPOCHS,
     CFG_EVAL_SPLIT,
     CFG_FEDBN,
+    CFG_NUM_ROUNDS,
     CFG_RUN,
     CONFIG,
     METRICS,
@@ -146,6 +152,7 @@ class Federation:
             CFG_DTYPE: self.fed.transport_dtype,
             CFG_FEDBN: self.fed.fedbn,
             CFG_EVAL_SPLIT: self.fed.eval_split,
+            CFG_NUM_ROUNDS: self.fed.num_rounds,
         })
 
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
@@ -153,6 +160,7 @@ class Federation:
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
             "round": rnd, "status": "ok", "sites": {}, "failures": [], "rejected": [],
+            "stopped": [],
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         train = self._train_phase(grid, rnd, rec)
@@ -221,6 +229,15 @@ class Federation:
         updates = []
         # by site name: the same sum order every run, whatever order replies arrived in
         for node, reply in sorted(ex.replies.items(), key=lambda kv: self.sites[kv[0]]):
+            if budget_exhausted(reply.content):
+                self._site(rec, node)["status"] = "stopped: privacy budget spent"
+                rec["stopped"].append({"kind": "stopped (privacy budget spent)",
+                                       "site": self.sites[node], "node_id": node,
+                                       "reason": "training once more would exceed its epsilon"
+                                                 " budget"})
+                log.warning("round %s: %s has spent its privacy budget; it no longer trains",
+                            rnd, self.sites[node])
+                continue
             try:
                 arrays, n = decode_train_reply(reply.content, self.layout)
             except RejectedUpdate as err:
@@ -231,7 +248,8 @@ class Federation:
                 continue
             updates.append(Update(self.sites[node], arrays, n, reply))
         rec["replies"].update(train_ok=len(updates), train_failed=len(ex.errors) +
-                              len(ex.timed_out), rejected=len(rec["rejected"]))
+                              len(ex.timed_out), rejected=len(rec["rejected"]),
+                              stopped=len(rec["stopped"]))
         if len(updates) < self.fed.min_replies:
             rec["status"] = (f"not aggregated: {len(updates)} valid update(s), "
                              f"{self.fed.min_replies} needed")
@@ -248,6 +266,11 @@ class Federation:
             for key, value in arrays.items():
                 self.globals.update(model, key, value)
         rec["train"] = _plain(train_metrics)
+        if self.fed.client_dp:
+            history = [float(r["client_dp"]["noise_multiplier"]) for r in self.log.rounds
+                       if r.get("client_dp")]
+            rec["client_dp"] = client_dp_record(self.fed, len(history) + 1, len(updates),
+                                                history)
 
     def _evaluate_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange | None:
         if self.fed.fraction_evaluate <= 0:
@@ -301,7 +324,8 @@ class Federation:
             rnd, self.bundle, self.cfg, metrics=summary,
             strategy_arrays=strategy_state(self.strategy),
             extra={"strategy": self.fed.strategy, "fedbn_local_keys": sorted(
-                f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys)},
+                f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys),
+                "privacy": privacy_summary(self.fed, self.log.rounds + [rec])},
         )
 
     @staticmethod

@@ -83,14 +83,15 @@ def round_tables(record: dict[str, Any]) -> list[Table]:
         head.add_row("server held-out", *[_fmt(srv.get(k)) for k in SHOWN], "-")
     sites = Table(title_justify="left")
     for col in ("site", *(k.upper().replace("_", " ") for k in SHOWN), "n", "train s",
-                "MB down", "MB up", "status"):
+                "eps", "MB down", "MB up", "status"):
         sites.add_column(col, justify="left" if col in ("site", "status") else "right")
     for name, site in sorted(record.get("sites", {}).items()):
         ev = site.get("eval") or {}
         tr = site.get("train") or {}
         sites.add_row(
             name, *[_fmt(ev.get(k)) for k in SHOWN], _fmt(ev.get("n"), 0),
-            _fmt(tr.get("train_seconds"), 1), _mb(site.get("bytes_down")),
+            _fmt(tr.get("train_seconds"), 1), _fmt(tr.get("dp_epsilon"), 2),
+            _mb(site.get("bytes_down")),
             _mb(site.get("bytes_up")), site.get("status", "ok"),
         )
     return [head, sites]
@@ -105,7 +106,8 @@ def print_round(record: dict[str, Any], console: Console) -> None:
         f"{t['slowest_compute_s']:.1f} s, framework overhead {t['overhead_s']:.2f} s "
         f"({t['overhead_pct']:.1f} %), checkpoint {t['checkpoint_s']:.2f} s"
     )
-    for item in record.get("failures", []) + record.get("rejected", []):
+    for item in (record.get("failures", []) + record.get("rejected", [])
+                 + record.get("stopped", [])):
         console.print(f"[yellow]{item['kind']}[/] {item['site']}: {item['reason']}")
 
 
@@ -156,11 +158,43 @@ def write_report(run_dir: Path, doc: dict[str, Any]) -> Path:
             lines += ["", "## Failures and rejected updates", ""]
             lines += [f"- round {rnd}: {e['kind']} {e['site']}: {e['reason']}"
                       for rnd, e in events]
+    lines += privacy_lines(rounds)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def privacy_lines(rounds: list[dict[str, Any]]) -> list[str]:
+    """report.md's privacy section: epsilon per site per round, stopped sites, and the
+    client-level epsilon; nothing when DP was off."""
+    names = sorted({n for r in rounds for n, s in r.get("sites", {}).items()
+                    if "dp_epsilon" in (s.get("train") or {})})
+    client = [r for r in rounds if r.get("client_dp")]
+    if not names and not client:
+        return []
+    lines = ["", "## Privacy", ""]
+    if names:
+        delta = next(s["train"]["dp_delta"] for r in rounds for s in r["sites"].values()
+                     if "dp_delta" in (s.get("train") or {}))
+        lines += [f"Sample-level DP: epsilon spent per site (delta {delta:g}); "
+                  "'stopped' = privacy budget spent, the site no longer trains.", "",
+                  "| round | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for r in rounds:
+            cells = []
+            for name in names:
+                site = r.get("sites", {}).get(name) or {}
+                eps = (site.get("train") or {}).get("dp_epsilon")
+                stopped = " (stopped)" if str(site.get("status", "")).startswith("stopped") else ""
+                cells.append(_fmt(eps) + stopped)
+            lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
+    if client:
+        last = client[-1]["client_dp"]
+        lines += ["", f"Client-level DP: epsilon {_fmt(last['client_epsilon'])} at delta "
+                  f"{last['delta']:g} after {int(last['releases'])} noisy aggregate(s) "
+                  f"(clipping norm {last['clipping_norm']:g})."]
+    return lines
 
 
 def write_plots(run_dir: Path, doc: dict[str, Any]) -> list[Path]:

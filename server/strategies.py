@@ -13,6 +13,7 @@ from typing import Any
 
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
     FedAdam,
     FedAvg,
     FedAvgM,
@@ -25,6 +26,7 @@ from flwr.serverapp.strategy import (
 )
 
 from server.config import FederationConfig
+from shared.privacy.budget import DP_UNIT_WEIGHT, epsilon_of
 from shared.records import CONFIG, METRICS, NUM_EXAMPLES
 
 # Strategies whose server-side optimiser must not touch BatchNorm running statistics.
@@ -33,15 +35,28 @@ SERVER_OPTIMISERS = ("fedadam", "fedavgm")
 COUNT_KEYS = ("n", "n_hq", "n_lq", NUM_EXAMPLES, "examples")
 
 
-def build_strategy(fed: FederationConfig) -> FedAvg:
-    """The Flower strategy for `fed.strategy`, wired to this project's record keys."""
+def build_strategy(fed: FederationConfig) -> Strategy:
+    """The Flower strategy for `fed.strategy`, wired to this project's record keys;
+    under client-level DP wrapped in Flower's server-side fixed-clipping DP wrapper."""
+    if not fed.client_dp:
+        return _base_strategy(fed)
+    # DP-FedAvg: a uniform mean of clipped updates (sensitivity C / m); sites send a
+    # constant weight so FedAvg does not weigh by example counts.
+    base = _base_strategy(fed, weighted_by_key=DP_UNIT_WEIGHT)
+    return DifferentialPrivacyServerSideFixedClipping(
+        base, noise_multiplier=fed.dp_noise_multiplier, clipping_norm=fed.dp_clipping_norm,
+        num_sampled_clients=fed.dp_clients,
+    )
+
+
+def _base_strategy(fed: FederationConfig, weighted_by_key: str = NUM_EXAMPLES) -> FedAvg:
     common: dict[str, Any] = {
         "fraction_train": fed.fraction_train,
         "fraction_evaluate": fed.fraction_evaluate,
         "min_train_nodes": fed.min_nodes,
         "min_evaluate_nodes": fed.min_nodes if fed.fraction_evaluate > 0 else 0,
         "min_available_nodes": fed.min_nodes,
-        "weighted_by_key": NUM_EXAMPLES,
+        "weighted_by_key": weighted_by_key,
         "arrayrecord_key": "arrays",
         "configrecord_key": CONFIG,
         "train_metrics_aggr_fn": weighted_metrics,
@@ -68,6 +83,44 @@ def build_strategy(fed: FederationConfig) -> FedAvg:
         return MultiKrum(**common, num_malicious_nodes=fed.num_malicious,
                          num_nodes_to_select=fed.krum_select)
     raise ValueError(f"unknown strategy {name!r}")  # unreachable: pydantic checks the name
+
+
+def client_dp_record(fed: FederationConfig, releases: int, replies: int,
+                     history: list[float]) -> dict[str, float]:
+    """Client-level (site-level) epsilon after this round's noisy aggregate.
+
+    Flower's wrapper adds N(0, (sigma C / m)^2) with m = `dp_clients`; when only k < m
+    sites reply, the mean is over k, so the effective multiplier is sigma k / m. Each
+    release is accounted as a Gaussian mechanism without sampling amplification
+    (rate 1: the server does not claim secrecy of which sites took part).
+    """
+    effective = fed.dp_noise_multiplier * min(replies, fed.dp_clients) / fed.dp_clients
+    sigmas = [*history, effective]
+    eps = epsilon_of("rdp", [(s, 1.0, 1) for s in sigmas], fed.run.privacy.delta)
+    return {"client_epsilon": eps, "delta": fed.run.privacy.delta,
+            "noise_multiplier": effective, "clipping_norm": fed.dp_clipping_norm,
+            "releases": float(releases)}
+
+
+def privacy_summary(fed: FederationConfig, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Checkpoint metadata: the DP mode, each site's latest epsilon and status, the
+    client-level epsilon."""
+    out: dict[str, Any] = {"mode": fed.run.privacy.mode}
+    if fed.run.privacy.mode == "off":
+        return out
+    sites: dict[str, dict[str, Any]] = {}
+    for rec in rounds:
+        for name, site in rec.get("sites", {}).items():
+            train = site.get("train") or {}
+            if "dp_epsilon" in train:
+                sites[name] = {k: v for k, v in train.items() if k.startswith("dp_")}
+                sites[name]["status"] = site.get("status", "ok")
+                sites[name]["round"] = rec["round"]
+        if rec.get("client_dp"):
+            out["client"] = rec["client_dp"]
+    if sites:
+        out["sites"] = sites
+    return out
 
 
 def aggregates_buffers(fed: FederationConfig) -> bool:

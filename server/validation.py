@@ -13,11 +13,19 @@ import numpy as np
 from flwr.app import RecordDict
 
 from server.layout import ModelLayout
+from shared.privacy.budget import BUDGET_EXHAUSTED
 from shared.records import METRICS, NUM_EXAMPLES, to_numpy
 
 
 class RejectedUpdate(Exception):
     """A site's update that must not be aggregated; the message says why."""
+
+
+def budget_exhausted(content: RecordDict) -> bool:
+    """A site that has spent its privacy budget replies with this status and no arrays:
+    not a malformed update, a site that has stopped training."""
+    metrics = content.metric_records.get(METRICS)
+    return metrics is not None and float(metrics.get(BUDGET_EXHAUSTED, 0.0) or 0.0) > 0
 
 
 def decode_train_reply(

@@ -22,6 +22,8 @@ Method = Literal[
 ]
 Schedule = Literal["paper", "fused"]
 GabPlacement = Literal["pooled", "spatial"]
+NormLayer = Literal["batch", "group"]
+PrivacyMode = Literal["off", "sample", "client"]
 
 
 class Strict(BaseModel):
@@ -56,6 +58,8 @@ class ModelConfig(Strict):
     gab: GabPlacement = "pooled"
     meta_length: int = Field(5, ge=1, le=64)
     pretrained_weights: Path | None = None
+    # BatchNorm (the paper) or GroupNorm; any DP mode forces "group" (RunConfig.norm_layer)
+    norm: NormLayer = "batch"
 
 
 class OptimConfig(Strict):
@@ -92,6 +96,28 @@ class ContrastiveConfig(Strict):
     min_selected_fraction: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class PrivacyConfig(Strict):
+    """Differential privacy of what a site sends (docs/privacy.md).
+
+    `sample`: DP-SGD at each site (Opacus) for the Task Net / baseline and the Meta
+    Learner; `client`: Flower's fixed-clipping wrapper on the server (its noise and
+    clipping norm are federation settings). Give a noise multiplier, or a target
+    epsilon from which the noise is calibrated for the whole run.
+    """
+
+    mode: PrivacyMode = "off"
+    target_epsilon: float | None = Field(None, gt=0.0, le=1000.0)
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    noise_multiplier: float | None = Field(None, ge=0.0, le=1000.0)
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6)
+    accountant: Literal["rdp", "prv"] = "rdp"
+    # Stop training once spending more would exceed this (default: target_epsilon);
+    # a site may set its own lower limit (node config `epsilon-budget`).
+    epsilon_budget: float | None = Field(None, gt=0.0, le=1000.0)
+    # Seed of the DP noise (None: fresh OS entropy each run, as a deployment should)
+    noise_seed: int | None = Field(None, ge=0)
+
+
 class RunConfig(Strict):
     """Everything one training run needs; travels to federated sites as a ConfigRecord."""
 
@@ -99,6 +125,7 @@ class RunConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     method: Method = "mkcnet"
     schedule: Schedule = "paper"
     image_size: int = Field(256, ge=16, le=4096)
@@ -113,6 +140,12 @@ class RunConfig(Strict):
         if v % 32:
             raise ValueError(f"must be a multiple of 32 (five 2x poolings), got {v}")
         return v
+
+    @property
+    def norm_layer(self) -> NormLayer:
+        """GroupNorm whenever DP is on: per-sample gradients need per-sample
+        normalisation, and BatchNorm running statistics would leave a site unprotected."""
+        return "group" if self.privacy.mode != "off" else self.model.norm
 
 
 def _dataset(name: str, **kw: Any) -> DatasetConfig:

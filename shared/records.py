@@ -135,3 +135,4 @@ CFG_DTYPE = "transport-dtype"
 CFG_FEDBN = "fedbn"
 CFG_PROX_MU = "proximal-mu"  # injected by Flower's FedProx
 CFG_EVAL_SPLIT = "eval-split"
+CFG_NUM_ROUNDS = "num-rounds"  # DP: a site calibrates its noise for the whole run

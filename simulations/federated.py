@@ -63,8 +63,12 @@ def run_federated_simulation(
     resources: Resources | None = None,
     *,
     verbose: bool = False,
+    epsilon_budgets: dict[str, float] | None = None,
 ) -> Path:
-    """Run the federation over `sites` with `flwr.simulation.run_simulation`; the run dir."""
+    """Run the federation over `sites` with `flwr.simulation.run_simulation`; the run dir.
+
+    `epsilon_budgets` (site name -> epsilon) gives sites their own DP limit, as node
+    config `epsilon-budget` does in deployment."""
     from flwr.simulation import run_simulation
 
     if len(sites) < fed.min_nodes:
@@ -75,7 +79,8 @@ def run_federated_simulation(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
     run_simulation(
         server_app=make_server_app(fed),
-        client_app=make_client_app(list(sites), threads=res.torch_threads),
+        client_app=make_client_app(list(sites), threads=res.torch_threads,
+                                   epsilon_budgets=epsilon_budgets),
         num_supernodes=len(sites),
         backend_name="ray",
         backend_config=backend_config(res, verbose=verbose),  # type: ignore[arg-type]

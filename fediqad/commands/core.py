@@ -23,6 +23,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from fediqad.commands.privacy_options import (
+    DeltaOpt,
+    DpOpt,
+    MaxGradNormOpt,
+    NoiseMultiplierOpt,
+    TargetEpsilonOpt,
+    privacy_flags,
+)
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import build_config, config_from_dict, preset
 from shared.errors import UserError
@@ -95,6 +103,11 @@ def train(
         Path | None,
         typer.Option("--init-encoder", help="CoMCL encoder (`fediqad pretrain`) for the backbone."),
     ] = None,
+    dp: DpOpt = None,
+    target_epsilon: TargetEpsilonOpt = None,
+    delta: DeltaOpt = None,
+    noise_multiplier: NoiseMultiplierOpt = None,
+    max_grad_norm: MaxGradNormOpt = None,
 ) -> None:
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
     from fediqad.train_loop import TrainRun, check_out_dir
@@ -104,6 +117,7 @@ def train(
         "model.width": width, "model.gab": gab, "image_size": image_size,
         "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
         "model.pretrained_weights": init_encoder,
+        **privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
     }  # fmt: skip
     run_flags = {"optim.epochs": epochs, "device": device, "threads": threads}
     if resume:
@@ -126,6 +140,11 @@ def train(
     title = f"{cfg.dataset.name} {cfg.method}: selected by {result.selection}"
     console.print(metrics_table(sections, title))
     console.print(compat_line(result.test or result.best), highlight=False)
+    if run.ledger is not None:
+        led = run.ledger
+        console.print(f"differential privacy: epsilon {led.epsilon():.3f} at delta {led.delta:g} "
+                      f"(sigma {led.noise_multiplier:.3f}, q {led.sample_rate:.4f}, "
+                      f"{led.steps} noisy steps, {led.accountant} accountant)", highlight=False)
     console.print(
         f"checkpoints {out / 'best.ckpt'} and {out / 'last.ckpt'}; history {out / 'metrics.json'}",
         highlight=False,

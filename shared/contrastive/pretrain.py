@@ -22,6 +22,7 @@ from shared.config import RunConfig
 from shared.contrastive.loss import comcl_loss
 from shared.contrastive.patches import PatchBank, input_px
 from shared.models.backbones import Backbone, build_backbone
+from shared.privacy.rules import refuse_contrastive
 
 StepHook = Callable[[int, dict[str, float]], None]
 
@@ -67,6 +68,7 @@ class ContrastivePretrainer:
 
     def __init__(self, cfg: RunConfig, model: ContrastiveModel,
                  device: torch.device | str = "cpu", total_epochs: int | None = None):
+        refuse_contrastive(cfg)  # InfoNCE couples a batch: no sample-level DP here
         self.cfg = cfg
         self.c = cfg.contrastive
         self.device = torch.device(device)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from shared.config import RunConfig
+from shared.models.attention import _SpatialConv
 from shared.models.backbones import build_backbone
 from shared.models.baselines import VanillaNet
 from shared.models.meta_learner import MetaLearner
@@ -50,6 +51,29 @@ def auxiliary_size(cfg: RunConfig) -> int:
 
 
 def build_models(cfg: RunConfig) -> ModelBundle:
+    """The method's models; BatchNorm becomes GroupNorm where `cfg.norm_layer` says so,
+    so a site and the server always build the same architecture from one config."""
+    bundle = _build_models(cfg)
+    if cfg.norm_layer == "group":
+        from opacus.validators import ModuleValidator  # only DP runs pay for the import
+
+        bundle.task_net = ModuleValidator.fix(bundle.task_net)
+        for model in bundle.modules().values():
+            for module in model.modules():
+                if isinstance(module, nn.ReLU):  # in place breaks Opacus' backward hooks
+                    module.inplace = False
+        if cfg.model.gab == "pooled":
+            # the spatial gate sees a 1x1 map there: one value per example cannot be
+            # normalised on its own (BatchNorm normalised it across the batch)
+            for module in bundle.task_net.modules():
+                if isinstance(module, _SpatialConv):
+                    module.bn = nn.Identity()  # type: ignore[assignment]
+        if bundle.meta_learner is not None:
+            bundle.meta_learner = ModuleValidator.fix(bundle.meta_learner)
+    return bundle
+
+
+def _build_models(cfg: RunConfig) -> ModelBundle:
     ds, mc = cfg.dataset, cfg.model
 
     def backbone() -> nn.Module:

@@ -1,0 +1,138 @@
+"""Privacy accounting: one Opacus accountant per site, its history kept across rounds.
+
+Every noisy step (a Task Net / baseline DP-SGD step, a Meta Learner DP step) is one
+subsampled Gaussian mechanism with noise multiplier sigma and Poisson rate q; the
+ledger records each as one accountant step, so epsilon covers every model that leaves
+the site. The history is plain data (a list of (sigma, q, steps)), which is what the
+site stores in its Flower Context between rounds and what a checkpoint carries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from opacus.accountants import IAccountant, create_accountant
+from opacus.accountants.utils import get_noise_multiplier
+
+from shared.config import PrivacyConfig
+from shared.errors import UserError
+
+History = list[tuple[float, float, int]]
+# Metric keys of a site's reply, and the node-config key of a site's own limit.
+BUDGET_EXHAUSTED = "dp_budget_exhausted"
+DP_UNIT_WEIGHT = "dp_unit_weight"
+EPSILON_BUDGET = "epsilon-budget"
+
+
+def make_accountant(kind: str, history: History | None = None) -> IAccountant:
+    """A fresh Opacus accountant ("rdp" or "prv") replaying `history`."""
+    accountant = create_accountant(mechanism=kind)
+    accountant.history = [tuple(h) for h in (history or [])]  # type: ignore[misc]
+    return accountant
+
+
+def epsilon_of(kind: str, history: History, delta: float) -> float:
+    """epsilon after `history` at `delta`; 0 before any step, inf for noise 0."""
+    if not history or all(steps == 0 for _, _, steps in history):
+        return 0.0
+    if any(sigma <= 0 for sigma, _, steps in history if steps):
+        return math.inf
+    return float(make_accountant(kind, history).get_epsilon(delta=delta))
+
+
+def check_delta(delta: float, n: int) -> None:
+    """delta must be well below 1/n, else releasing one record in the clear is allowed."""
+    if n > 0 and delta >= 1.0 / n:
+        raise UserError(
+            f"--delta {delta:g} is not below 1/n = {1.0 / n:.3g} for {n} training examples; "
+            "choose a smaller delta (e.g. 1e-5)"
+        )
+
+
+def calibrate(pc: PrivacyConfig, sample_rate: float, steps: int) -> float:
+    """The noise multiplier: given, or the smallest reaching target_epsilon in `steps`."""
+    if pc.noise_multiplier is not None:
+        return float(pc.noise_multiplier)
+    if pc.target_epsilon is None:
+        raise UserError(
+            "sample-level DP needs --noise-multiplier or --target-epsilon (with --delta)"
+        )
+    try:
+        return float(get_noise_multiplier(
+            target_epsilon=pc.target_epsilon, target_delta=pc.delta,
+            sample_rate=sample_rate, steps=max(steps, 1), accountant=pc.accountant,
+        ))
+    except ValueError as err:
+        raise UserError(f"--target-epsilon {pc.target_epsilon:g}: {err}") from None
+
+
+@dataclass
+class PrivacyLedger:
+    """One site's (or one centralized run's) spending: the noise, the rate, the history."""
+
+    accountant: str
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    budget: float | None = None
+    history: History = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return sum(int(s) for _, _, s in self.history)
+
+    def step(self, count: int = 1) -> None:
+        """Record `count` noisy steps at this ledger's sigma and q (merged like Opacus)."""
+        if count <= 0:
+            return
+        if self.history and self.history[-1][:2] == (self.noise_multiplier, self.sample_rate):
+            sigma, q, n = self.history[-1]
+            self.history[-1] = (sigma, q, n + count)
+        else:
+            self.history.append((self.noise_multiplier, self.sample_rate, count))
+
+    def epsilon(self, extra_steps: int = 0) -> float:
+        history = list(self.history)
+        if extra_steps:
+            history.append((self.noise_multiplier, self.sample_rate, extra_steps))
+        return epsilon_of(self.accountant, history, self.delta)
+
+    def exhausted(self, planned_steps: int) -> bool:
+        """Whether `planned_steps` more would go past the budget (or it is already spent)."""
+        if self.budget is None:
+            return False
+        return self.epsilon() >= self.budget or self.epsilon(planned_steps) > self.budget
+
+    def metrics(self) -> dict[str, float]:
+        """What a site reports each round (every key says `dp_`; epsilon keys say so)."""
+        out = {
+            "dp_epsilon": self.epsilon(),
+            "dp_delta": self.delta,
+            "dp_noise_multiplier": self.noise_multiplier,
+            "dp_sample_rate": self.sample_rate,
+            "dp_steps": float(self.steps),
+        }
+        if self.budget is not None:
+            out["dp_budget"] = self.budget
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "accountant": self.accountant, "delta": self.delta,
+            "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+            "budget": self.budget, "history": [list(h) for h in self.history],
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> PrivacyLedger:
+        doc: dict[str, Any] = json.loads(text)
+        doc["history"] = [(float(s), float(q), int(n)) for s, q, n in doc["history"]]
+        return cls(**doc)
+
+    def summary(self) -> dict[str, Any]:
+        """Checkpoint metadata: enough to recompute epsilon with any Opacus accountant."""
+        return {**self.metrics(), "accountant": self.accountant,
+                "history": [list(h) for h in self.history]}
