@@ -12,6 +12,9 @@ and every public key in the certificates folder's allow-list is registered throu
 Control API (`flwr supernode register KEY`) before the run starts; keys added to the
 allow-list while the run is going are registered at the next status poll. Certificates
 are checked (present, current, issued by the CA, key matches) before anything starts.
+With TLS the SuperLink itself listens on 127.0.0.1 only; the public port is the
+Fleet-only gateway (`server/gateway.py`), because flwr 1.41 serves its unauthenticated
+Control API (run submission, node registration) on the same port as the Fleet API.
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ def tool(name: str) -> str:
     return str(path) if path.exists() else name
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["FLWR_HOME"] = str(flwr_home)
@@ -71,18 +80,19 @@ def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen) -> None:
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen,
+                  what: str = "the SuperLink") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"the SuperLink exited with code {proc.returncode} at start-up; "
+            raise UserError(f"{what} exited with code {proc.returncode} at start-up; "
                             "is the port already in use?")
         with socket.socket() as sock:
             sock.settimeout(0.5)
             if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.3)
-    raise UserError(f"the SuperLink did not open {host}:{port} within {timeout:.0f} s")
+    raise UserError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
 
 
 def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
@@ -181,37 +191,56 @@ def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
     app_dir = project_root()
     if tls is not None:
         check_tls(tls, host, console)
-    flwr_home, overrides = prepare_run_dir(fed, host, port, tls)
+    # With TLS the SuperLink listens on 127.0.0.1 only and the public port is the
+    # Fleet-only gateway (server/gateway.py): the Control API stays private.
+    link_host, link_port = ("127.0.0.1", free_port()) if tls is not None else (host, port)
+    flwr_home, overrides = prepare_run_dir(fed, link_host, link_port, tls)
     env = child_env(flwr_home)
     registry = NodeRegistry(tls.allowlist, env, console) if tls is not None else None
     log_path = fed.run_dir / "superlink.log"
     connect = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    superlink = None
+    procs: list[subprocess.Popen] = []
     with open(log_path, "ab") as log:
         try:
             superlink = subprocess.Popen(
-                superlink_command(host, port, tls), stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=fed.run_dir, start_new_session=True,
+                superlink_command(link_host, link_port, tls), stdout=log,
+                stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir, start_new_session=True,
             )
-            wait_for_port(connect, port, startup_timeout, superlink)
-            mode = ("TLS, SuperNode authentication" if tls is not None
-                    else "plaintext, --insecure, any SuperNode may join")
-            console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
+            procs.append(superlink)
+            wait_for_port(link_host if tls is not None else connect, link_port,
+                          startup_timeout, superlink)
             if registry is not None:
                 registry.sync()
+            if tls is not None:
+                gateway = subprocess.Popen(
+                    gateway_command(host, port, link_port, tls), stdout=log,
+                    stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir, start_new_session=True,
+                )
+                procs.append(gateway)
+                wait_for_port(connect, port, startup_timeout, gateway, "the Fleet gateway")
+            mode = ("TLS, SuperNode authentication, Fleet API only" if tls is not None
+                    else "plaintext, --insecure, any SuperNode may join")
+            console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
             started = _json_tail(_flwr(["run", str(app_dir), CONNECTION, "--run-config",
                                         str(overrides), "--format", "json"], env))
             run_id = started.get("run-id")
             if not run_id:
                 raise UserError(f"the SuperLink did not start the run: {started}")
             console.print(f"run {run_id} started; waiting for {fed.min_nodes} site(s)")
-            return _follow(fed, run_id, env, superlink, console, poll, status_every, registry)
+            return _follow(fed, run_id, env, procs, console, poll, status_every, registry)
         finally:
-            stop_process_group(superlink)
+            for proc in reversed(procs):
+                stop_process_group(proc)
+
+
+def gateway_command(host: str, port: int, upstream_port: int, tls: ServerFiles) -> list[str]:
+    return [sys.executable, "-m", "server.gateway", "--listen", f"{host}:{port}",
+            "--upstream-port", str(upstream_port), "--ca", str(tls.ca), "--cert",
+            str(tls.cert), "--key", str(tls.key)]
 
 
 def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
-            superlink: subprocess.Popen, console: Console, poll: float,
+            procs: list[subprocess.Popen], console: Console, poll: float,
             status_every: float, registry: NodeRegistry | None = None) -> int:
     """Show rounds as the run commits them; ask the SuperLink for the run status now and
     then (each `flwr ls` is a Python start-up, CPU the sites would rather have)."""
@@ -219,9 +248,10 @@ def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
     metrics = fed.run_dir / METRICS_FILE
     next_status = time.monotonic() + status_every
     while True:
-        if superlink.poll() is not None:
-            raise UserError(f"the SuperLink stopped (exit {superlink.returncode}); "
-                            "rerun with --resume to continue from the last checkpoint")
+        for name, proc in zip(("SuperLink", "Fleet gateway"), procs, strict=False):
+            if proc.poll() is not None:
+                raise UserError(f"the {name} stopped (exit {proc.returncode}); rerun with "
+                                "--resume to continue from the last checkpoint")
         try:
             doc = json.loads(metrics.read_text())
         except (OSError, ValueError):

@@ -193,6 +193,19 @@ def _hospital_env(tmp_path: Path, site: str, data: Path, certs: Path, **extra: s
     return _env(tmp_path, **{**settings, **extra})
 
 
+def _post_statuses(netns: str, ca: Path, *paths: str) -> list[int]:
+    """HTTP status of an empty POST to each path of the public port, from `netns`."""
+    script = ("import httpx, sys\n"
+              "for path in sys.argv[3:]:\n"
+              "    r = httpx.post(sys.argv[1] + path, content=b'', verify=sys.argv[2])\n"
+              "    print(r.status_code)\n")
+    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script,
+                           f"https://{SERVER_IP}:{PORT}", str(ca), *paths],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return [int(line) for line in done.stdout.split()]
+
+
 def _error_line(text: str) -> str:
     """The one error line a failed start-up must leave (Flower's own log may surround it)."""
     lines = [line for line in text.splitlines()
@@ -218,6 +231,13 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(hosts, processes, pki
         assert time.monotonic() < deadline, processes.log("server")
         time.sleep(0.5)
     assert processes.log("server").count("registered (node") == 2
+    # From another host the public port is the Fleet API only: the Control API (which
+    # could register keys or submit runs) and the runtime API are not reachable.
+    codes = _post_statuses(hosts.ns["bad"], pki.server.ca, "/v1/control/list-runs",
+                           "/v1/control/register-node", "/v1/runtime/get-run",
+                           "/v1/fleet/get-run")
+    assert codes[:3] == [404, 404, 404], codes
+    assert codes[3] not in (404, 200), codes  # forwarded; Flower refuses the unsigned call
 
     for i, site in enumerate(("site0", "site1")):
         processes.start(site, hosts.ns[f"h{i}"], HOSPITAL_ENTRYPOINT,
