@@ -125,6 +125,9 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
     if not data_path.is_dir():
         console.print(f"[yellow]warning:[/] data path {data_path} does not exist; the server "
                       "will be told at the first round and this client will then exit")
+    if tls is not None:
+        console.print(f"checking certificates and the server {server} (TLS)")
+        preflight(server, tls, max_wait, console)
     home = flwr_home or Path.home() / ".fediqad" / "supernodes" / site_name
     home.mkdir(parents=True, exist_ok=True)
     status = Path(tempfile.mkstemp(prefix="fediqad-client-", suffix=".json")[1])
@@ -133,8 +136,6 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
     env.update({"FLWR_HOME": str(home), STATUS_ENV: str(status),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-    if tls is not None:
-        preflight(server, tls, max_wait, console)
     cmd = supernode_command(server, data_path, site_name, runtime_port or free_port(),
                             max_wait, tls)
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
