@@ -14,6 +14,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from fediqad.commands.privacy_options import (
+    DeltaOpt,
+    DpOpt,
+    MaxGradNormOpt,
+    NoiseMultiplierOpt,
+    TargetEpsilonOpt,
+    privacy_flags,
+)
 from shared.errors import UserError
 
 console = Console()
@@ -162,6 +170,30 @@ def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> d
     }
 
 
+def _simulate_privacy(dp: str | None, target_epsilon: float | None, delta: float | None,
+                      noise_multiplier: float | None, max_grad_norm: float | None
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
+    the noise and clipping norm are the server's (per site update), else per sample."""
+    run = privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    fed: dict[str, Any] = {}
+    if dp == "client":
+        fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
+        run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
+    return run, fed
+
+
+def _site_budgets(items: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--site-epsilon-budget {item!r} must look like NAME=EPS") from None
+    return out
+
+
 def simulate(
     data_root: Annotated[
         Path | None,
@@ -208,6 +240,15 @@ def simulate(
     fed_set: FedSetOpt = None,
     resume: ResumeOpt = False,
     verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
+    dp: DpOpt = None,
+    target_epsilon: TargetEpsilonOpt = None,
+    delta: DeltaOpt = None,
+    noise_multiplier: NoiseMultiplierOpt = None,
+    max_grad_norm: MaxGradNormOpt = None,
+    site_epsilon_budget: Annotated[list[str] | None, Opt(
+        "--site-epsilon-budget",
+        help="NAME=EPS: a site's own epsilon limit (as node config epsilon-budget would).")
+    ] = None,
     profile_memory: Annotated[bool, Opt(
         "--profile-memory", help="Record peak RAM of all processes in RUN/resources.json.")
     ] = False,
@@ -233,14 +274,19 @@ def simulate(
         else f"{(dataset or 'EYEQ').upper()}-{strategy or 'fedavg'}-{n_sites}sites"
     )
     run_dir = (out / name).resolve()
+    dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier,
+                                       max_grad_norm)
+    own = _site_budgets(site_epsilon_budget)
+    budgets = {"epsilon_budgets": own} if own else {}
     fed = _federation(
         run_dir=run_dir,
         resume=resume,
         dataset=dataset,
         config=config,
         set_items=set_items,
-        run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
+        run_flags={**_run_flags(method, backbone, image_size, batch_size, seed), **dp_run},
         fed_flags={
+            **dp_fed,
             "num_rounds": rounds,
             "local_epochs": local_epochs if local_epochs is not None or resume or not synthetic
             else DEFAULT_LOCAL_EPOCHS,
@@ -287,7 +333,7 @@ def simulate(
     from simulations.resources import PeakMemory
 
     with PeakMemory() if profile_memory else nullcontext() as peak:
-        run_federated_simulation(fed, site_list, res, verbose=verbose)
+        run_federated_simulation(fed, site_list, res, verbose=verbose, **budgets)
     if peak is not None:
         report = peak.write(run_dir / "resources.json")
         console.print(f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from opacus.accountants import IAccountant, create_accountant
@@ -36,11 +37,17 @@ def make_accountant(kind: str, history: History | None = None) -> IAccountant:
 
 def epsilon_of(kind: str, history: History, delta: float) -> float:
     """epsilon after `history` at `delta`; 0 before any step, inf for noise 0."""
+    return _epsilon(kind, tuple(tuple(h) for h in history), delta)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=256)
+def _epsilon(kind: str, history: tuple[tuple[float, float, int], ...], delta: float) -> float:
+    """Cached: an RDP evaluation costs a quarter second, and budget checks repeat it."""
     if not history or all(steps == 0 for _, _, steps in history):
         return 0.0
     if any(sigma <= 0 for sigma, _, steps in history if steps):
         return math.inf
-    return float(make_accountant(kind, history).get_epsilon(delta=delta))
+    return float(make_accountant(kind, list(history)).get_epsilon(delta=delta))
 
 
 def check_delta(delta: float, n: int) -> None:
