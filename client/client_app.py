@@ -20,12 +20,14 @@ from flwr.clientapp import ClientApp
 from client.proximal import add_proximal_term
 from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_site, site_split
 from client.state import (
+    ledger_file,
     load_ledger,
     load_optimizer,
     restore_local,
     save_ledger,
     save_local,
     save_optimizer,
+    write_ledger_file,
 )
 from shared.config import RunConfig
 from shared.data.dataset import make_loader
@@ -136,6 +138,8 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     if ledger is not None:
         save_ledger(context, ledger)
         metrics.update(ledger.metrics())
+        if ledger_file(context) is not None:
+            write_ledger_file(ledger_file(context), ledger)
     if cfg.privacy.mode == "client":
         metrics[DP_UNIT_WEIGHT] = 1.0  # client-level DP averages sites uniformly
     metrics[NUM_EXAMPLES] = float(len(dataset))
@@ -151,6 +155,8 @@ def _ledger(context: Context, cfg: RunConfig, record: ConfigRecord, n: int,
     overrides the run's budget when it is lower.
     """
     ledger = load_ledger(context)
+    if ledger is None and ledger_file(context) is not None and ledger_file(context).is_file():
+        ledger = PrivacyLedger.from_json(ledger_file(context).read_text())
     rounds = int(record.get(CFG_NUM_ROUNDS, 1))
     if ledger is None:
         ledger = new_ledger(cfg, n, rounds * planned_steps(cfg, n, epochs))

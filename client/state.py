@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ log = logging.getLogger("fediqad.client")
 OPTIMIZER = "fediqad.optimizer"
 LOCAL_BN = "fediqad.local-bn."
 LEDGER = "fediqad.privacy-ledger"
+LEDGER_FILE = "privacy-ledger"  # node config key
 
 
 def save_optimizer(context: Context, state: dict[str, Any]) -> None:
@@ -66,3 +69,17 @@ def load_ledger(context: Context) -> PrivacyLedger | None:
     (forgetting spent epsilon would break the guarantee)."""
     record = context.state.config_records.get(LEDGER)
     return None if record is None else PrivacyLedger.from_json(str(record["ledger"]))
+
+
+def ledger_file(context: Context) -> Path | None:
+    """Node config `privacy-ledger`: a file that keeps the ledger across SuperNode
+    restarts and runs (the Context lives only as long as the SuperNode process)."""
+    value = context.node_config.get(LEDGER_FILE)
+    return Path(str(value)).expanduser() if value not in (None, "") else None
+
+
+def write_ledger_file(path: Path, ledger: PrivacyLedger) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(ledger.to_json())
+    os.replace(tmp, path)

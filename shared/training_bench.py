@@ -131,3 +131,73 @@ def default_settings() -> list[dict[str, object]]:
     if torch.cuda.is_available():
         settings.append({"image_size": 256, "batch": 16, "threads": None, "device": "cuda"})
     return settings
+
+
+@dataclass
+class DPBenchRow:
+    step: str
+    plain_seconds: float  # the same step without DP, same (GroupNorm) architecture
+    dp_seconds: float
+    batchnorm_seconds: float  # the paper's BatchNorm model without DP, for reference
+
+    @property
+    def ratio(self) -> float:
+        return self.dp_seconds / self.plain_seconds
+
+
+def run_dp_bench(
+    image_size: int = 64,
+    batch: int = 8,
+    threads: int | None = 2,
+    backbone: str = "vgg16_bn",
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+) -> list[DPBenchRow]:
+    """Seconds per DP step vs the non-DP step: Task Net (stage I), baseline, Meta Learner."""
+    from shared.privacy.budget import PrivacyLedger
+    from shared.privacy.trainer import DPLocalTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    kinds = {
+        "Task Net (stage I)": ("mkcnet", "stage_one_step"),
+        "Meta Learner (stage II, second order)": ("mkcnet", "stage_two_step"),
+        "baseline (vanilla)": ("vanilla", "_supervised_step"),
+    }
+    rows = []
+    for name, (method, attr) in kinds.items():
+        seconds = {}
+        for variant in ("batch", "group", "dp"):
+            torch.manual_seed(0)
+            cfg = _config(method, "paper", image_size, batch, backbone)
+            if variant == "group":
+                cfg.model.norm = "group"
+            trainer: LocalTrainer
+            if variant == "dp":
+                cfg.privacy.mode = "sample"
+                cfg.privacy.noise_multiplier = 1.0
+                cfg.privacy.noise_seed = 0
+                ledger = PrivacyLedger("rdp", 1e-5, 1.0, 0.01)
+                trainer = DPLocalTrainer(cfg, build_models(cfg), dev, ledger)
+            else:
+                trainer = LocalTrainer(cfg, build_models(cfg), dev)
+            trainer.bundle.train()
+            data = _random_batch(cfg, dev)
+            step_fn = getattr(trainer, attr)
+            seconds[variant] = _time(lambda fn=step_fn, b=data: fn(b), dev, repeats, warmup)
+            del trainer
+        rows.append(DPBenchRow(name, seconds["group"], seconds["dp"], seconds["batch"]))
+    return rows
+
+
+def dp_bench_table(rows: list[DPBenchRow], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("step", "non-DP s (GroupNorm)", "DP s", "DP / non-DP",
+                   "non-DP s (BatchNorm)"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for row in rows:
+        table.add_row(row.step, f"{row.plain_seconds:.3f}", f"{row.dp_seconds:.3f}",
+                      f"{row.ratio:.2f}x", f"{row.batchnorm_seconds:.3f}")
+    return table

@@ -348,6 +348,22 @@ def bench_train_step(
             console.print(rows)
 
 
+def bench_dp_step(
+    image_size: Annotated[int, typer.Option(help="Image size.")] = 64,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
+    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 5,
+) -> None:
+    """Seconds per DP step vs the same step without DP (Task Net, Meta Learner, baseline)."""
+    from shared.training_bench import dp_bench_table, run_dp_bench
+
+    rows = run_dp_bench(image_size, batch, threads, backbone, device, repeats=repeats)
+    title = f"DP step, {backbone}, {image_size} px, batch {batch}, {device}, {threads} threads"
+    console.print(dp_bench_table(rows, title))
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate_cmd)
@@ -355,4 +371,5 @@ def register(app: typer.Typer) -> None:
     app.command("import-reference")(import_reference_cmd)
     bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
     bench.command("train-step")(bench_train_step)
+    bench.command("dp-step")(bench_dp_step)
     app.add_typer(bench, name="bench")

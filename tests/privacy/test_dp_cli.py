@@ -40,7 +40,7 @@ def _error(*args: object) -> str:
     return str(result.exception)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(600)  # ~20 s alone; generous for a loaded 2-core machine
 def test_dp_training_learns_at_epsilon_8_and_records_its_epsilon(ct_root):
     out = ct_root / "run"
     result = cli("train", "--data-root", ct_root / "data", *DP_RUN, *CPU, "--epochs", "6",
@@ -107,3 +107,18 @@ def test_simulate_flags_reach_the_federation_config(monkeypatch, tmp_path):
     result = sim("simulate", "--out", tmp_path, "--name", "p", "--dp", "sample",
                  "--noise-multiplier", "1", "--pretrain-rounds", "1", ok=False)
     assert "--dp client" in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_bench_dp_step_prints_the_ratio(monkeypatch):
+    import shared.training_bench as bench
+
+    calls = []
+
+    def fake(image_size, batch, threads, backbone, device, repeats):
+        calls.append((image_size, batch, threads, backbone, device, repeats))
+        return [bench.DPBenchRow("Task Net (stage I)", 0.5, 1.25, 0.4)]
+
+    monkeypatch.setattr(bench, "run_dp_bench", fake)
+    result = cli("bench", "dp-step", "--backbone", "vgg16_bn_slim", "--repeats", "2")
+    assert calls == [(64, 8, 2, "vgg16_bn_slim", "cpu", 2)]
+    assert "2.50x" in result.stdout

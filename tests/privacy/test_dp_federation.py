@@ -28,13 +28,15 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def grid_for(sites: list[Site], budgets: dict[str, float] | None = None,
-             node_budget: dict[int, float] | None = None) -> InProcessGrid:
+             node_budget: dict[int, float] | None = None,
+             node_extra: dict[int, dict] | None = None) -> InProcessGrid:
     app = make_client_app(sites, threads=1, epsilon_budgets=budgets)
     apps = {}
     for i in range(len(sites)):
         node_config: dict = {"partition-id": i}
         if node_budget and i in node_budget:
             node_config["epsilon-budget"] = node_budget[i]
+        node_config.update((node_extra or {}).get(i, {}))
         apps[100 + i] = (app, Context(run_id=1, node_id=100 + i, node_config=node_config,
                                       state=RecordDict(), run_config={}))
     return InProcessGrid(apps)
@@ -79,11 +81,22 @@ def test_site_budget_from_the_simulation_mapping(tmp_path, dp_sites):
     fed = FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=2, min_nodes=2,
                            fraction_evaluate=0.0)
     sites = [Site(f"site{i}", p) for i, p in enumerate(dp_sites)]
-    run_server(grid_for(sites, budgets={"site0": 0.01}), fed)
+    ledger = tmp_path / "site1-ledger.json"
+    extra = {1: {"privacy-ledger": str(ledger)}}
+    run_server(grid_for(sites, budgets={"site0": 0.01}, node_extra=extra), fed)
     doc = json.loads((fed.run_dir / "metrics.json").read_text())
     assert all(r["sites"]["site0"]["status"].startswith("stopped") for r in doc["rounds"])
     assert all(r["sites"]["site1"]["status"] == "ok" for r in doc["rounds"])
     assert doc["rounds"][0]["sites"]["site0"]["train"]["dp_epsilon"] == 0.0
+    spent = doc["rounds"][-1]["sites"]["site1"]["train"]["dp_epsilon"]
+    assert json.loads(ledger.read_text())["history"]
+    # a restarted SuperNode (fresh Context) keeps counting from the ledger file
+    again = fed.model_copy(update={"run_dir": tmp_path / "again", "num_rounds": 1})
+    run_server(grid_for(sites, node_extra=extra), again)
+    doc = json.loads((again.run_dir / "metrics.json").read_text())
+    assert doc["rounds"][0]["sites"]["site1"]["train"]["dp_epsilon"] > spent
+    assert doc["rounds"][0]["sites"]["site1"]["train"]["dp_steps"] == 3 * (
+        doc["rounds"][0]["sites"]["site0"]["train"]["dp_steps"])
 
 
 def _global_delta(before: dict, after: dict) -> float:
