@@ -33,7 +33,13 @@ from shared.config import RunConfig
 from shared.data.dataset import make_loader
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import BUDGET_EXHAUSTED, DP_UNIT_WEIGHT, EPSILON_BUDGET, PrivacyLedger
-from shared.privacy.trainer import DPLocalTrainer, new_ledger, planned_steps, poisson_loader
+from shared.privacy.trainer import (
+    DPLocalTrainer,
+    new_ledger,
+    planned_steps,
+    poisson_loader,
+    sampling_generator,
+)
 from shared.records import (
     CFG_DTYPE,
     CFG_EPOCHS,
@@ -111,7 +117,7 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
         if ledger.exhausted(planned_steps(cfg, len(dataset), epochs)):
             return _budget_spent(msg, site, ledger, len(dataset), start)
         trainer: LocalTrainer = DPLocalTrainer(cfg, bundle, device, ledger)
-        loader = poisson_loader(dataset, cfg, generator)
+        loader = poisson_loader(dataset, cfg, sampling_generator(cfg))
     else:
         trainer = LocalTrainer(cfg, bundle, device)
         loader = make_loader(dataset, cfg, train=True, generator=generator)

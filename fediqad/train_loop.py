@@ -31,7 +31,13 @@ from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import PrivacyLedger
 from shared.privacy.rules import check_sample_dp
-from shared.privacy.trainer import DPLocalTrainer, new_ledger, planned_steps, poisson_loader
+from shared.privacy.trainer import (
+    DPLocalTrainer,
+    new_ledger,
+    planned_steps,
+    poisson_loader,
+    sampling_generator,
+)
 from shared.training import LocalTrainer, resolve_device
 
 BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
@@ -137,7 +143,7 @@ class TrainRun:
             check_sample_dp(cfg)
             n = len(self.train_set)
             self.ledger = new_ledger(cfg, n, planned_steps(cfg, n, cfg.optim.epochs))
-            self.train_loader = poisson_loader(self.train_set, cfg, generator=self.generator)
+            self.train_loader = poisson_loader(self.train_set, cfg, sampling_generator(cfg))
         else:
             self.train_loader = make_loader(self.train_set, cfg, train=True,
                                             generator=self.generator)

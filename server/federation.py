@@ -271,6 +271,7 @@ class Federation:
                        if r.get("client_dp")]
             rec["client_dp"] = client_dp_record(self.fed, len(history) + 1, len(updates),
                                                 history)
+            rec["dp_client_epsilon"] = rec["client_dp"]["client_epsilon"]  # report's key
 
     def _evaluate_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange | None:
         if self.fed.fraction_evaluate <= 0:

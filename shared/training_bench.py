@@ -168,7 +168,7 @@ def run_dp_bench(
     }
     rows = []
     for name, (method, attr) in kinds.items():
-        seconds = {}
+        steps = {}
         for variant in ("batch", "group", "dp"):
             torch.manual_seed(0)
             cfg = _config(method, "paper", image_size, batch, backbone)
@@ -186,9 +186,16 @@ def run_dp_bench(
             trainer.bundle.train()
             data = _random_batch(cfg, dev)
             step_fn = getattr(trainer, attr)
-            seconds[variant] = _time(lambda fn=step_fn, b=data: fn(b), dev, repeats, warmup)
-            del trainer
-        rows.append(DPBenchRow(name, seconds["group"], seconds["dp"], seconds["batch"]))
+            steps[variant] = lambda fn=step_fn, b=data: fn(b)
+            for _ in range(warmup):
+                steps[variant]()
+        # interleaved repeats: a load change on a shared machine hits every variant alike
+        times: dict[str, list[float]] = {v: [] for v in steps}
+        for _ in range(repeats):
+            for variant, step in steps.items():
+                times[variant].append(_time(step, dev, 1, 0))
+        med = {v: statistics.median(t) for v, t in times.items()}
+        rows.append(DPBenchRow(name, med["group"], med["dp"], med["batch"]))
     return rows
 
 

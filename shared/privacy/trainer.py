@@ -61,6 +61,14 @@ def noise_generator(seed: int | None) -> torch.Generator:
     return torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
 
 
+def sampling_generator(cfg: RunConfig) -> torch.Generator:
+    """Poisson sampling's generator. Amplification by subsampling needs the batches to be
+    secret, so not derived from the run seed (which the server knows): OS entropy, or
+    `noise_seed + 1` in tests."""
+    seed = cfg.privacy.noise_seed
+    return noise_generator(None if seed is None else seed + 1)
+
+
 class DPLocalTrainer(LocalTrainer):
     """`LocalTrainer` whose every step is clipped, noised and accounted."""
 
