@@ -15,19 +15,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from shared.checkpoint import load_checkpoint
+from tests.process_registry import ProcessRegistry, cleaned_up
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(480)]
 
@@ -92,88 +91,19 @@ def _checked(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
+class Processes(ProcessRegistry):
+    """Entrypoint scripts, each run inside a network namespace."""
 
-
-class Processes:
-    """Everything this test starts; each process group (and any detached child) is killed
-    at the end."""
-
-    def __init__(self, logs: Path):
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.seen: set[int] = set()
-
-    def start(self, name: str, netns: str, entrypoint: Path, env: dict[str, str],
-              *args: str) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen(["ip", "netns", "exec", netns, str(entrypoint), *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def remember(self) -> None:
-        for proc in self.procs.values():
-            self.seen.update(_descendants(proc.pid))
-
-    def wait(self, name: str, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.remember()
-            code = self.procs[name].poll()
-            if code is not None:
-                return code
-            time.sleep(0.5)
-        pytest.fail(f"{name} still running after {timeout:.0f} s:\n{self.log(name)[-3000:]}")
-
-    def cleanup(self) -> None:
-        self.remember()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(p.poll() is None for p in
-                                                  self.procs.values()):
-            time.sleep(0.3)
-        self.remember()
-        for pid in self.seen:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for proc in self.procs.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+    def start(self, name: str, netns: str, entrypoint: Path,  # type: ignore[override]
+              env: dict[str, str], *args: str) -> subprocess.Popen:
+        return super().start(name, ["ip", "netns", "exec", netns, str(entrypoint), *args],
+                             env)
 
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise SystemExit(f"terminated by signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with cleaned_up(Processes(tmp_path, grace=10.0)) as procs:
         yield procs
-    finally:
-        procs.cleanup()
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _env(tmp_path: Path, **settings: str) -> dict[str, str]:

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from shared.checkpoint import load_checkpoint
+from tests.process_registry import ProcessRegistry, cleaned_up, cmdline, kill_tree, process_tree
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(480)]
 
@@ -29,96 +28,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and every process it started, transitively (Flower detaches some of them)."""
-    tree, out, todo = _children(), [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(tree.get(current, []))
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    for p in reversed(process_tree(pid)):
-        with suppress(ProcessLookupError):
-            os.kill(p, sig)
-
-
-class Fleet:
-    """Processes this test started; all of them (and their children) die at the end."""
-
-    def __init__(self, logs: Path):
-        self.logs = logs
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.known: set[int] = set()
+class Fleet(ProcessRegistry):
+    """`fediqad` commands, each a separate process tree."""
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "fediqad", *args], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def remember(self) -> None:
-        for proc in self.procs.values():
-            self.known.update(process_tree(proc.pid))
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-4000:]
-
-    def cleanup(self) -> None:
-        self.remember()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
-            time.sleep(0.3)
-        self.remember()
-        for pid in self.known:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for proc in self.procs.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        return super().start(name, [sys.executable, "-m", "fediqad", *args], env)
 
 
-@contextmanager
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-
-    def stop_on_sigterm(signum: int, frame: object) -> None:
-        raise SystemExit(f"terminated by signal {signum}")  # so that cleanup below runs
-
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
-    try:
-        yield f
-    finally:
-        f.cleanup()
-        signal.signal(signal.SIGTERM, previous)
+def fleet(tmp_path: Path) -> AbstractContextManager[Fleet]:
+    return cleaned_up(Fleet(tmp_path))
 
 
 def server_args(port: int, run_dir: Path, rounds: int, min_nodes: int = 2) -> list[str]:
@@ -168,7 +86,7 @@ def test_two_supernodes_two_rounds_to_a_final_checkpoint(tmp_path, site_dirs):
 
 
 def _clientapp_running(pid: int) -> bool:
-    return any("flwr-clientapp" in _cmdline(p) for p in process_tree(pid)[1:])
+    return any("flwr-clientapp" in cmdline(p) for p in process_tree(pid)[1:])
 
 
 def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, site_dirs):
