@@ -33,13 +33,6 @@ from shared.config import RunConfig
 from shared.data.dataset import make_loader
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import BUDGET_EXHAUSTED, DP_UNIT_WEIGHT, EPSILON_BUDGET, PrivacyLedger
-from shared.privacy.trainer import (
-    DPLocalTrainer,
-    new_ledger,
-    planned_steps,
-    poisson_loader,
-    sampling_generator,
-)
 from shared.records import (
     CFG_DTYPE,
     CFG_EPOCHS,
@@ -97,8 +90,6 @@ def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -
     return Message(content, reply_to=msg)
 
 
-
-
 def train(msg: Message, context: Context, site: Site, threads: int | None = None,
           budgets: Mapping[str, float] | None = None) -> Message:
     """Local epochs (DP-SGD under sample-level DP); `budgets`: per-site epsilon limits
@@ -110,13 +101,21 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     dataset = site_split(site, cfg, "train", augment=True)
     epochs = int(record.get(CFG_EPOCHS, 1))
     generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
-    ledger = None
-    if cfg.privacy.mode == "sample":
+    ledger = dp_trainer = None
+    if cfg.privacy.mode == "sample":  # Opacus is imported by DP runs only (~1 s per process)
+        from shared.privacy.trainer import (
+            DPLocalTrainer,
+            planned_steps,
+            poisson_loader,
+            sampling_generator,
+        )
+
         own = context.node_config.get(EPSILON_BUDGET, (budgets or {}).get(site.name))
         ledger = _ledger(context, cfg, record, len(dataset), epochs, own)
         if ledger.exhausted(planned_steps(cfg, len(dataset), epochs)):
             return _budget_spent(msg, site, ledger, len(dataset), start)
-        trainer: LocalTrainer = DPLocalTrainer(cfg, bundle, device, ledger)
+        dp_trainer = DPLocalTrainer(cfg, bundle, device, ledger)
+        trainer: LocalTrainer = dp_trainer
         loader = poisson_loader(dataset, cfg, sampling_generator(cfg))
     else:
         trainer = LocalTrainer(cfg, bundle, device)
@@ -129,8 +128,8 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     fit = trainer.fit(loader, epochs=epochs)
     for hook in hooks:
         hook.remove()
-    if isinstance(trainer, DPLocalTrainer):
-        trainer.close()
+    if dp_trainer is not None:
+        dp_trainer.close()
     save_optimizer(context, trainer.optimizer_state())
     bundle.to("cpu")
     dtype = str(record.get(CFG_DTYPE, "float32"))
@@ -160,6 +159,8 @@ def _ledger(context: Context, cfg: RunConfig, record: ConfigRecord, n: int,
     The site's own limit (node config `epsilon-budget`, set by its privacy officer)
     overrides the run's budget when it is lower.
     """
+    from shared.privacy.trainer import new_ledger, planned_steps
+
     ledger = load_ledger(context)
     if ledger is None and ledger_file(context) is not None and ledger_file(context).is_file():
         ledger = PrivacyLedger.from_json(ledger_file(context).read_text())

@@ -75,6 +75,10 @@ def run_federated_simulation(
         fed = fed.model_copy(update={"min_nodes": len(sites),
                                      "min_replies": min(fed.min_replies, len(sites))})
     res = resources or Resources.auto(len(sites))
+    if fed.run.privacy.mode != "off":
+        # Opacus' import adds a root log handler (undone right after); imported later by
+        # the ServerApp's thread, it would print the other threads' lines meanwhile
+        import shared.privacy.opacus_import  # noqa: F401
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
     run_simulation(

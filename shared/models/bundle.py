@@ -55,7 +55,10 @@ def build_models(cfg: RunConfig) -> ModelBundle:
     so a site and the server always build the same architecture from one config."""
     bundle = _build_models(cfg)
     if cfg.norm_layer == "group":
+        # isort: off
+        import shared.privacy.opacus_import  # noqa: F401  (before opacus: no double logging)
         from opacus.validators import ModuleValidator  # only DP runs pay for the import
+        # isort: on
 
         bundle.task_net = ModuleValidator.fix(bundle.task_net)
         for model in bundle.modules().values():

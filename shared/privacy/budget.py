@@ -13,13 +13,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
-
-from opacus.accountants import IAccountant, create_accountant
-from opacus.accountants.utils import get_noise_multiplier
+from typing import TYPE_CHECKING, Any
 
 from shared.config import PrivacyConfig
 from shared.errors import UserError
+
+if TYPE_CHECKING:
+    from opacus.accountants import IAccountant
 
 History = list[tuple[float, float, int]]
 # Metric keys of a site's reply, and the node-config key of a site's own limit.
@@ -30,6 +30,11 @@ EPSILON_BUDGET = "epsilon-budget"
 
 def make_accountant(kind: str, history: History | None = None) -> IAccountant:
     """A fresh Opacus accountant ("rdp" or "prv") replaying `history`."""
+    # isort: off
+    import shared.privacy.opacus_import  # noqa: F401  (before opacus: no double logging)
+    from opacus.accountants import create_accountant
+    # isort: on
+
     accountant = create_accountant(mechanism=kind)
     accountant.history = [tuple(h) for h in (history or [])]  # type: ignore[misc]
     return accountant
@@ -67,6 +72,11 @@ def calibrate(pc: PrivacyConfig, sample_rate: float, steps: int) -> float:
         raise UserError(
             "sample-level DP needs --noise-multiplier or --target-epsilon (with --delta)"
         )
+    # isort: off
+    import shared.privacy.opacus_import  # noqa: F401  (before opacus: no double logging)
+    from opacus.accountants.utils import get_noise_multiplier
+    # isort: on
+
     try:
         return float(get_noise_multiplier(
             target_epsilon=pc.target_epsilon, target_delta=pc.delta,

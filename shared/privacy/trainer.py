@@ -18,11 +18,15 @@ from __future__ import annotations
 import secrets
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+# isort: off
+import shared.privacy.opacus_import  # noqa: F401  (before opacus: no double logging)
 from opacus import GradSampleModule
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+# isort: on
 
 from shared.config import RunConfig
 from shared.losses import auxiliary_loss, focal_loss
