@@ -193,6 +193,8 @@ def evaluate_global(msg: Message, context: Context, site: Site,
     t0 = time.perf_counter()
     metrics = evaluate(bundle, make_loader(dataset, cfg, train=False), cfg, device)
     metrics["eval_seconds"] = time.perf_counter() - t0
+    if cfg.privacy.mode == "client":
+        metrics[DP_UNIT_WEIGHT] = 1.0  # the DP strategy checks every reply carries its key
     metrics[NUM_EXAMPLES] = float(len(dataset))
     metrics["handler_seconds"] = time.perf_counter() - start
     return _reply(msg, site, {}, metrics)

@@ -60,7 +60,7 @@ def _base_strategy(fed: FederationConfig, weighted_by_key: str = NUM_EXAMPLES) -
         "arrayrecord_key": "arrays",
         "configrecord_key": CONFIG,
         "train_metrics_aggr_fn": weighted_metrics,
-        "evaluate_metrics_aggr_fn": weighted_metrics,
+        "evaluate_metrics_aggr_fn": _by_examples,
     }
     name = fed.strategy
     if name in ("fedavg", "fedbn"):
@@ -126,6 +126,13 @@ def privacy_summary(fed: FederationConfig, rounds: list[dict[str, Any]]) -> dict
 def aggregates_buffers(fed: FederationConfig) -> bool:
     """Whether the strategy itself aggregates buffers (else they are plainly averaged)."""
     return fed.strategy not in SERVER_OPTIMISERS
+
+
+def _by_examples(records: list[RecordDict], weight_key: str) -> MetricRecord:
+    """Evaluation metrics are weighted by examples even where training is not (DP-FedAvg
+    averages updates uniformly; an AUC still counts as many times as its images)."""
+    del weight_key
+    return weighted_metrics(records)
 
 
 def _weight_key(key: str) -> str:

@@ -107,11 +107,12 @@ def _global_delta(before: dict, after: dict) -> float:
 def test_client_level_dp_clips_each_sites_update_and_adds_noise(tmp_path, dp_sites):
     sites = [Site(f"site{i}", p) for i, p in enumerate(dp_sites)]
 
-    def one_round(noise: float, clip: float, name: str) -> tuple[float, dict]:
+    def one_round(noise: float, clip: float, name: str,
+                  evaluate: float = 0.0) -> tuple[float, dict]:
         cfg = dp_config(method="mkcnet")
         cfg.privacy.mode = "client"
         fed = FederationConfig(run=cfg, run_dir=tmp_path / name, num_rounds=1, min_nodes=2,
-                               fraction_evaluate=0.0, dp_noise_multiplier=noise,
+                               fraction_evaluate=evaluate, dp_noise_multiplier=noise,
                                dp_clipping_norm=clip)
         federation = Federation(fed)
         before = {m: {k: v.copy() for k, v in a.items()}
@@ -125,8 +126,10 @@ def test_client_level_dp_clips_each_sites_update_and_adds_noise(tmp_path, dp_sit
     assert 0 < moved <= 1e-3 * (1 + 1e-4)
     assert math.isinf(rec["client_dp"]["client_epsilon"])
     # noise sigma*C/m on every coordinate: far more movement than the clipped mean alone
-    moved_noisy, rec = one_round(5.0, 1e-3, "noise")
+    moved_noisy, rec = one_round(5.0, 1e-3, "noise", evaluate=1.0)
     assert moved_noisy > 10 * 1e-3
+    # evaluation still aggregates, weighted by each site's evaluated examples
+    assert rec["global"]["n"] > 0 and "auc" in rec["global"], rec.get("global")
     acc = RDPAccountant()
     acc.step(noise_multiplier=5.0, sample_rate=1.0)
     assert rec["client_dp"]["client_epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5))
