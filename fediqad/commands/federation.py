@@ -317,6 +317,10 @@ def simulate(
         site_list = partitioned_sites(
             data_root, fed.run.dataset.name, n_sites, partition, run_dir / "sites", fed.run.seed
         )
+    unknown = sorted(set(own) - {site.name for site in site_list})
+    if unknown:
+        raise UserError(f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
+                        f"are {', '.join(site.name for site in site_list)}")
     res = (
         Resources(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
         if cpus_per_site

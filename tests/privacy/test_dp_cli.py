@@ -89,7 +89,10 @@ def test_simulate_flags_reach_the_federation_config(monkeypatch, tmp_path):
         raise UserError("stop here")
 
     monkeypatch.setattr(federated, "run_federated_simulation", fake_run)
-    monkeypatch.setattr(scenarios, "default_sites", lambda *a, **k: ([], tmp_path))
+    from client.site import Site
+
+    sites = [Site("hospital-a", tmp_path), Site("hospital-b", tmp_path)]
+    monkeypatch.setattr(scenarios, "default_sites", lambda *a, **k: (sites, tmp_path))
     sim = cli_for(federation.register)
     result = sim("simulate", "--out", tmp_path, "--dp", "sample", "--target-epsilon", "3",
                  "--delta", "1e-6", "--max-grad-norm", "0.5", "--site-epsilon-budget",
@@ -99,6 +102,9 @@ def test_simulate_flags_reach_the_federation_config(monkeypatch, tmp_path):
     assert (pc.mode, pc.target_epsilon, pc.delta, pc.max_grad_norm) == ("sample", 3.0, 1e-6,
                                                                           0.5)
     assert seen["epsilon_budgets"] == {"hospital-b": 1.5}
+    result = sim("simulate", "--out", tmp_path, "--name", "typo", "--dp", "sample",
+                 "--noise-multiplier", "1", "--site-epsilon-budget", "hospital-z=1", ok=False)
+    assert "no site named hospital-z" in str(result.exception)
     result = sim("simulate", "--out", tmp_path, "--name", "c", "--dp", "client",
                  "--noise-multiplier", "0.8", "--max-grad-norm", "2", ok=False)
     fed = seen["fed"]
