@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,20 +31,9 @@ from rich.console import Console
 from client.site import STATUS_ENV, SiteError
 from shared.certificates import NodeFiles, check_node_files, probe_tls
 from shared.errors import UserError
-from shared.process_group import stop_process_group
+from shared.process_group import flower_tool, free_port, stop_process_group
 
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
-
-
-def _tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def supernode_command(server: str, data_path: Path, site_name: str, runtime_port: int,
@@ -54,7 +42,7 @@ def supernode_command(server: str, data_path: Path, site_name: str, runtime_port
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
     security = (["--root-certificates", str(tls.ca), "--auth-supernode-private-key",
                  str(tls.key)] if tls is not None else ["--insecure"])
-    cmd = [_tool("flower-supernode"), *security, "--superlink", server,
+    cmd = [flower_tool("flower-supernode"), *security, "--superlink", server,
            "--node-config", node_config, "--host", "127.0.0.1", "--port", str(runtime_port)]
     if max_wait is not None:
         cmd += ["--max-wait-time", str(max_wait)]

@@ -42,7 +42,7 @@ from shared.certificates import (
     sans,
 )
 from shared.errors import UserError
-from shared.process_group import stop_process_group
+from shared.process_group import flower_tool, free_port, stop_process_group
 
 CONNECTION = "fediqad"
 
@@ -57,18 +57,6 @@ def project_root() -> Path:
             f"Flower App); none found at {root}. Install with `pip install -e <checkout>`"
         )
     return root
-
-
-def tool(name: str) -> str:
-    """A Flower executable from this interpreter's environment."""
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
@@ -96,7 +84,7 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen,
 
 
 def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run([tool("flwr"), *args], env=env, capture_output=True, text=True,
+    done = subprocess.run([flower_tool("flwr"), *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
@@ -135,7 +123,7 @@ def superlink_command(host: str, port: int, tls: ServerFiles | None) -> list[str
     security = (["--ssl-ca-certfile", str(tls.ca), "--ssl-certfile", str(tls.cert),
                  "--ssl-keyfile", str(tls.key), "--enable-supernode-auth"]
                 if tls is not None else ["--insecure"])
-    return [tool("flower-superlink"), *security, "--host", host, "--port", str(port),
+    return [flower_tool("flower-superlink"), *security, "--host", host, "--port", str(port),
             "--disable-runtime-dependency-installation"]
 
 

@@ -1,10 +1,27 @@
-"""Stopping the Flower processes a launcher started, on either side of the federation."""
+"""Starting and stopping the Flower processes a launcher runs, on either side of the
+federation."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
+from pathlib import Path
+
+
+def flower_tool(name: str) -> str:
+    """A Flower executable from this interpreter's environment (else found on PATH)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a process about to bind it."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from shared.checkpoint import load_checkpoint
+from shared.process_group import free_port
 from tests.process_registry import ProcessRegistry, cleaned_up, cmdline, kill_tree, process_tree
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(480)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Fleet(ProcessRegistry):
