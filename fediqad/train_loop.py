@@ -31,13 +31,6 @@ from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import PrivacyLedger
 from shared.privacy.rules import check_sample_dp
-from shared.privacy.trainer import (
-    DPLocalTrainer,
-    new_ledger,
-    planned_steps,
-    poisson_loader,
-    sampling_generator,
-)
 from shared.training import LocalTrainer, resolve_device
 
 BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
@@ -139,7 +132,14 @@ class TrainRun:
         if cfg.privacy.mode == "client":
             raise UserError("--dp client is site-level DP for federated runs (fediqad "
                             "simulate); use --dp sample for centralized training")
-        if cfg.privacy.mode == "sample":
+        if cfg.privacy.mode == "sample":  # Opacus is imported by DP runs only (~1 s)
+            from shared.privacy.trainer import (
+                new_ledger,
+                planned_steps,
+                poisson_loader,
+                sampling_generator,
+            )
+
             check_sample_dp(cfg)
             n = len(self.train_set)
             self.ledger = new_ledger(cfg, n, planned_steps(cfg, n, cfg.optim.epochs))
@@ -156,8 +156,12 @@ class TrainRun:
         self.best: dict[str, float] = {}
         self.start_epoch = 1
         bundle = build_models(cfg)
-        self.trainer = (LocalTrainer(cfg, bundle, self.device) if self.ledger is None
-                        else DPLocalTrainer(cfg, bundle, self.device, self.ledger))
+        if self.ledger is None:
+            self.trainer = LocalTrainer(cfg, bundle, self.device)
+        else:
+            from shared.privacy.trainer import DPLocalTrainer
+
+            self.trainer = DPLocalTrainer(cfg, bundle, self.device, self.ledger)
         if resume:
             self._restore()
 
@@ -239,6 +243,8 @@ class TrainRun:
         )
 
     def _steps_per_epoch(self) -> int:
+        from shared.privacy.trainer import planned_steps
+
         return planned_steps(self.cfg, len(self.train_set), 1)
 
     def _save(self, name: str, epoch: int, metrics: dict[str, float], with_optimizer: bool) -> None:
