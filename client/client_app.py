@@ -60,12 +60,14 @@ def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
 
 def _seed(cfg: RunConfig, record: ConfigRecord, site: Site) -> int:
     """Per run seed, round and site: reproducible, and different streams at each site."""
-    return (cfg.seed * 1_000_003 + int(record.get(CFG_ROUND, 0)) * 7919
-            + zlib.crc32(site.name.encode())) % 2**63
+    return (
+        cfg.seed * 1_000_003 + int(record.get(CFG_ROUND, 0)) * 7919 + zlib.crc32(site.name.encode())
+    ) % 2**63
 
 
-def _prepare(msg: Message, context: Context, site: Site, models: Sequence[str],
-             threads: int | None) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
+def _prepare(
+    msg: Message, context: Context, site: Site, models: Sequence[str], threads: int | None
+) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
     """Config, a bundle holding the global weights (and this site's BatchNorm under FedBN)."""
     cfg, record = _config(msg)
     if threads or cfg.threads:
@@ -90,8 +92,13 @@ def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -
     return Message(content, reply_to=msg)
 
 
-def train(msg: Message, context: Context, site: Site, threads: int | None = None,
-          budgets: Mapping[str, float] | None = None) -> Message:
+def train(
+    msg: Message,
+    context: Context,
+    site: Site,
+    threads: int | None = None,
+    budgets: Mapping[str, float] | None = None,
+) -> Message:
     """Local epochs (DP-SGD under sample-level DP); `budgets`: per-site epsilon limits
     by site name, the simulation's stand-in for node config `epsilon-budget`."""
     start = time.perf_counter()
@@ -123,8 +130,9 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     saved = load_optimizer(context)
     if saved is not None:
         trainer.load_optimizer_state(saved)
-    hooks = add_proximal_term([trainer.task_optimizer, trainer.meta_optimizer],
-                              float(record.get(CFG_PROX_MU, 0.0)))
+    hooks = add_proximal_term(
+        [trainer.task_optimizer, trainer.meta_optimizer], float(record.get(CFG_PROX_MU, 0.0))
+    )
     fit = trainer.fit(loader, epochs=epochs)
     for hook in hooks:
         hook.remove()
@@ -152,8 +160,9 @@ def train(msg: Message, context: Context, site: Site, threads: int | None = None
     return _reply(msg, site, out, metrics)
 
 
-def _ledger(context: Context, cfg: RunConfig, record: ConfigRecord, n: int,
-            epochs: int, own: object) -> PrivacyLedger:
+def _ledger(
+    context: Context, cfg: RunConfig, record: ConfigRecord, n: int, epochs: int, own: object
+) -> PrivacyLedger:
     """This site's ledger: from earlier rounds, else new with sigma for the whole run.
 
     The site's own limit (node config `epsilon-budget`, set by its privacy officer)
@@ -173,16 +182,20 @@ def _ledger(context: Context, cfg: RunConfig, record: ConfigRecord, n: int,
     return ledger
 
 
-def _budget_spent(msg: Message, site: Site, ledger: PrivacyLedger, n: int,
-                  start: float) -> Message:
+def _budget_spent(msg: Message, site: Site, ledger: PrivacyLedger, n: int, start: float) -> Message:
     """No training, no weights: the site's privacy budget would be exceeded."""
-    metrics = {**ledger.metrics(), BUDGET_EXHAUSTED: 1.0, NUM_EXAMPLES: float(n),
-               "handler_seconds": time.perf_counter() - start}
+    metrics = {
+        **ledger.metrics(),
+        BUDGET_EXHAUSTED: 1.0,
+        NUM_EXAMPLES: float(n),
+        "handler_seconds": time.perf_counter() - start,
+    }
     return _reply(msg, site, {}, metrics)
 
 
-def evaluate_global(msg: Message, context: Context, site: Site,
-                    threads: int | None = None) -> Message:
+def evaluate_global(
+    msg: Message, context: Context, site: Site, threads: int | None = None
+) -> Message:
     from shared.evaluation import evaluate  # scikit-learn: only evaluate messages pay for it
 
     start = time.perf_counter()
@@ -200,8 +213,11 @@ def evaluate_global(msg: Message, context: Context, site: Site,
     return _reply(msg, site, {}, metrics)
 
 
-def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = None,
-                    epsilon_budgets: Mapping[str, float] | None = None) -> ClientApp:
+def make_client_app(
+    sites: Sequence[Site] | None = None,
+    threads: int | None = None,
+    epsilon_budgets: Mapping[str, float] | None = None,
+) -> ClientApp:
     """A ClientApp; `sites` maps simulation partition ids to site folders,
     `epsilon_budgets` gives sites (by name) their own DP limit in simulation."""
     app = ClientApp()
@@ -214,6 +230,7 @@ def make_client_app(sites: Sequence[Site] | None = None, threads: int | None = N
             except SiteError as err:
                 report_fatal(str(err))
                 raise
+
         return run
 
     app.train()(guarded(partial(train, budgets=epsilon_budgets)))

@@ -42,14 +42,23 @@ MAX_BANKS = 4
 
 def site_bank(site: Site, cfg: RunConfig) -> PatchBank:
     """This site's patch bank, built once per process (simulation actors reuse it)."""
-    key = (str(site.data_path), cfg.dataset.model_dump_json() + cfg.model_dump_json(
-        include={"image_size", "seed", "contrastive"}))
+    key = (
+        str(site.data_path),
+        cfg.dataset.model_dump_json()
+        + cfg.model_dump_json(include={"image_size", "seed", "contrastive"}),
+    )
     if key not in _BANKS:
         try:
             folder = resolve_dataset_dir(site.data_path, cfg.dataset.name)
-            source = choose_source(folder, say=lambda text: log.log(
-                logging.WARNING if "fallback" in text else logging.INFO,
-                "site '%s': %s", site.name, text))
+            source = choose_source(
+                folder,
+                say=lambda text: log.log(
+                    logging.WARNING if "fallback" in text else logging.INFO,
+                    "site '%s': %s",
+                    site.name,
+                    text,
+                ),
+            )
             bank = split_bank(site.data_path, cfg, source, "train", cfg.seed)
         except UserError as err:
             raise SiteError(f"site '{site.name}': {err}") from None
@@ -57,8 +66,9 @@ def site_bank(site: Site, cfg: RunConfig) -> PatchBank:
         for text in problems:
             log.warning("site '%s': %s", site.name, text)
         if len(problems) == (3 if cfg.contrastive.multi_level else 1):
-            raise SiteError(f"site '{site.name}': no CoMCL loss term can be formed "
-                            f"({describe(bank)})")
+            raise SiteError(
+                f"site '{site.name}': no CoMCL loss term can be formed ({describe(bank)})"
+            )
         log.info("site '%s': CoMCL patches %s", site.name, describe(bank))
         if len(_BANKS) >= MAX_BANKS:  # an actor may serve several sites: keep a few
             _BANKS.pop(next(iter(_BANKS)))
@@ -66,8 +76,7 @@ def site_bank(site: Site, cfg: RunConfig) -> PatchBank:
     return _BANKS[key]
 
 
-def comcl_train(msg: Message, context: Context, site: Site, threads: int | None = None
-                ) -> Message:
+def comcl_train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
     """Local CoMCL epochs from the global encoder; reply with the encoder and metrics."""
     del context
     start = time.perf_counter()
@@ -78,16 +87,19 @@ def comcl_train(msg: Message, context: Context, site: Site, threads: int | None 
     bank = site_bank(site, cfg)
     offset = int(record.get(CFG_EPOCH_OFFSET, 0))
     state, logs = pretrain_round(
-        from_record(msg.content.array_records[ENCODER]), bank, cfg,
-        epochs=int(record.get(CFG_EPOCHS, 1)), epoch_offset=offset,
+        from_record(msg.content.array_records[ENCODER]),
+        bank,
+        cfg,
+        epochs=int(record.get(CFG_EPOCHS, 1)),
+        epoch_offset=offset,
         total_epochs=int(record.get(CFG_TOTAL_EPOCHS, 1)),
-        device=resolve_device(cfg.device), seed=cfg.seed * 7919 + offset,
+        device=resolve_device(cfg.device),
+        seed=cfg.seed * 7919 + offset,
     )
     metrics = {k: float(v) for k, v in logs.items()}
     metrics[NUM_EXAMPLES] = float(len(bank))
     metrics["handler_seconds"] = time.perf_counter() - start
-    content = RecordDict({ENCODER: to_record(state, dtype=str(record.get(CFG_DTYPE,
-                                                                          "float32")))})
+    content = RecordDict({ENCODER: to_record(state, dtype=str(record.get(CFG_DTYPE, "float32")))})
     content[METRICS] = MetricRecord(metrics)
     content[SITE] = ConfigRecord({"name": site.name})
     return Message(content, reply_to=msg)

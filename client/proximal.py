@@ -23,8 +23,12 @@ def add_proximal_term(
             continue
         anchors = {id(p): p.detach().clone() for g in optimizer.param_groups for p in g["params"]}
 
-        def hook(opt: torch.optim.Optimizer, args: object, kwargs: object,
-                 anchors: dict[int, torch.Tensor] = anchors) -> None:
+        def hook(
+            opt: torch.optim.Optimizer,
+            args: object,
+            kwargs: object,
+            anchors: dict[int, torch.Tensor] = anchors,
+        ) -> None:
             for group in opt.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:

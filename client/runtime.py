@@ -36,14 +36,33 @@ from shared.process_group import flower_tool, free_port, stop_process_group
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
 
 
-def supernode_command(server: str, data_path: Path, site_name: str, runtime_port: int,
-                      max_wait: float | None, tls: NodeFiles | None = None) -> list[str]:
+def supernode_command(
+    server: str,
+    data_path: Path,
+    site_name: str,
+    runtime_port: int,
+    max_wait: float | None,
+    tls: NodeFiles | None = None,
+) -> list[str]:
     """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
-    security = (["--root-certificates", str(tls.ca), "--auth-supernode-private-key",
-                 str(tls.key)] if tls is not None else ["--insecure"])
-    cmd = [flower_tool("flower-supernode"), *security, "--superlink", server,
-           "--node-config", node_config, "--host", "127.0.0.1", "--port", str(runtime_port)]
+    security = (
+        ["--root-certificates", str(tls.ca), "--auth-supernode-private-key", str(tls.key)]
+        if tls is not None
+        else ["--insecure"]
+    )
+    cmd = [
+        flower_tool("flower-supernode"),
+        *security,
+        "--superlink",
+        server,
+        "--node-config",
+        node_config,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(runtime_port),
+    ]
     if max_wait is not None:
         cmd += ["--max-wait-time", str(max_wait)]
     return cmd
@@ -82,9 +101,11 @@ class OutputWatch:
     def reason(self, server: str, site_name: str) -> str:
         detail = " ".join(self.message[:2])
         if self.exit_code == 305 and "activate" in detail.lower():
-            return (f"the server {server} refused this SuperNode: its public key is not in the "
-                    f"server's allow-list (register it with `fediqad certs node {site_name}` on "
-                    "the server) [Flower exit 305]")
+            return (
+                f"the server {server} refused this SuperNode: its public key is not in the "
+                f"server's allow-list (register it with `fediqad certs node {site_name}` on "
+                "the server) [Flower exit 305]"
+            )
         if self.exit_code == 305:
             return f"no connection to the server {server}: {detail} [Flower exit 305]"
         if self.exit_code is not None:
@@ -100,9 +121,17 @@ def preflight(server: str, tls: NodeFiles, max_wait: float | None, console: Cons
     probe_tls(server, tls.ca, wait=max_wait if max_wait is not None else 10 * 365 * 86400.0)
 
 
-def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
-             flwr_home: Path | None = None, runtime_port: int | None = None,
-             max_wait: float | None = None, tls: NodeFiles | None = None) -> int:
+def run_site(
+    server: str,
+    data_path: Path,
+    site_name: str,
+    *,
+    console: Console,
+    flwr_home: Path | None = None,
+    runtime_port: int | None = None,
+    max_wait: float | None = None,
+    tls: NodeFiles | None = None,
+) -> int:
     """Run the SuperNode until it stops; SiteError when the site cannot take part.
 
     `tls=None` is plaintext without node authentication (tests, a closed lab network).
@@ -111,8 +140,10 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
         raise UserError("--site-name and --data-path must not contain double quotes")
     data_path = data_path.expanduser().resolve()
     if not data_path.is_dir():
-        console.print(f"[yellow]warning:[/] data path {data_path} does not exist; the server "
-                      "will be told at the first round and this client will then exit")
+        console.print(
+            f"[yellow]warning:[/] data path {data_path} does not exist; the server "
+            "will be told at the first round and this client will then exit"
+        )
     if tls is not None:
         console.print(f"checking certificates and the server {server} (TLS)")
         preflight(server, tls, max_wait, console)
@@ -122,14 +153,21 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
     status.write_text("")
     env = dict(os.environ)
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
-    env.update({"FLWR_HOME": str(home), STATUS_ENV: str(status),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
-    cmd = supernode_command(server, data_path, site_name, runtime_port or free_port(),
-                            max_wait, tls)
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            STATUS_ENV: str(status),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    cmd = supernode_command(
+        server, data_path, site_name, runtime_port or free_port(), max_wait, tls
+    )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
     console.print(f"site '{site_name}' connecting to {server} ({mode})")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     assert proc.stdout is not None
     watch = OutputWatch(proc.stdout)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -143,8 +181,10 @@ def run_site(server: str, data_path: Path, site_name: str, *, console: Console,
             time.sleep(0.5)
         if proc.returncode != 0:
             watch.join()
-            raise UserError(watch.reason(server, site_name)
-                            or f"the SuperNode exited with code {proc.returncode}")
+            raise UserError(
+                watch.reason(server, site_name)
+                or f"the SuperNode exited with code {proc.returncode}"
+            )
         return 0
     finally:
         stop_process_group(proc)

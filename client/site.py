@@ -46,7 +46,7 @@ def resolve_site(context: Context, sites: Sequence[Site] | None = None) -> Site:
     else:
         raise SiteError(
             "this SuperNode has no node config 'data-path'; start it with "
-            "--node-config 'data-path=\"DIR\" site-name=\"NAME\"'"
+            '--node-config \'data-path="DIR" site-name="NAME"\''
         )
     if not path.is_dir():
         raise SiteError(f"site '{name}': data path {path} does not exist")
@@ -65,8 +65,11 @@ _DATASETS: dict[tuple[str, str, str], IQADDataset] = {}
 
 def site_split(site: Site, cfg: RunConfig, split: str, *, augment: bool = False) -> IQADDataset:
     """One split of the site's data, cached per process (simulation actors reuse it)."""
-    key = (str(site.data_path), split, cfg.dataset.model_dump_json() + str(cfg.image_size)
-           + str(augment))
+    key = (
+        str(site.data_path),
+        split,
+        cfg.dataset.model_dump_json() + str(cfg.image_size) + str(augment),
+    )
     if key not in _DATASETS:
         if len(_DATASETS) > 64:
             _DATASETS.clear()

@@ -130,8 +130,10 @@ class TrainRun:
         self.generator = torch.Generator()
         self.ledger: PrivacyLedger | None = None
         if cfg.privacy.mode == "client":
-            raise UserError("--dp client is site-level DP for federated runs (fediqad "
-                            "simulate); use --dp sample for centralized training")
+            raise UserError(
+                "--dp client is site-level DP for federated runs (fediqad "
+                "simulate); use --dp sample for centralized training"
+            )
         if cfg.privacy.mode == "sample":  # Opacus is imported by DP runs only (~1 s)
             from shared.privacy.trainer import (
                 new_ledger,
@@ -145,8 +147,9 @@ class TrainRun:
             self.ledger = new_ledger(cfg, n, planned_steps(cfg, n, cfg.optim.epochs))
             self.train_loader = poisson_loader(self.train_set, cfg, sampling_generator(cfg))
         else:
-            self.train_loader = make_loader(self.train_set, cfg, train=True,
-                                            generator=self.generator)
+            self.train_loader = make_loader(
+                self.train_set, cfg, train=True, generator=self.generator
+            )
         self.eval_loader = make_loader(self.eval_set, cfg, train=False)
         self.selection = (
             "last epoch" if cfg.dataset.report_last_epoch else f"best {self.eval_split} AUC"
@@ -184,8 +187,9 @@ class TrainRun:
         if self.ledger is not None:
             saved = ck.extra.get("privacy_ledger")
             if saved is None:
-                raise UserError("has no privacy ledger: a DP run cannot resume a non-DP one",
-                                path=ck.path)
+                raise UserError(
+                    "has no privacy ledger: a DP run cannot resume a non-DP one", path=ck.path
+                )
             spent = PrivacyLedger.from_json(saved)
             self.ledger.history = spent.history  # epsilon keeps counting from there
             self.ledger.noise_multiplier = spent.noise_multiplier

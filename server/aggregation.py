@@ -50,8 +50,9 @@ def aggregate(
     views = []
     for update in updates:
         metrics = update.reply.content.metric_records[METRICS]
-        update.reply.content = RecordDict({"arrays": flatten(update.arrays, keys),
-                                           METRICS: metrics})
+        update.reply.content = RecordDict(
+            {"arrays": flatten(update.arrays, keys), METRICS: metrics}
+        )
         views.append(update.reply)
     try:
         agg, metrics = strategy.aggregate_train(rnd, views)

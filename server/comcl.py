@@ -57,8 +57,9 @@ class Rejected(Exception):
     """A site's encoder update that must not be averaged in."""
 
 
-def screen(content: RecordDict, own: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray],
-                                                                       float]:
+def screen(
+    content: RecordDict, own: dict[str, torch.Tensor]
+) -> tuple[dict[str, np.ndarray], float]:
     """The reply's encoder arrays and patch count, or Rejected saying why."""
     if ENCODER not in content.array_records:
         raise Rejected(f"no '{ENCODER}' ArrayRecord in the reply")
@@ -77,16 +78,18 @@ def screen(content: RecordDict, own: dict[str, torch.Tensor]) -> tuple[dict[str,
     return arrays, n
 
 
-def fedavg(updates: list[tuple[dict[str, np.ndarray], float]],
-           own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fedavg(
+    updates: list[tuple[dict[str, np.ndarray], float]], own: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Patch-count weighted mean of each tensor (integer counters rounded)."""
     total = sum(n for _, n in updates)
     out = {}
     for key, ref in own.items():
         mean = sum(arrays[key].astype(np.float64) * (n / total) for arrays, n in updates)
         value = torch.from_numpy(np.asarray(mean))
-        out[key] = value.round().to(ref.dtype) if not ref.is_floating_point() else value.to(
-            ref.dtype)
+        out[key] = (
+            value.round().to(ref.dtype) if not ref.is_floating_point() else value.to(ref.dtype)
+        )
     return out
 
 
@@ -120,15 +123,18 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
         t0 = time.perf_counter()
         sample_nodes(grid, fed.min_nodes, fed.min_nodes)  # waits for min_nodes sites
         node_ids = list(grid.get_node_ids())  # then every connected site takes part
-        config = ConfigRecord({
-            CFG_RUN: fed.run.model_dump_json(), CFG_ROUND: rnd, CFG_EPOCHS: epochs,
-            CFG_EPOCH_OFFSET: (rnd - 1) * epochs, CFG_TOTAL_EPOCHS: rounds_total * epochs,
-            CFG_DTYPE: fed.transport_dtype,
-        })
-        content = RecordDict({ENCODER: to_record(state, dtype=fed.transport_dtype),
-                              CONFIG: config})
-        messages = [Message(content, dst_node_id=n, message_type=MESSAGE_TYPE)
-                    for n in node_ids]
+        config = ConfigRecord(
+            {
+                CFG_RUN: fed.run.model_dump_json(),
+                CFG_ROUND: rnd,
+                CFG_EPOCHS: epochs,
+                CFG_EPOCH_OFFSET: (rnd - 1) * epochs,
+                CFG_TOTAL_EPOCHS: rounds_total * epochs,
+                CFG_DTYPE: fed.transport_dtype,
+            }
+        )
+        content = RecordDict({ENCODER: to_record(state, dtype=fed.transport_dtype), CONFIG: config})
+        messages = [Message(content, dst_node_id=n, message_type=MESSAGE_TYPE) for n in node_ids]
         ex = exchange(grid, messages, timeout=fed.round_timeout, poll=federation.poll)
         entry: dict[str, Any] = {"round": rnd, "sites": {}, "failures": []}
         updates = []
@@ -143,8 +149,9 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
                 continue
             updates.append((arrays, n))
             metrics = reply.content.metric_records.get(METRICS) or {}
-            entry["sites"][name] = {k: float(v) for k, v in metrics.items()
-                                    if not isinstance(v, list)}
+            entry["sites"][name] = {
+                k: float(v) for k, v in metrics.items() if not isinstance(v, list)
+            }
         for node, reason in ex.errors.items():
             entry["failures"].append({"site": f"node-{node}", "reason": reason})
             log.warning("CoMCL round %s: node %s failed: %s", rnd, node, reason)
@@ -159,17 +166,26 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
         losses = [s.get("loss") for s in entry["sites"].values() if "loss" in s]
         entry["loss"] = float(np.mean(losses)) if losses else None
         history.append(entry)
-        save_encoder(folder / "encoder.pt", state, fed.run,
-                     metrics={"round": float(rnd), **({"loss": entry["loss"]}
-                                                      if entry["loss"] is not None else {})},
-                     epochs=rnd * epochs)
+        save_encoder(
+            folder / "encoder.pt",
+            state,
+            fed.run,
+            metrics={
+                "round": float(rnd),
+                **({"loss": entry["loss"]} if entry["loss"] is not None else {}),
+            },
+            epochs=rnd * epochs,
+        )
         write_text_atomic(folder / "rounds.json", json.dumps({"rounds": history}, indent=2))
         loss = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"
         federation.console.print(
             f"CoMCL round {rnd}/{rounds_total}: {len(updates)} site(s), loss {loss}, "
-            f"{entry['status']}, {entry['seconds']:.1f}s", highlight=False)
-    backbone = {k.removeprefix("backbone."): v for k, v in state.items()
-                if k.startswith("backbone.")}
+            f"{entry['status']}, {entry['seconds']:.1f}s",
+            highlight=False,
+        )
+    backbone = {
+        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+    }
     init_from_encoder(federation.bundle.modules(), backbone)
     federation.globals = GlobalModels.from_bundle(federation.layout, federation.bundle)
     return state

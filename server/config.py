@@ -19,8 +19,15 @@ from shared.errors import UserError
 from shared.privacy.rules import COMCL_SAMPLE_DP
 
 StrategyName = Literal[
-    "fedavg", "fedprox", "fedadam", "fedavgm", "fedbn",
-    "fedmedian", "fedtrimmedavg", "krum", "multikrum",
+    "fedavg",
+    "fedprox",
+    "fedadam",
+    "fedavgm",
+    "fedbn",
+    "fedmedian",
+    "fedtrimmedavg",
+    "krum",
+    "multikrum",
 ]
 STRATEGIES: tuple[str, ...] = StrategyName.__args__  # type: ignore[attr-defined]
 
@@ -120,9 +127,7 @@ _RUN_KEYS = ("dataset", "config-file", "set")
 
 def from_user_config(user: dict[str, Any]) -> FederationConfig:
     """Build from Flower run config (flat kebab-case keys; '' means 'not given')."""
-    fields = {
-        k.replace("-", "_"): v for k, v in user.items() if k not in _RUN_KEYS and v != ""
-    }
+    fields = {k.replace("-", "_"): v for k, v in user.items() if k not in _RUN_KEYS and v != ""}
     unknown = sorted(set(fields) - set(FederationConfig.model_fields) - {"run"})
     if unknown:
         raise UserError(f"unknown run-config key(s): {', '.join(unknown)}")

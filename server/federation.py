@@ -146,20 +146,26 @@ class Federation:
             self.strategy.min_evaluate_nodes = floor
 
     def _config(self) -> ConfigRecord:
-        return ConfigRecord({
-            CFG_RUN: self.cfg.model_dump_json(),
-            CFG_EPOCHS: self.fed.local_epochs,
-            CFG_DTYPE: self.fed.transport_dtype,
-            CFG_FEDBN: self.fed.fedbn,
-            CFG_EVAL_SPLIT: self.fed.eval_split,
-            CFG_NUM_ROUNDS: self.fed.num_rounds,
-        })
+        return ConfigRecord(
+            {
+                CFG_RUN: self.cfg.model_dump_json(),
+                CFG_EPOCHS: self.fed.local_epochs,
+                CFG_DTYPE: self.fed.transport_dtype,
+                CFG_FEDBN: self.fed.fedbn,
+                CFG_EVAL_SPLIT: self.fed.eval_split,
+                CFG_NUM_ROUNDS: self.fed.num_rounds,
+            }
+        )
 
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
         """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
-            "round": rnd, "status": "ok", "sites": {}, "failures": [], "rejected": [],
+            "round": rnd,
+            "status": "ok",
+            "sites": {},
+            "failures": [],
+            "rejected": [],
             "stopped": [],
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -176,8 +182,9 @@ class Federation:
         t_ck = time.perf_counter()
         self._commit(rnd, rec)
         checkpoint_s = time.perf_counter() - t_ck
-        rec["timing"] = self._timing(rec, train, evaluation, round_s, agg_s, server_eval_s,
-                                     checkpoint_s)
+        rec["timing"] = self._timing(
+            rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
+        )
         rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
         rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
         return rec
@@ -185,29 +192,47 @@ class Federation:
     # ------------------------------------------------------------------ phases
     def _site(self, rec: dict[str, Any], node: int) -> dict[str, Any]:
         name = self.sites.get(node, f"node-{node}")
-        return rec["sites"].setdefault(name, {"node_id": node, "bytes_down": 0, "bytes_up": 0,
-                                              "status": "ok"})
+        return rec["sites"].setdefault(
+            name, {"node_id": node, "bytes_down": 0, "bytes_up": 0, "status": "ok"}
+        )
 
     def _record_failures(self, rec: dict[str, Any], ex: Exchange, phase: str) -> None:
         for node, reason in ex.errors.items():
             self._site(rec, node)["status"] = f"{phase} failed"
-            rec["failures"].append({"kind": f"{phase} failed", "site": self.sites.get(
-                node, f"node-{node}"), "node_id": node, "reason": reason})
-            log.warning("round %s: %s failed at %s: %s", rec["round"], phase,
-                        self.sites.get(node, node), reason)
+            rec["failures"].append(
+                {
+                    "kind": f"{phase} failed",
+                    "site": self.sites.get(node, f"node-{node}"),
+                    "node_id": node,
+                    "reason": reason,
+                }
+            )
+            log.warning(
+                "round %s: %s failed at %s: %s",
+                rec["round"],
+                phase,
+                self.sites.get(node, node),
+                reason,
+            )
         for node in ex.timed_out:
             self._site(rec, node)["status"] = f"{phase} timed out"
-            rec["failures"].append({"kind": f"{phase} timed out", "site": self.sites.get(
-                node, f"node-{node}"), "node_id": node,
-                "reason": f"no reply within {self.fed.round_timeout:.0f} s"})
+            rec["failures"].append(
+                {
+                    "kind": f"{phase} timed out",
+                    "site": self.sites.get(node, f"node-{node}"),
+                    "node_id": node,
+                    "reason": f"no reply within {self.fed.round_timeout:.0f} s",
+                }
+            )
 
     def _train_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange:
         config = self._config()
         flat = self.globals.flat(with_buffers=self.with_buffers)
         messages = list(self.strategy.configure_train(rnd, flat, config, grid))
         self._relax_minimums()  # started: from now on, go on with whoever is connected
-        wire = RecordDict({m: self.globals.wire(m, self.fed.transport_dtype)
-                           for m in self.layout.models})
+        wire = RecordDict(
+            {m: self.globals.wire(m, self.fed.transport_dtype) for m in self.layout.models}
+        )
         wire[CONFIG] = config
         down = payload_bytes(wire)
         for msg in messages:
@@ -231,33 +256,51 @@ class Federation:
         for node, reply in sorted(ex.replies.items(), key=lambda kv: self.sites[kv[0]]):
             if budget_exhausted(reply.content):
                 self._site(rec, node)["status"] = "stopped: privacy budget spent"
-                rec["stopped"].append({"kind": "stopped (privacy budget spent)",
-                                       "site": self.sites[node], "node_id": node,
-                                       "reason": "training once more would exceed its epsilon"
-                                                 " budget"})
-                log.warning("round %s: %s has spent its privacy budget; it no longer trains",
-                            rnd, self.sites[node])
+                rec["stopped"].append(
+                    {
+                        "kind": "stopped (privacy budget spent)",
+                        "site": self.sites[node],
+                        "node_id": node,
+                        "reason": "training once more would exceed its epsilon budget",
+                    }
+                )
+                log.warning(
+                    "round %s: %s has spent its privacy budget; it no longer trains",
+                    rnd,
+                    self.sites[node],
+                )
                 continue
             try:
                 arrays, n = decode_train_reply(reply.content, self.layout)
             except RejectedUpdate as err:
                 self._site(rec, node)["status"] = "rejected"
-                rec["rejected"].append({"kind": "rejected update", "site": self.sites[node],
-                                        "node_id": node, "reason": str(err)})
+                rec["rejected"].append(
+                    {
+                        "kind": "rejected update",
+                        "site": self.sites[node],
+                        "node_id": node,
+                        "reason": str(err),
+                    }
+                )
                 log.warning("round %s: rejected update from %s: %s", rnd, self.sites[node], err)
                 continue
             updates.append(Update(self.sites[node], arrays, n, reply))
-        rec["replies"].update(train_ok=len(updates), train_failed=len(ex.errors) +
-                              len(ex.timed_out), rejected=len(rec["rejected"]),
-                              stopped=len(rec["stopped"]))
+        rec["replies"].update(
+            train_ok=len(updates),
+            train_failed=len(ex.errors) + len(ex.timed_out),
+            rejected=len(rec["rejected"]),
+            stopped=len(rec["stopped"]),
+        )
         if len(updates) < self.fed.min_replies:
-            rec["status"] = (f"not aggregated: {len(updates)} valid update(s), "
-                             f"{self.fed.min_replies} needed")
+            rec["status"] = (
+                f"not aggregated: {len(updates)} valid update(s), {self.fed.min_replies} needed"
+            )
             log.warning("round %s: %s; global model kept", rnd, rec["status"])
             return
         try:
-            merged, train_metrics = aggregate(self.strategy, rnd, self.layout, updates,
-                                              with_buffers=self.with_buffers)
+            merged, train_metrics = aggregate(
+                self.strategy, rnd, self.layout, updates, with_buffers=self.with_buffers
+            )
         except AggregationFailed as err:
             rec["status"] = f"not aggregated: {err}"
             log.error("round %s: %s; global model kept", rnd, rec["status"])
@@ -267,10 +310,12 @@ class Federation:
                 self.globals.update(model, key, value)
         rec["train"] = _plain(train_metrics)
         if self.fed.client_dp:
-            history = [float(r["client_dp"]["noise_multiplier"]) for r in self.log.rounds
-                       if r.get("client_dp")]
-            rec["client_dp"] = client_dp_record(self.fed, len(history) + 1, len(updates),
-                                                history)
+            history = [
+                float(r["client_dp"]["noise_multiplier"])
+                for r in self.log.rounds
+                if r.get("client_dp")
+            ]
+            rec["client_dp"] = client_dp_record(self.fed, len(history) + 1, len(updates), history)
             rec["dp_client_epsilon"] = rec["client_dp"]["client_epsilon"]  # report's key
 
     def _evaluate_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange | None:
@@ -280,8 +325,9 @@ class Federation:
         config = self._config()
         flat = self.globals.flat(with_buffers=self.with_buffers)
         messages = list(self.strategy.configure_evaluate(rnd, flat, config, grid))
-        wire = RecordDict({"task_net": self.globals.wire("task_net", self.fed.transport_dtype),
-                           CONFIG: config})
+        wire = RecordDict(
+            {"task_net": self.globals.wire("task_net", self.fed.transport_dtype), CONFIG: config}
+        )
         down = payload_bytes(wire)
         for msg in messages:
             msg.content = wire
@@ -289,8 +335,9 @@ class Federation:
         views = []
         for msg in messages:
             self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
-        for node, reply in sorted(ex.replies.items(),
-                                  key=lambda kv: _site_name(kv[1].content, kv[0])):
+        for node, reply in sorted(
+            ex.replies.items(), key=lambda kv: _site_name(kv[1].content, kv[0])
+        ):
             self.sites.setdefault(node, _site_name(reply.content, node))
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)
@@ -322,17 +369,30 @@ class Federation:
         self._load_globals_into_bundle()
         summary = {f"global_{k}": v for k, v in (rec.get("global") or {}).items()}
         self.store.save_round(
-            rnd, self.bundle, self.cfg, metrics=summary,
+            rnd,
+            self.bundle,
+            self.cfg,
+            metrics=summary,
             strategy_arrays=strategy_state(self.strategy),
-            extra={"strategy": self.fed.strategy, "fedbn_local_keys": sorted(
-                f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys),
-                "privacy": privacy_summary(self.fed, self.log.rounds + [rec])},
+            extra={
+                "strategy": self.fed.strategy,
+                "fedbn_local_keys": sorted(
+                    f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys
+                ),
+                "privacy": privacy_summary(self.fed, self.log.rounds + [rec]),
+            },
         )
 
     @staticmethod
-    def _timing(rec: dict[str, Any], train: Exchange, evaluation: Exchange | None,
-                round_s: float, agg_s: float, server_eval_s: float,
-                checkpoint_s: float) -> dict[str, float]:
+    def _timing(
+        rec: dict[str, Any],
+        train: Exchange,
+        evaluation: Exchange | None,
+        round_s: float,
+        agg_s: float,
+        server_eval_s: float,
+        checkpoint_s: float,
+    ) -> dict[str, float]:
         """Round time split into the slowest site's compute and the framework's share."""
         sites = rec["sites"].values()
 

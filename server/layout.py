@@ -36,8 +36,9 @@ class ModelLayout:
         for name, module in bundle.modules().items():
             state = module.state_dict()
             shapes[name] = {k: tuple(v.shape) for k, v in state.items()}
-            dtypes[name] = {k: np.dtype(str(v.dtype).removeprefix("torch.")) for k, v in
-                            state.items()}
+            dtypes[name] = {
+                k: np.dtype(str(v.dtype).removeprefix("torch.")) for k, v in state.items()
+            }
             buffers[name] = frozenset(k for k, _ in module.named_buffers())
             local[name] = frozenset(batchnorm_keys(module)) if fedbn else frozenset()
         return cls(shapes, dtypes, buffers, local)

@@ -96,7 +96,10 @@ class RunStore:
         extra: dict[str, Any] | None = None,
     ) -> Path:
         path = save_checkpoint(
-            self.checkpoint_path(rnd), bundle, cfg, round=rnd,
+            self.checkpoint_path(rnd),
+            bundle,
+            cfg,
+            round=rnd,
             metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
             extra=extra,
         )
@@ -107,12 +110,20 @@ class RunStore:
                 np.savez(handle, **strategy_arrays)
             os.replace(tmp, strat)
         self._point_global(path)
-        atomic_write_text(self.run_dir / STATE_FILE, json.dumps({
-            "round": rnd,
-            "checkpoint": str(path.relative_to(self.run_dir)),
-            "strategy_state": str(strat.relative_to(self.run_dir)) if strategy_arrays else None,
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }, indent=2))
+        atomic_write_text(
+            self.run_dir / STATE_FILE,
+            json.dumps(
+                {
+                    "round": rnd,
+                    "checkpoint": str(path.relative_to(self.run_dir)),
+                    "strategy_state": str(strat.relative_to(self.run_dir))
+                    if strategy_arrays
+                    else None,
+                    "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+                indent=2,
+            ),
+        )
         self._prune(rnd)
         return path
 

@@ -53,8 +53,9 @@ class MetricsLog:
         self.doc["rounds"].append(record)
 
     def write(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.doc, indent=1, default=_json_default,
-                                                allow_nan=True))
+        atomic_write_text(
+            self.path, json.dumps(self.doc, indent=1, default=_json_default, allow_nan=True)
+        )
 
     @property
     def rounds(self) -> list[dict[str, Any]]:
@@ -76,23 +77,38 @@ def round_tables(record: dict[str, Any]) -> list[Table]:
         head.add_column(key.upper().replace("_", " "), justify="right")
     head.add_column("sites", justify="right")
     glob = record.get("global") or {}
-    head.add_row("global (sites)", *[_fmt(glob.get(k)) for k in SHOWN],
-                 f"{record['replies']['train_ok']}/{record['replies']['sampled']}")
+    head.add_row(
+        "global (sites)",
+        *[_fmt(glob.get(k)) for k in SHOWN],
+        f"{record['replies']['train_ok']}/{record['replies']['sampled']}",
+    )
     if record.get("server_eval"):
         srv = record["server_eval"]
         head.add_row("server held-out", *[_fmt(srv.get(k)) for k in SHOWN], "-")
     sites = Table(title_justify="left")
-    for col in ("site", *(k.upper().replace("_", " ") for k in SHOWN), "n", "train s",
-                "eps", "MB down", "MB up", "status"):
+    for col in (
+        "site",
+        *(k.upper().replace("_", " ") for k in SHOWN),
+        "n",
+        "train s",
+        "eps",
+        "MB down",
+        "MB up",
+        "status",
+    ):
         sites.add_column(col, justify="left" if col in ("site", "status") else "right")
     for name, site in sorted(record.get("sites", {}).items()):
         ev = site.get("eval") or {}
         tr = site.get("train") or {}
         sites.add_row(
-            name, *[_fmt(ev.get(k)) for k in SHOWN], _fmt(ev.get("n"), 0),
-            _fmt(tr.get("train_seconds"), 1), _fmt(tr.get("dp_epsilon"), 2),
+            name,
+            *[_fmt(ev.get(k)) for k in SHOWN],
+            _fmt(ev.get("n"), 0),
+            _fmt(tr.get("train_seconds"), 1),
+            _fmt(tr.get("dp_epsilon"), 2),
             _mb(site.get("bytes_down")),
-            _mb(site.get("bytes_up")), site.get("status", "ok"),
+            _mb(site.get("bytes_up")),
+            site.get("status", "ok"),
         )
     return [head, sites]
 
@@ -106,8 +122,7 @@ def print_round(record: dict[str, Any], console: Console) -> None:
         f"{t['slowest_compute_s']:.1f} s, framework overhead {t['overhead_s']:.2f} s "
         f"({t['overhead_pct']:.1f} %), checkpoint {t['checkpoint_s']:.2f} s"
     )
-    for item in (record.get("failures", []) + record.get("rejected", [])
-                 + record.get("stopped", [])):
+    for item in record.get("failures", []) + record.get("rejected", []) + record.get("stopped", []):
         console.print(f"[yellow]{item['kind']}[/] {item['site']}: {item['reason']}")
 
 
@@ -129,20 +144,30 @@ def write_report(run_dir: Path, doc: dict[str, Any]) -> Path:
         ]
     if rounds:
         last = rounds[-1]
-        lines += ["## Final round", "", "| scope | " + " | ".join(k.upper() for k in SHOWN)
-                  + " |", "|---" * (len(SHOWN) + 1) + "|"]
+        lines += [
+            "## Final round",
+            "",
+            "| scope | " + " | ".join(k.upper() for k in SHOWN) + " |",
+            "|---" * (len(SHOWN) + 1) + "|",
+        ]
         glob = last.get("global") or {}
         lines.append("| global | " + " | ".join(_fmt(glob.get(k)) for k in SHOWN) + " |")
         if last.get("server_eval"):
             srv = last["server_eval"]
-            lines.append("| server held-out | " + " | ".join(_fmt(srv.get(k)) for k in SHOWN)
-                         + " |")
+            lines.append(
+                "| server held-out | " + " | ".join(_fmt(srv.get(k)) for k in SHOWN) + " |"
+            )
         for name, site in sorted(last.get("sites", {}).items()):
             ev = site.get("eval") or {}
             lines.append(f"| {name} | " + " | ".join(_fmt(ev.get(k)) for k in SHOWN) + " |")
-        lines += ["", "## Rounds", "",
-                  "| round | status | sites | AUC | AUC HQ | AUC LQ | round s | overhead % "
-                  "| MB down | MB up |", "|---" * 10 + "|"]
+        lines += [
+            "",
+            "## Rounds",
+            "",
+            "| round | status | sites | AUC | AUC HQ | AUC LQ | round s | overhead % "
+            "| MB down | MB up |",
+            "|---" * 10 + "|",
+        ]
         for r in rounds:
             g = r.get("global") or {}
             t = r["timing"]
@@ -152,12 +177,12 @@ def write_report(run_dir: Path, doc: dict[str, Any]) -> Path:
                 f"{_fmt(g.get('auc_lq'))} | {t['round_s']:.1f} | {t['overhead_pct']:.1f} | "
                 f"{_mb(r.get('bytes_down'))} | {_mb(r.get('bytes_up'))} |"
             )
-        events = [(r["round"], e) for r in rounds for e in r.get("failures", []) +
-                  r.get("rejected", [])]
+        events = [
+            (r["round"], e) for r in rounds for e in r.get("failures", []) + r.get("rejected", [])
+        ]
         if events:
             lines += ["", "## Failures and rejected updates", ""]
-            lines += [f"- round {rnd}: {e['kind']} {e['site']}: {e['reason']}"
-                      for rnd, e in events]
+            lines += [f"- round {rnd}: {e['kind']} {e['site']}: {e['reason']}" for rnd, e in events]
     lines += privacy_lines(rounds)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
@@ -169,18 +194,32 @@ def write_report(run_dir: Path, doc: dict[str, Any]) -> Path:
 def privacy_lines(rounds: list[dict[str, Any]]) -> list[str]:
     """report.md's privacy section: epsilon per site per round, stopped sites, and the
     client-level epsilon; nothing when DP was off."""
-    names = sorted({n for r in rounds for n, s in r.get("sites", {}).items()
-                    if "dp_epsilon" in (s.get("train") or {})})
+    names = sorted(
+        {
+            n
+            for r in rounds
+            for n, s in r.get("sites", {}).items()
+            if "dp_epsilon" in (s.get("train") or {})
+        }
+    )
     client = [r for r in rounds if r.get("client_dp")]
     if not names and not client:
         return []
     lines = ["", "## Privacy", ""]
     if names:
-        delta = next(s["train"]["dp_delta"] for r in rounds for s in r["sites"].values()
-                     if "dp_delta" in (s.get("train") or {}))
-        lines += [f"Sample-level DP: epsilon spent per site (delta {delta:g}); "
-                  "'stopped' = privacy budget spent, the site no longer trains.", "",
-                  "| round | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        delta = next(
+            s["train"]["dp_delta"]
+            for r in rounds
+            for s in r["sites"].values()
+            if "dp_delta" in (s.get("train") or {})
+        )
+        lines += [
+            f"Sample-level DP: epsilon spent per site (delta {delta:g}); "
+            "'stopped' = privacy budget spent, the site no longer trains.",
+            "",
+            "| round | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
         for r in rounds:
             cells = []
             for name in names:
@@ -191,9 +230,12 @@ def privacy_lines(rounds: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| {r['round']} | " + " | ".join(cells) + " |")
     if client:
         last = client[-1]["client_dp"]
-        lines += ["", f"Client-level DP: epsilon {_fmt(last['client_epsilon'])} at delta "
-                  f"{last['delta']:g} after {int(last['releases'])} noisy aggregate(s) "
-                  f"(clipping norm {last['clipping_norm']:g})."]
+        lines += [
+            "",
+            f"Client-level DP: epsilon {_fmt(last['client_epsilon'])} at delta "
+            f"{last['delta']:g} after {int(last['releases'])} noisy aggregate(s) "
+            f"(clipping norm {last['clipping_norm']:g}).",
+        ]
     return lines
 
 
@@ -218,12 +260,22 @@ def write_plots(run_dir: Path, doc: dict[str, Any]) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(xs, series(lambda r: (r.get("global") or {}).get("auc")), "k-o", label="global")
     if any(r.get("server_eval") for r in rounds):
-        ax.plot(xs, series(lambda r: (r.get("server_eval") or {}).get("auc")), "k--s",
-                label="server held-out")
+        ax.plot(
+            xs,
+            series(lambda r: (r.get("server_eval") or {}).get("auc")),
+            "k--s",
+            label="server held-out",
+        )
     names = sorted({n for r in rounds for n in r.get("sites", {})})
     for name in names:
-        ax.plot(xs, series(lambda r, n=name: ((r.get("sites", {}).get(n) or {}).get("eval")
-                                               or {}).get("auc")), "-.", label=name)
+        ax.plot(
+            xs,
+            series(
+                lambda r, n=name: ((r.get("sites", {}).get(n) or {}).get("eval") or {}).get("auc")
+            ),
+            "-.",
+            label=name,
+        )
     ax.set(xlabel="round", ylabel="AUC", title="Diagnosis AUC per round")
     ax.legend(fontsize=7)
     paths.append(out_dir / "auc_per_round.png")

@@ -68,13 +68,16 @@ def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen,
-                  what: str = "the SuperLink") -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen, what: str = "the SuperLink"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"{what} exited with code {proc.returncode} at start-up; "
-                            "is the port already in use?")
+            raise UserError(
+                f"{what} exited with code {proc.returncode} at start-up; "
+                "is the port already in use?"
+            )
         with socket.socket() as sock:
             sock.settimeout(0.5)
             if sock.connect_ex((host, port)) == 0:
@@ -84,8 +87,14 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen,
 
 
 def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run([flower_tool("flwr"), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        [flower_tool("flwr"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise UserError(f"`flwr {args[0]}` failed: {' | '.join(tail)}")
@@ -97,8 +106,9 @@ def _json_tail(text: str) -> dict:
     return json.loads(text[start:]) if start >= 0 else {}
 
 
-def prepare_run_dir(fed: FederationConfig, host: str, port: int,
-                    tls: ServerFiles | None = None) -> tuple[Path, Path]:
+def prepare_run_dir(
+    fed: FederationConfig, host: str, port: int, tls: ServerFiles | None = None
+) -> tuple[Path, Path]:
     """Write the RunConfig, the run-config overrides and the Flower connection."""
     run_dir = fed.run_dir
     flwr_home = run_dir / ".flwr"
@@ -111,33 +121,60 @@ def prepare_run_dir(fed: FederationConfig, host: str, port: int,
     security: dict[str, object] = (
         {"root-certificates": str(tls.ca.resolve())} if tls is not None else {"insecure": True}
     )
-    (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {
-        "default": CONNECTION,
-        CONNECTION: {"address": f"{connect}:{port}", **security},
-    }}))
+    (flwr_home / "config.toml").write_text(
+        tomli_w.dumps(
+            {
+                "superlink": {
+                    "default": CONNECTION,
+                    CONNECTION: {"address": f"{connect}:{port}", **security},
+                }
+            }
+        )
+    )
     return flwr_home, overrides
 
 
 def superlink_command(host: str, port: int, tls: ServerFiles | None) -> list[str]:
     """Stock flower-superlink; HTTPS + SuperNode authentication unless `tls` is None."""
-    security = (["--ssl-ca-certfile", str(tls.ca), "--ssl-certfile", str(tls.cert),
-                 "--ssl-keyfile", str(tls.key), "--enable-supernode-auth"]
-                if tls is not None else ["--insecure"])
-    return [flower_tool("flower-superlink"), *security, "--host", host, "--port", str(port),
-            "--disable-runtime-dependency-installation"]
+    security = (
+        [
+            "--ssl-ca-certfile",
+            str(tls.ca),
+            "--ssl-certfile",
+            str(tls.cert),
+            "--ssl-keyfile",
+            str(tls.key),
+            "--enable-supernode-auth",
+        ]
+        if tls is not None
+        else ["--insecure"]
+    )
+    return [
+        flower_tool("flower-superlink"),
+        *security,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--disable-runtime-dependency-installation",
+    ]
 
 
 def check_tls(tls: ServerFiles, host: str, console: Console) -> list[Path]:
     """Certificates usable and at least one node key allowed; the allow-list's keys."""
     days = check_server_files(tls)
     if days < EXPIRY_WARN_DAYS:
-        console.print(f"[yellow]warning:[/] the server certificate {tls.cert} expires in "
-                      f"{days} days")
+        console.print(
+            f"[yellow]warning:[/] the server certificate {tls.cert} expires in {days} days"
+        )
     names = sans(load_certificate(tls.cert))
     if host not in ("0.0.0.0", "::", "") and host not in names:
-        raise UserError(f"--host {host} is not among the server certificate's names "
-                        f"({', '.join(names)}); reissue it with `fediqad certs init --host "
-                        f"{host} --force`", path=tls.cert)
+        raise UserError(
+            f"--host {host} is not among the server certificate's names "
+            f"({', '.join(names)}); reissue it with `fediqad certs init --host "
+            f"{host} --force`",
+            path=tls.cert,
+        )
     return allowlisted_keys(tls.allowlist)
 
 
@@ -156,11 +193,25 @@ class NodeRegistry:
                 continue
             self.done.add(key)
             try:
-                out = _json_tail(_flwr(["supernode", "register", str(key), CONNECTION,
-                                        "--name", key.stem, "--format", "json"], self.env))
+                out = _json_tail(
+                    _flwr(
+                        [
+                            "supernode",
+                            "register",
+                            str(key),
+                            CONNECTION,
+                            "--name",
+                            key.stem,
+                            "--format",
+                            "json",
+                        ],
+                        self.env,
+                    )
+                )
                 if not out.get("success"):
-                    raise UserError(f"the SuperLink did not register {key}: "
-                                    f"{out.get('error-message', out)}")
+                    raise UserError(
+                        f"the SuperLink did not register {key}: {out.get('error-message', out)}"
+                    )
             except UserError as err:
                 if strict:
                     raise
@@ -169,9 +220,17 @@ class NodeRegistry:
             self.console.print(f"node key {key.name} registered (node {out.get('node-id')})")
 
 
-def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
-          tls: ServerFiles | None = None, startup_timeout: float = 90.0, poll: float = 2.0,
-          status_every: float = 30.0) -> int:
+def serve(
+    fed: FederationConfig,
+    *,
+    host: str,
+    port: int,
+    console: Console,
+    tls: ServerFiles | None = None,
+    startup_timeout: float = 90.0,
+    poll: float = 2.0,
+    status_every: float = 30.0,
+) -> int:
     """Start the SuperLink, submit the run, follow it to the end; the process exit code.
 
     `tls=None` is plaintext without node authentication (tests, a closed lab network).
@@ -191,26 +250,50 @@ def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
     with open(log_path, "ab") as log:
         try:
             superlink = subprocess.Popen(
-                superlink_command(link_host, link_port, tls), stdout=log,
-                stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir, start_new_session=True,
+                superlink_command(link_host, link_port, tls),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=fed.run_dir,
+                start_new_session=True,
             )
             procs.append(superlink)
-            wait_for_port(link_host if tls is not None else connect, link_port,
-                          startup_timeout, superlink)
+            wait_for_port(
+                link_host if tls is not None else connect, link_port, startup_timeout, superlink
+            )
             if registry is not None:
                 registry.sync()
             if tls is not None:
                 gateway = subprocess.Popen(
-                    gateway_command(host, port, link_port, tls), stdout=log,
-                    stderr=subprocess.STDOUT, env=env, cwd=fed.run_dir, start_new_session=True,
+                    gateway_command(host, port, link_port, tls),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=fed.run_dir,
+                    start_new_session=True,
                 )
                 procs.append(gateway)
                 wait_for_port(connect, port, startup_timeout, gateway, "the Fleet gateway")
-            mode = ("TLS, SuperNode authentication, Fleet API only" if tls is not None
-                    else "plaintext, --insecure, any SuperNode may join")
+            mode = (
+                "TLS, SuperNode authentication, Fleet API only"
+                if tls is not None
+                else "plaintext, --insecure, any SuperNode may join"
+            )
             console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
-            started = _json_tail(_flwr(["run", str(app_dir), CONNECTION, "--run-config",
-                                        str(overrides), "--format", "json"], env))
+            started = _json_tail(
+                _flwr(
+                    [
+                        "run",
+                        str(app_dir),
+                        CONNECTION,
+                        "--run-config",
+                        str(overrides),
+                        "--format",
+                        "json",
+                    ],
+                    env,
+                )
+            )
             run_id = started.get("run-id")
             if not run_id:
                 raise UserError(f"the SuperLink did not start the run: {started}")
@@ -222,14 +305,33 @@ def serve(fed: FederationConfig, *, host: str, port: int, console: Console,
 
 
 def gateway_command(host: str, port: int, upstream_port: int, tls: ServerFiles) -> list[str]:
-    return [sys.executable, "-m", "server.gateway", "--listen", f"{host}:{port}",
-            "--upstream-port", str(upstream_port), "--ca", str(tls.ca), "--cert",
-            str(tls.cert), "--key", str(tls.key)]
+    return [
+        sys.executable,
+        "-m",
+        "server.gateway",
+        "--listen",
+        f"{host}:{port}",
+        "--upstream-port",
+        str(upstream_port),
+        "--ca",
+        str(tls.ca),
+        "--cert",
+        str(tls.cert),
+        "--key",
+        str(tls.key),
+    ]
 
 
-def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
-            procs: list[subprocess.Popen], console: Console, poll: float,
-            status_every: float, registry: NodeRegistry | None = None) -> int:
+def _follow(
+    fed: FederationConfig,
+    run_id: str,
+    env: dict[str, str],
+    procs: list[subprocess.Popen],
+    console: Console,
+    poll: float,
+    status_every: float,
+    registry: NodeRegistry | None = None,
+) -> int:
     """Show rounds as the run commits them; ask the SuperLink for the run status now and
     then (each `flwr ls` is a Python start-up, CPU the sites would rather have)."""
     shown = 0
@@ -238,8 +340,10 @@ def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
     while True:
         for name, proc in zip(("SuperLink", "Fleet gateway"), procs, strict=False):
             if proc.poll() is not None:
-                raise UserError(f"the {name} stopped (exit {proc.returncode}); rerun with "
-                                "--resume to continue from the last checkpoint")
+                raise UserError(
+                    f"the {name} stopped (exit {proc.returncode}); rerun with "
+                    "--resume to continue from the last checkpoint"
+                )
         try:
             doc = json.loads(metrics.read_text())
         except (OSError, ValueError):
@@ -252,15 +356,19 @@ def _follow(fed: FederationConfig, run_id: str, env: dict[str, str],
             next_status = time.monotonic() + status_every
             if registry is not None:
                 registry.sync(strict=False)
-            runs = _json_tail(_flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format",
-                                     "json"], env)).get("runs", [])
+            runs = _json_tail(
+                _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env)
+            ).get("runs", [])
             status = runs[0].get("status", "") if runs else ""
             if status.startswith("finished"):
                 if status.endswith("completed"):
-                    console.print(f"run {run_id} completed; global model "
-                                  f"{fed.run_dir / 'global.pt'}")
+                    console.print(
+                        f"run {run_id} completed; global model {fed.run_dir / 'global.pt'}"
+                    )
                     return 0
                 details = runs[0].get("status-details") or ""
-                raise UserError(f"run {run_id} {status}: {details}".strip()
-                                + f"; see {fed.run_dir / 'superlink.log'}")
+                raise UserError(
+                    f"run {run_id} {status}: {details}".strip()
+                    + f"; see {fed.run_dir / 'superlink.log'}"
+                )
         time.sleep(poll)

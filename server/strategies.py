@@ -44,7 +44,9 @@ def build_strategy(fed: FederationConfig) -> Strategy:
     # constant weight so FedAvg does not weigh by example counts.
     base = _base_strategy(fed, weighted_by_key=DP_UNIT_WEIGHT)
     return DifferentialPrivacyServerSideFixedClipping(
-        base, noise_multiplier=fed.dp_noise_multiplier, clipping_norm=fed.dp_clipping_norm,
+        base,
+        noise_multiplier=fed.dp_noise_multiplier,
+        clipping_norm=fed.dp_clipping_norm,
         num_sampled_clients=fed.dp_clients,
     )
 
@@ -68,11 +70,18 @@ def _base_strategy(fed: FederationConfig, weighted_by_key: str = NUM_EXAMPLES) -
     if name == "fedprox":
         return FedProx(**common, proximal_mu=fed.proximal_mu)
     if name == "fedadam":
-        return FedAdam(**common, eta=fed.eta, eta_l=fed.eta_l, beta_1=fed.beta_1,
-                       beta_2=fed.beta_2, tau=fed.tau)
+        return FedAdam(
+            **common,
+            eta=fed.eta,
+            eta_l=fed.eta_l,
+            beta_1=fed.beta_1,
+            beta_2=fed.beta_2,
+            tau=fed.tau,
+        )
     if name == "fedavgm":
-        return FedAvgM(**common, server_learning_rate=fed.server_lr,
-                       server_momentum=fed.server_momentum)
+        return FedAvgM(
+            **common, server_learning_rate=fed.server_lr, server_momentum=fed.server_momentum
+        )
     if name == "fedmedian":
         return FedMedian(**common)
     if name == "fedtrimmedavg":
@@ -80,13 +89,15 @@ def _base_strategy(fed: FederationConfig, weighted_by_key: str = NUM_EXAMPLES) -
     if name == "krum":
         return Krum(**common, num_malicious_nodes=fed.num_malicious)
     if name == "multikrum":
-        return MultiKrum(**common, num_malicious_nodes=fed.num_malicious,
-                         num_nodes_to_select=fed.krum_select)
+        return MultiKrum(
+            **common, num_malicious_nodes=fed.num_malicious, num_nodes_to_select=fed.krum_select
+        )
     raise ValueError(f"unknown strategy {name!r}")  # unreachable: pydantic checks the name
 
 
-def client_dp_record(fed: FederationConfig, releases: int, replies: int,
-                     history: list[float]) -> dict[str, float]:
+def client_dp_record(
+    fed: FederationConfig, releases: int, replies: int, history: list[float]
+) -> dict[str, float]:
     """Client-level (site-level) epsilon after this round's noisy aggregate.
 
     Flower's wrapper adds N(0, (sigma C / m)^2) with m = `dp_clients`; when only k < m
@@ -97,9 +108,13 @@ def client_dp_record(fed: FederationConfig, releases: int, replies: int,
     effective = fed.dp_noise_multiplier * min(replies, fed.dp_clients) / fed.dp_clients
     sigmas = [*history, effective]
     eps = epsilon_of("rdp", [(s, 1.0, 1) for s in sigmas], fed.run.privacy.delta)
-    return {"client_epsilon": eps, "delta": fed.run.privacy.delta,
-            "noise_multiplier": effective, "clipping_norm": fed.dp_clipping_norm,
-            "releases": float(releases)}
+    return {
+        "client_epsilon": eps,
+        "delta": fed.run.privacy.delta,
+        "noise_multiplier": effective,
+        "clipping_norm": fed.dp_clipping_norm,
+        "releases": float(releases),
+    }
 
 
 def privacy_summary(fed: FederationConfig, rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,8 +163,12 @@ def weighted_metrics(records: list[RecordDict], weight_key: str = NUM_EXAMPLES) 
     HQ / LQ metrics are weighted by each site's HQ / LQ count, and an undefined (NaN)
     site metric is left out instead of turning the average into NaN.
     """
-    metrics = [rd.metric_records[METRICS] if METRICS in rd.metric_records
-               else next(iter(rd.metric_records.values())) for rd in records]
+    metrics = [
+        rd.metric_records[METRICS]
+        if METRICS in rd.metric_records
+        else next(iter(rd.metric_records.values()))
+        for rd in records
+    ]
     out = MetricRecord()
     keys = sorted({k for m in metrics for k in m})
     for key in keys:

@@ -50,9 +50,7 @@ def decode_train_reply(
             arr = got[key]
             want = layout.shapes[model][key]
             if tuple(arr.shape) != want:
-                raise RejectedUpdate(
-                    f"{model}.{key}: shape {tuple(arr.shape)}, expected {want}"
-                )
+                raise RejectedUpdate(f"{model}.{key}: shape {tuple(arr.shape)}, expected {want}")
             if arr.dtype.kind not in "fiub":
                 raise RejectedUpdate(f"{model}.{key}: unsupported dtype {arr.dtype}")
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():

@@ -100,8 +100,9 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _san(host: str) -> x509.GeneralName:
@@ -125,29 +126,55 @@ def split_hosts(hosts: Iterable[str]) -> list[str]:
     return out
 
 
-def init_ca_and_server(certs: Path, hosts: Iterable[str], *, days: int = 825,
-                       ca_days: int = 3650, force: bool = False,
-                       now: dt.datetime | None = None) -> ServerFiles:
+def init_ca_and_server(
+    certs: Path,
+    hosts: Iterable[str],
+    *,
+    days: int = 825,
+    ca_days: int = 3650,
+    force: bool = False,
+    now: dt.datetime | None = None,
+) -> ServerFiles:
     """A private CA and a server certificate for the SuperLink's host names (SANs)."""
     files = ServerFiles.in_dir(certs)
     existing = [p for p in (files.ca, certs / CA_KEY, files.cert, files.key) if p.exists()]
     if existing and not force:
-        raise CertificateError(f"{existing[0]} already exists; pass --force to replace the CA "
-                               "(every hospital then needs the new ca.crt)")
+        raise CertificateError(
+            f"{existing[0]} already exists; pass --force to replace the CA "
+            "(every hospital then needs the new ca.crt)"
+        )
     names = split_hosts(hosts)
     start = (now or _now()) - dt.timedelta(minutes=5)  # tolerate small clock skew
     ca_key = ec.generate_private_key(CURVE())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fediqad"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, "fediqad federation CA")])
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fediqad"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "fediqad federation CA"),
+        ]
+    )
     ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=ca_days))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=ca_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA384())
     )
@@ -155,14 +182,17 @@ def init_ca_and_server(certs: Path, hosts: Iterable[str], *, days: int = 825,
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name).public_key(server_key.public_key())
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA384())
     )
     _write(certs / CA_KEY, _pem_key(ca_key), private=True)
@@ -175,8 +205,10 @@ def init_ca_and_server(certs: Path, hosts: Iterable[str], *, days: int = 825,
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise CertificateError(f"node name {name!r}: use letters, digits, '.', '_' or '-' "
-                               "(at most 63, starting with a letter or digit)")
+        raise CertificateError(
+            f"node name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 63, starting with a letter or digit)"
+        )
     return name
 
 
@@ -194,13 +226,19 @@ def create_node_key(certs: Path, name: str, *, force: bool = False) -> tuple[Nod
     files = NodeFiles.in_dir(node_dir)
     entry = server.allowlist / f"{name}.pub"
     if (files.key.exists() or entry.exists()) and not force:
-        raise CertificateError(f"node {name!r} already has a key ({entry}); pass --force to "
-                               "replace it (the old key stops working)")
+        raise CertificateError(
+            f"node {name!r} already has a key ({entry}); pass --force to "
+            "replace it (the old key stops working)"
+        )
     key = ec.generate_private_key(CURVE())
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
     public += f" fediqad-{name}\n".encode()
     _write(files.key, private, private=True)
     _write(node_dir / NODE_PUB, public, private=False)
@@ -211,6 +249,7 @@ def create_node_key(certs: Path, name: str, *, force: bool = False) -> tuple[Nod
 
 # ---------------------------------------------------------------- checks at start-up
 
+
 def _read(path: Path, what: str) -> bytes:
     if not path.exists():
         raise CertificateError(f"{what} not found: {path}")
@@ -219,8 +258,10 @@ def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise CertificateError(f"{what} cannot be read ({err.strerror}): {path}; the "
-                               "container runs as uid 10001, check ownership/mode") from err
+        raise CertificateError(
+            f"{what} cannot be read ({err.strerror}): {path}; the "
+            "container runs as uid 10001, check ownership/mode"
+        ) from err
 
 
 def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
@@ -231,27 +272,29 @@ def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
         raise CertificateError(f"{what} is not a PEM certificate: {path}") from err
 
 
-def check_validity(cert: x509.Certificate, path: Path, what: str,
-                   now: dt.datetime | None = None) -> int:
+def check_validity(
+    cert: x509.Certificate, path: Path, what: str, now: dt.datetime | None = None
+) -> int:
     """Days left; raises when the certificate is expired or not valid yet."""
     moment = now or _now()
     if moment < cert.not_valid_before_utc:
         start = cert.not_valid_before_utc.strftime("%Y-%m-%d %H:%M")
-        raise CertificateError(f"{what} is not valid before {start} UTC (check the clock): "
-                               f"{path}")
+        raise CertificateError(f"{what} is not valid before {start} UTC (check the clock): {path}")
     if moment > cert.not_valid_after_utc:
-        raise CertificateError(f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d} UTC: "
-                               f"{path}; issue a new one (`fediqad certs init --force`)")
+        raise CertificateError(
+            f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d} UTC: "
+            f"{path}; issue a new one (`fediqad certs init --force`)"
+        )
     return (cert.not_valid_after_utc - moment).days
 
 
-def check_signed_by(cert: x509.Certificate, ca: x509.Certificate, path: Path,
-                    ca_path: Path) -> None:
+def check_signed_by(
+    cert: x509.Certificate, ca: x509.Certificate, path: Path, ca_path: Path
+) -> None:
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature) as err:
-        raise CertificateError(f"{path} was not issued by the CA in {ca_path} (wrong CA?)"
-                               ) from err
+        raise CertificateError(f"{path} was not issued by the CA in {ca_path} (wrong CA?)") from err
 
 
 def check_ca(path: Path, now: dt.datetime | None = None) -> x509.Certificate:
@@ -271,8 +314,10 @@ def sans(cert: x509.Certificate) -> list[str]:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [*ext.get_values_for_type(x509.DNSName),
-            *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))]
+    return [
+        *ext.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress)),
+    ]
 
 
 def check_server_files(files: ServerFiles, now: dt.datetime | None = None) -> int:
@@ -285,12 +330,14 @@ def check_server_files(files: ServerFiles, now: dt.datetime | None = None) -> in
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise CertificateError(f"server private key is not an unencrypted PEM key: "
-                               f"{files.key}") from err
-    if key.public_key().public_bytes(serialization.Encoding.DER,
-                                     serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            cert.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise CertificateError(
+            f"server private key is not an unencrypted PEM key: {files.key}"
+        ) from err
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
         raise CertificateError(f"{files.key} does not belong to {files.cert}")
     return days
 
@@ -311,8 +358,10 @@ def allowlisted_keys(allowlist: Path) -> list[Path]:
     could ever join)."""
     keys = sorted(allowlist.glob("*.pub")) if allowlist.is_dir() else []
     if not keys:
-        raise CertificateError(f"no node public keys in {allowlist}; add one per hospital "
-                               "with `fediqad certs node NAME`")
+        raise CertificateError(
+            f"no node public keys in {allowlist}; add one per hospital "
+            "with `fediqad certs node NAME`"
+        )
     for path in keys:
         load_public_key(path)
     return keys
@@ -325,8 +374,9 @@ def check_node_files(files: NodeFiles, now: dt.datetime | None = None) -> int:
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise CertificateError(f"node private key is not an unencrypted OpenSSH key: "
-                               f"{files.key}") from err
+        raise CertificateError(
+            f"node private key is not an unencrypted OpenSSH key: {files.key}"
+        ) from err
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError(f"node private key is not an EC key: {files.key}")
     return (ca.not_valid_after_utc - (now or _now())).days
@@ -341,19 +391,26 @@ def probe_tls(address: str, ca: Path, timeout: float = 5.0, wait: float = 0.0) -
     deadline = time.monotonic() + wait
     while True:
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout) as sock, \
-                    context.wrap_socket(sock, server_hostname=host):
+            with (
+                socket.create_connection((host, int(port)), timeout=timeout) as sock,
+                context.wrap_socket(sock, server_hostname=host),
+            ):
                 return
         except ssl.SSLCertVerificationError as err:
             reason = err.verify_message or str(err)
-            raise CertificateError(f"the server {address} presented a certificate that does "
-                                   f"not verify against {ca}: {reason} (wrong CA, expired, or "
-                                   "host name not in its SANs)") from err
+            raise CertificateError(
+                f"the server {address} presented a certificate that does "
+                f"not verify against {ca}: {reason} (wrong CA, expired, or "
+                "host name not in its SANs)"
+            ) from err
         except ssl.SSLError as err:
-            raise CertificateError(f"TLS handshake with {address} failed ({err.reason}); is "
-                                   "the server running with TLS?") from err
+            raise CertificateError(
+                f"TLS handshake with {address} failed ({err.reason}); is "
+                "the server running with TLS?"
+            ) from err
         except OSError as err:
             if time.monotonic() >= deadline:
-                raise UserError(f"server {address} unreachable ({err.strerror or err}) "
-                                f"after {wait:.0f} s") from err
+                raise UserError(
+                    f"server {address} unreachable ({err.strerror or err}) after {wait:.0f} s"
+                ) from err
             time.sleep(1.0)

@@ -201,10 +201,14 @@ def run_dp_bench(
 
 def dp_bench_table(rows: list[DPBenchRow], title: str) -> Table:
     table = Table(title=title)
-    for column in ("step", "non-DP s (GroupNorm)", "DP s", "DP / non-DP",
-                   "non-DP s (BatchNorm)"):
+    for column in ("step", "non-DP s (GroupNorm)", "DP s", "DP / non-DP", "non-DP s (BatchNorm)"):
         table.add_column(column, justify="left" if column == "step" else "right")
     for row in rows:
-        table.add_row(row.step, f"{row.plain_seconds:.3f}", f"{row.dp_seconds:.3f}",
-                      f"{row.ratio:.2f}x", f"{row.batchnorm_seconds:.3f}")
+        table.add_row(
+            row.step,
+            f"{row.plain_seconds:.3f}",
+            f"{row.dp_seconds:.3f}",
+            f"{row.ratio:.2f}x",
+            f"{row.batchnorm_seconds:.3f}",
+        )
     return table

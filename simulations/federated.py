@@ -33,20 +33,32 @@ class Resources:
     torch_threads: int = 1
 
     @classmethod
-    def auto(cls, n_sites: int, *, max_parallel: int = 4, gpus_per_site: float = 0.0,
-             total_cpus: int | None = None) -> Resources:
+    def auto(
+        cls,
+        n_sites: int,
+        *,
+        max_parallel: int = 4,
+        gpus_per_site: float = 0.0,
+        total_cpus: int | None = None,
+    ) -> Resources:
         """Run up to `max_parallel` sites at once, sharing this machine's cores."""
         cpus = total_cpus or os.cpu_count() or 1
         parallel = max(1, min(n_sites, max(cpus, max_parallel)))
         share = math.floor(1000 * cpus / parallel) / 1000  # never round up: 3 x 0.667 > 2
-        return cls(cpus_per_site=share, gpus_per_site=gpus_per_site,
-                   total_cpus=cpus, torch_threads=max(1, math.floor(share)))
+        return cls(
+            cpus_per_site=share,
+            gpus_per_site=gpus_per_site,
+            total_cpus=cpus,
+            torch_threads=max(1, math.floor(share)),
+        )
 
 
 def backend_config(res: Resources, *, verbose: bool = False) -> dict[str, Any]:
-    init: dict[str, Any] = {"include_dashboard": False,
-                            "logging_level": logging.INFO if verbose else logging.ERROR,
-                            "log_to_driver": verbose}
+    init: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+        "log_to_driver": verbose,
+    }
     if res.total_cpus is not None:
         init["num_cpus"] = res.total_cpus
     if res.total_gpus is not None:
@@ -72,8 +84,9 @@ def run_federated_simulation(
     from flwr.simulation import run_simulation
 
     if len(sites) < fed.min_nodes:
-        fed = fed.model_copy(update={"min_nodes": len(sites),
-                                     "min_replies": min(fed.min_replies, len(sites))})
+        fed = fed.model_copy(
+            update={"min_nodes": len(sites), "min_replies": min(fed.min_replies, len(sites))}
+        )
     res = resources or Resources.auto(len(sites))
     if fed.run.privacy.mode != "off":
         # Opacus' import adds a root log handler (undone right after); imported later by
@@ -83,8 +96,9 @@ def run_federated_simulation(
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
     run_simulation(
         server_app=make_server_app(fed),
-        client_app=make_client_app(list(sites), threads=res.torch_threads,
-                                   epsilon_budgets=epsilon_budgets),
+        client_app=make_client_app(
+            list(sites), threads=res.torch_threads, epsilon_budgets=epsilon_budgets
+        ),
         num_supernodes=len(sites),
         backend_name="ray",
         backend_config=backend_config(res, verbose=verbose),  # type: ignore[arg-type]

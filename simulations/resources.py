@@ -78,9 +78,13 @@ class PeakMemory:
             self._thread.join(timeout=5)
 
     def report(self) -> dict[str, Any]:
-        return {"peak_rss_gb_sum": self.peak_rss / 1e9, "peak_pss_gb_sum": self.peak_pss / 1e9,
-                "peak_processes": self.peak_procs, "sampled_every_s": self.interval,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return {
+            "peak_rss_gb_sum": self.peak_rss / 1e9,
+            "peak_pss_gb_sum": self.peak_pss / 1e9,
+            "peak_processes": self.peak_procs,
+            "sampled_every_s": self.interval,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
     def write(self, path: Path) -> dict[str, Any]:
         report = self.report()

@@ -46,15 +46,24 @@ def _synthetic(root: Path, n: int, size: int, seed: int, lq: float) -> Path:
     if meta.is_file():
         got = json.loads(meta.read_text())
         if (got.get("n"), got.get("image_size"), got.get("seed"), got.get("lq_ratio")) == (
-                n, size, seed, lq):
+            n,
+            size,
+            seed,
+            lq,
+        ):
             return root
     synthesize("EYEQ", n, size, root, seed=seed, lq_ratio=lq, force=True)
     return root
 
 
-def default_sites(data_dir: Path, *, images_per_site: int = DEFAULT_IMAGES_PER_SITE,
-                  image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
-                  n_sites: int | None = None) -> tuple[list[Site], Path]:
+def default_sites(
+    data_dir: Path,
+    *,
+    images_per_site: int = DEFAULT_IMAGES_PER_SITE,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    n_sites: int | None = None,
+) -> tuple[list[Site], Path]:
     """The synthetic hospitals and the server's held-out set, under `data_dir`."""
     specs = list(DEFAULT_SITES)
     n_sites = n_sites or len(specs)
@@ -65,13 +74,15 @@ def default_sites(data_dir: Path, *, images_per_site: int = DEFAULT_IMAGES_PER_S
     for i, (name, lq) in enumerate(specs[:n_sites]):
         root = _synthetic(data_dir / name, images_per_site, image_size, seed + i, lq)
         sites.append(Site(name, root))
-    held_out = _synthetic(data_dir / "server-heldout", max(images_per_site // 2, 20),
-                          image_size, seed + 1000, 0.5)
+    held_out = _synthetic(
+        data_dir / "server-heldout", max(images_per_site // 2, 20), image_size, seed + 1000, 0.5
+    )
     return sites, held_out
 
 
-def partitioned_sites(data_root: Path, dataset: str, n_sites: int, scheme: str | None,
-                      out: Path, seed: int) -> list[Site]:
+def partitioned_sites(
+    data_root: Path, dataset: str, n_sites: int, scheme: str | None, out: Path, seed: int
+) -> list[Site]:
     """Real data split into `n_sites` site folders (OUT/site_k/NAME) by the data package's
     partitioner; an existing partition in OUT (a resumed run) is reused as it is."""
     from simulations.site_partition import partition

@@ -89,8 +89,9 @@ def _load(folder: Path, cfg: DatasetConfig) -> dict[str, SplitData]:
     return out
 
 
-def _deal(indices: np.ndarray, sites: list[int], rng: np.random.Generator,
-          assign: np.ndarray) -> None:
+def _deal(
+    indices: np.ndarray, sites: list[int], rng: np.random.Generator, assign: np.ndarray
+) -> None:
     """Round-robin from a random starting site, after a shuffle."""
     idx = indices.copy()
     rng.shuffle(idx)
@@ -99,8 +100,7 @@ def _deal(indices: np.ndarray, sites: list[int], rng: np.random.Generator,
         assign[i] = sites[(j + offset) % len(sites)]
 
 
-def _iid(data: SplitData, sites: list[int], rng: np.random.Generator,
-         assign: np.ndarray) -> None:
+def _iid(data: SplitData, sites: list[int], rng: np.random.Generator, assign: np.ndarray) -> None:
     for c in np.unique(data.joint):
         _deal(np.flatnonzero(data.joint == c), sites, rng, assign)
 
@@ -116,20 +116,32 @@ def _sources(folder: Path, cfg: DatasetConfig, data: SplitData) -> list[str]:
             mapping = {row["image"]: row["source"] for row in reader}
         missing = [r for r in data.rows if r.name not in mapping]
         if missing:
-            raise UserError(f"{missing[0].name} has no source in sources.csv",
-                            path=data.path, line=missing[0].line)
+            raise UserError(
+                f"{missing[0].name} has no source in sources.csv",
+                path=data.path,
+                line=missing[0].line,
+            )
         return [mapping[r.name] for r in data.rows]
     if cfg.name == "IQAD_CT":
         return ["sars-cov-2-ct" if q == 0 else "covid-ct" for q in data.quality]
     if cfg.name == "IQAD_CXR":
         adult = cfg.quality_names.index("LQ-A")
         return ["adult" if q == adult else "child" for q in data.quality]
-    raise UserError(f"{cfg.name} has no natural sources here (no sources.csv); use iid or "
-                    "dirichlet-label/-quality", path=folder)
+    raise UserError(
+        f"{cfg.name} has no natural sources here (no sources.csv); use iid or "
+        "dirichlet-label/-quality",
+        path=folder,
+    )
 
 
-def _assign(folder: Path, cfg: DatasetConfig, data: dict[str, SplitData], n_sites: int,
-            scheme: Scheme, seed: int) -> dict[str, np.ndarray]:
+def _assign(
+    folder: Path,
+    cfg: DatasetConfig,
+    data: dict[str, SplitData],
+    n_sites: int,
+    scheme: Scheme,
+    seed: int,
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     everyone = list(range(n_sites))
     out = {s: np.full(len(d.rows), -1) for s, d in data.items()}
@@ -139,10 +151,13 @@ def _assign(folder: Path, cfg: DatasetConfig, data: dict[str, SplitData], n_site
     elif scheme.kind == "source":
         names = sorted({s for d in data.values() for s in _sources(folder, cfg, d)})
         if n_sites < len(names):
-            raise UserError(f"{cfg.name} has {len(names)} sources ({', '.join(names)}); "
-                            f"scheme 'source' needs at least that many sites, got {n_sites}")
-        owners = {name: [k for k in everyone if k % len(names) == i]
-                  for i, name in enumerate(names)}
+            raise UserError(
+                f"{cfg.name} has {len(names)} sources ({', '.join(names)}); "
+                f"scheme 'source' needs at least that many sites, got {n_sites}"
+            )
+        owners = {
+            name: [k for k in everyone if k % len(names) == i] for i, name in enumerate(names)
+        }
         for split, d in data.items():
             src = np.array(_sources(folder, cfg, d))
             for name in names:
@@ -161,17 +176,20 @@ def _assign(folder: Path, cfg: DatasetConfig, data: dict[str, SplitData], n_site
                     rng.shuffle(idx)
                     start = 0
                     for site, count in enumerate(apportion(len(idx), shares[c])):
-                        out[split][idx[start:start + count]] = site
+                        out[split][idx[start : start + count]] = site
                         start += count
             if all(np.isin(everyone, a).all() for a in out.values()):
                 break
     for split, a in out.items():
         empty = [k for k in everyone if not (a == k).any()]
         if empty:
-            raise UserError(f"site {empty[0]} has no samples in {split} after partitioning "
-                            f"{len(a)} images with scheme {scheme.kind}"
-                            f"{':' + str(scheme.alpha) if scheme.alpha else ''}; use fewer "
-                            "sites or a larger ALPHA", path=data[split].path)
+            raise UserError(
+                f"site {empty[0]} has no samples in {split} after partitioning "
+                f"{len(a)} images with scheme {scheme.kind}"
+                f"{':' + str(scheme.alpha) if scheme.alpha else ''}; use fewer "
+                "sites or a larger ALPHA",
+                path=data[split].path,
+            )
     return out
 
 
@@ -185,8 +203,15 @@ def _subset_csv(src: Path, dst: Path, names: set[str]) -> None:
     dst.write_text("\n".join(keep) + "\n", encoding="utf-8")
 
 
-def partition(data_root: Path, dataset: str, sites: int, scheme: str = "iid",
-              out: Path = Path("sites"), seed: int = 0, force: bool = False) -> list[Path]:
+def partition(
+    data_root: Path,
+    dataset: str,
+    sites: int,
+    scheme: str = "iid",
+    out: Path = Path("sites"),
+    seed: int = 0,
+    force: bool = False,
+) -> list[Path]:
     """Write one dataset folder per site under OUT; returns [OUT/site_k/NAME, ...]."""
     cfg = preset(dataset).dataset
     if sites < 1:
@@ -214,13 +239,20 @@ def partition(data_root: Path, dataset: str, sites: int, scheme: str = "iid",
                 np.add.at(counts, (d.diagnosis[sel], d.quality[sel]), 1)
                 for dx in range(cfg.num_diagnosis):
                     for q in range(cfg.num_quality):
-                        table_lines.append(f"site_{k}\t{split}\t{cfg.diagnosis_names[dx]}\t"
-                                           f"{cfg.quality_names[q]}\t{counts[dx, q]}")
+                        table_lines.append(
+                            f"site_{k}\t{split}\t{cfg.diagnosis_names[dx]}\t"
+                            f"{cfg.quality_names[q]}\t{counts[dx, q]}"
+                        )
             for extra in ("lesions.csv", "sources.csv"):
                 _subset_csv(folder / extra, site_dir / extra, names)
         (stage / "partition.tsv").write_text("\n".join(table_lines) + "\n")
-        meta = {"dataset": cfg.name, "source": str(folder.resolve()), "sites": sites,
-                "scheme": scheme, "seed": seed}
+        meta = {
+            "dataset": cfg.name,
+            "source": str(folder.resolve()),
+            "sites": sites,
+            "scheme": scheme,
+            "seed": seed,
+        }
         (stage / "partition.json").write_text(json.dumps(meta, indent=2) + "\n")
     return [out / f"site_{k}" / cfg.name for k in range(sites)]
 

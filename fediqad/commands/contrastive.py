@@ -24,15 +24,22 @@ ENCODER, HISTORY = "encoder.pt", "pretrain.json"
 
 
 def pretrain(
-    data_root: Annotated[Path, Opt("--data-root", help="Folder holding NAME/Images, "
-                                   "NAME/train.txt.")],
+    data_root: Annotated[
+        Path, Opt("--data-root", help="Folder holding NAME/Images, NAME/train.txt.")
+    ],
     dataset: Annotated[str | None, Opt("--dataset", help="Dataset preset (EYEQ, ...).")] = None,
-    lesions: Annotated[Path | None, Opt("--lesions", help="Lesion boxes CSV "
-                                        "(image,x0,y0,x1,y1[,kind]).")] = None,
-    detector: Annotated[Path | None, Opt("--detector", help="torchvision detection model "
-                                         "checkpoint (state dict).")] = None,
-    proposals: Annotated[bool, Opt("--proposals", help="Use the unsupervised proposal "
-                                   "fallback even if lesions.csv exists.")] = False,
+    lesions: Annotated[
+        Path | None, Opt("--lesions", help="Lesion boxes CSV (image,x0,y0,x1,y1[,kind]).")
+    ] = None,
+    detector: Annotated[
+        Path | None, Opt("--detector", help="torchvision detection model checkpoint (state dict).")
+    ] = None,
+    proposals: Annotated[
+        bool,
+        Opt(
+            "--proposals", help="Use the unsupervised proposal fallback even if lesions.csv exists."
+        ),
+    ] = False,
     epochs: Annotated[int | None, Opt(help="Pretraining epochs (paper: 800).")] = None,
     out: Annotated[Path | None, Opt(help="Output folder (default runs/NAME-comcl).")] = None,
     backbone: Annotated[str | None, Opt(help="Encoder backbone (paper: resnet50).")] = None,
@@ -41,14 +48,21 @@ def pretrain(
     batch_size: Annotated[int | None, Opt(help="Patches per step (paper: 400).")] = None,
     lr: Annotated[float | None, Opt(help="Adam learning rate (paper: 1e-3).")] = None,
     tau: Annotated[float | None, Opt(help="InfoNCE temperature (paper: 0.07).")] = None,
-    multi_level: Annotated[bool, Opt("--multi-level/--no-multi-level", help="The three "
-                                     "CoMCL terms, or plain instance contrast.")] = True,
-    mining: Annotated[bool, Opt("--mining/--no-mining", help="Self-paced hard-negative "
-                                "mining.")] = True,
+    multi_level: Annotated[
+        bool,
+        Opt(
+            "--multi-level/--no-multi-level",
+            help="The three CoMCL terms, or plain instance contrast.",
+        ),
+    ] = True,
+    mining: Annotated[
+        bool, Opt("--mining/--no-mining", help="Self-paced hard-negative mining.")
+    ] = True,
     split: Annotated[str, Opt(help="Split whose images give the patches.")] = "train",
     config: Annotated[Path | None, Opt(help="Config file (.toml / .yaml).")] = None,
-    set_items: Annotated[list[str] | None, Opt("--set", help="Override: "
-                                               "section.field=value.")] = None,
+    set_items: Annotated[
+        list[str] | None, Opt("--set", help="Override: section.field=value.")
+    ] = None,
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
     device: Annotated[str | None, Opt(help="cpu, cuda or auto.")] = None,
     threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
@@ -94,8 +108,9 @@ def pretrain(
     for warning in skipped_terms(bank, c.multi_level):
         say(f"[yellow]warning:[/] {warning}")
     if len(skipped_terms(bank, c.multi_level)) == (3 if c.multi_level else 1):
-        raise UserError("no loss term can be formed from these patches (see the warnings)",
-                        path=folder)
+        raise UserError(
+            "no loss term can be formed from these patches (see the warnings)", path=folder
+        )
     trainer = ContrastivePretrainer(cfg, build_contrastive_model(cfg), dev, c.epochs)
     generator = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, Any]] = []
@@ -105,21 +120,30 @@ def pretrain(
     for epoch in range(c.epochs):
         logs = trainer.fit(bank, 1, epoch, generator)
         history.append({"epoch": epoch + 1, **logs})
-        say(f"epoch {epoch + 1}/{c.epochs}: loss {logs.get('loss', float('nan')):.4f} "
-            f"({logs['patches_per_second']:.0f} patches/s)")
+        say(
+            f"epoch {epoch + 1}/{c.epochs}: loss {logs.get('loss', float('nan')):.4f} "
+            f"({logs['patches_per_second']:.0f} patches/s)"
+        )
         if (epoch + 1) % every == 0 or epoch + 1 == c.epochs:
             metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
-            save_encoder(path, trainer.model.state_dict(), cfg, metrics=metrics,
-                         epochs=epoch + 1)
-    doc = {"dataset": cfg.dataset.name, "box_source": getattr(source, "name", "custom"),
-           "patches": bank.counts(), "skipped": skipped_terms(bank, c.multi_level),
-           "seconds": time.perf_counter() - start, "config": cfg.model_dump(mode="json"),
-           "epochs": history}
+            save_encoder(path, trainer.model.state_dict(), cfg, metrics=metrics, epochs=epoch + 1)
+    doc = {
+        "dataset": cfg.dataset.name,
+        "box_source": getattr(source, "name", "custom"),
+        "patches": bank.counts(),
+        "skipped": skipped_terms(bank, c.multi_level),
+        "seconds": time.perf_counter() - start,
+        "config": cfg.model_dump(mode="json"),
+        "epochs": history,
+    }
     write_text_atomic(out / HISTORY, dumps(doc) + "\n")
     console.print(f"encoder {path}; history {out / HISTORY}", highlight=False)
-    console.print(f"fine-tune: fediqad train --dataset {cfg.dataset.name} --data-root "
-                  f"{data_root} --backbone {cfg.model.backbone} --image-size "
-                  f"{cfg.image_size} --init-encoder {path}", highlight=False)
+    console.print(
+        f"fine-tune: fediqad train --dataset {cfg.dataset.name} --data-root "
+        f"{data_root} --backbone {cfg.model.backbone} --image-size "
+        f"{cfg.image_size} --init-encoder {path}",
+        highlight=False,
+    )
 
 
 def bench_pretrain_step(
@@ -141,14 +165,20 @@ def bench_pretrain_step(
     table = Table(title=f"CoMCL pretraining step ({row.device}, {row.threads} thread(s))")
     for column in ("backbone", "patch px", "batch", "s / step", "patches / s"):
         table.add_column(column, justify="right")
-    table.add_row(row.backbone, str(row.patch_px), str(row.batch),
-                  f"{row.seconds_per_step:.3f}", f"{row.patches_per_second:.1f}")
+    table.add_row(
+        row.backbone,
+        str(row.patch_px),
+        str(row.batch),
+        f"{row.seconds_per_step:.3f}",
+        f"{row.patches_per_second:.1f}",
+    )
     console.print(table)
 
 
 def bench_comcl_evidence(
     out: Annotated[Path, Opt(help="Folder for the synthetic data and results.")] = Path(
-        "runs/comcl-evidence"),
+        "runs/comcl-evidence"
+    ),
     ratios: Annotated[str, Opt(help="LQ ratios, comma separated.")] = "0.33,0.70,1.0",
     n: Annotated[int, Opt("--n", help="Images per data set.")] = 300,
     image_size: Annotated[int, Opt(help="Image size.")] = 64,
@@ -173,8 +203,16 @@ def bench_comcl_evidence(
         raise UserError(f"--ratios must be numbers like 0.33,0.7,1.0, got {ratios!r}") from None
     if not all(0.0 <= x <= 1.0 for x in values):
         raise UserError(f"--ratios must lie in [0, 1], got {ratios}")
-    s = EvidenceSettings(values, n, image_size, backbone, pretrain_epochs,
-                         finetune_epochs=finetune_epochs, seed=seed, threads=threads)
+    s = EvidenceSettings(
+        values,
+        n,
+        image_size,
+        backbone,
+        pretrain_epochs,
+        finetune_epochs=finetune_epochs,
+        seed=seed,
+        threads=threads,
+    )
     start = time.perf_counter()
     rows = run_evidence(out, s, say=lambda text: err_console.print(text, highlight=False))
     table = markdown_table(rows)

@@ -142,9 +142,12 @@ def train(
     console.print(compat_line(result.test or result.best), highlight=False)
     if run.ledger is not None:
         led = run.ledger
-        console.print(f"differential privacy: epsilon {led.epsilon():.3f} at delta {led.delta:g} "
-                      f"(sigma {led.noise_multiplier:.3f}, q {led.sample_rate:.4f}, "
-                      f"{led.steps} noisy steps, {led.accountant} accountant)", highlight=False)
+        console.print(
+            f"differential privacy: epsilon {led.epsilon():.3f} at delta {led.delta:g} "
+            f"(sigma {led.noise_multiplier:.3f}, q {led.sample_rate:.4f}, "
+            f"{led.steps} noisy steps, {led.accountant} accountant)",
+            highlight=False,
+        )
     console.print(
         f"checkpoints {out / 'best.ckpt'} and {out / 'last.ckpt'}; history {out / 'metrics.json'}",
         highlight=False,

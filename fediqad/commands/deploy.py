@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 console = Console()
 Opt = typer.Option
-app = typer.Typer(help="Build and run the server / hospital containers (Docker SDK).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build and run the server / hospital containers (Docker SDK).", no_args_is_help=True
+)
 
 RoleArg = Annotated[str, typer.Argument(help="server or hospital.")]
 
@@ -52,8 +53,9 @@ def docker_client() -> DockerClient:
         client.ping()
     except DockerException as err:
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        raise UserError(f"no Docker engine reachable at {where} ({reason}); start Docker or "
-                        "set DOCKER_HOST") from err
+        raise UserError(
+            f"no Docker engine reachable at {where} ({reason}); start Docker or set DOCKER_HOST"
+        ) from err
     return client
 
 
@@ -72,8 +74,10 @@ def _variant(value: str) -> Variant:
 def repo_root() -> Path:
     root = Path(__file__).resolve().parents[2]
     if not (root / "deploy" / "Dockerfile.server").is_file():
-        raise UserError(f"the Dockerfiles are not next to this installation ({root}/deploy); "
-                        "run from a fediqad checkout")
+        raise UserError(
+            f"the Dockerfiles are not next to this installation ({root}/deploy); "
+            "run from a fediqad checkout"
+        )
     return root
 
 
@@ -89,8 +93,14 @@ def build(
     root = repo_root()
     for spec in specs:
         console.print(f"building {spec.tag} from {spec.dockerfile}", highlight=False)
-        client.images.build(path=str(root), dockerfile=spec.dockerfile, tag=spec.tag,
-                            buildargs=spec.buildargs, rm=True, pull=True)
+        client.images.build(
+            path=str(root),
+            dockerfile=spec.dockerfile,
+            tag=spec.tag,
+            buildargs=spec.buildargs,
+            rm=True,
+            pull=True,
+        )
     console.print("done", highlight=False)
 
 
@@ -115,8 +125,9 @@ def up(
     site_name: Annotated[str | None, Opt("--site-name", help="Hospital: its name.")] = None,
     server: Annotated[str | None, Opt("--server", help="Hospital: server HOST:PORT.")] = None,
     data: Annotated[Path | None, Opt("--data", help="Hospital: data folder (read-only).")] = None,
-    certs: Annotated[Path, Opt("--certs", help="Server: certs folder; hospital: its node "
-                               "folder (read-only).")] = Path("certs"),
+    certs: Annotated[
+        Path, Opt("--certs", help="Server: certs folder; hospital: its node folder (read-only).")
+    ] = Path("certs"),
     runs: Annotated[Path, Opt("--runs", help="Server: runs folder (writable).")] = Path("runs"),
     port: Annotated[int, Opt("--port", help="Server: published port.")] = SERVER_PORT,
     variant: Annotated[str, Opt("--variant", help="Hospital: cpu or cuda.")] = "cpu",
@@ -132,13 +143,13 @@ def up(
     else:
         if not (site_name and server and data):
             raise UserError("deploy up hospital needs --site-name, --server and --data")
-        spec = hospital_spec(site_name, server, data, certs, variant=_variant(variant),
-                             insecure=insecure)
+        spec = hospital_spec(
+            site_name, server, data, certs, variant=_variant(variant), insecure=insecure
+        )
     if insecure:
         console.print("[bold yellow]WARNING: --insecure: plaintext, no node authentication[/]")
     container = start(docker_client(), spec)
-    console.print(f"started {spec.name} ({spec.image}), id {container.short_id}",
-                  highlight=False)
+    console.print(f"started {spec.name} ({spec.image}), id {container.short_id}", highlight=False)
 
 
 @app.command("down")
@@ -168,8 +179,11 @@ def status() -> None:
         console.print("no fediqad containers", highlight=False)
     for container in found:
         health = container.attrs.get("State", {}).get("Health", {}).get("Status", "-")
-        console.print(f"{container.name}: {container.status}, health {health}, image "
-                      f"{', '.join(container.image.tags)}", highlight=False)
+        console.print(
+            f"{container.name}: {container.status}, health {health}, image "
+            f"{', '.join(container.image.tags)}",
+            highlight=False,
+        )
 
 
 def register(root: typer.Typer) -> None:

@@ -130,9 +130,14 @@ TimeoutOpt = Annotated[float | None, Opt("--round-timeout", help="Seconds to wai
 MuOpt = Annotated[float | None, Opt("--proximal-mu", help="FedProx mu (0.01).")]
 SeedOpt = Annotated[int | None, Opt("--seed", help="Random seed.")]
 ResumeOpt = Annotated[bool, Opt("--resume", help="Continue the run from its last checkpoint.")]
-FedSetOpt = Annotated[list[str] | None, Opt(
-    "--fed-set", help="Any federation setting: KEY=VALUE, e.g. trim-beta=0.1, server-lr=0.5 "
-                      "(see docs/federation.md).")]
+FedSetOpt = Annotated[
+    list[str] | None,
+    Opt(
+        "--fed-set",
+        help="Any federation setting: KEY=VALUE, e.g. trim-beta=0.1, server-lr=0.5 "
+        "(see docs/federation.md).",
+    ),
+]
 
 
 def _fed_set(items: list[str] | None) -> dict[str, Any]:
@@ -151,6 +156,8 @@ def _fed_set(items: list[str] | None) -> dict[str, Any]:
             raise UserError(f"--fed-set: unknown federation setting {key!r}")
         out[field] = yaml.safe_load(raw) if raw else ""
     return out
+
+
 PretrainRoundsOpt = Annotated[
     int | None, Opt("--pretrain-rounds", help="CoMCL encoder rounds before diagnosis (0).")
 ]
@@ -170,9 +177,13 @@ def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> d
     }
 
 
-def _simulate_privacy(dp: str | None, target_epsilon: float | None, delta: float | None,
-                      noise_multiplier: float | None, max_grad_norm: float | None
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _simulate_privacy(
+    dp: str | None,
+    target_epsilon: float | None,
+    delta: float | None,
+    noise_multiplier: float | None,
+    max_grad_norm: float | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
     the noise and clipping norm are the server's (per site update), else per sample."""
     run = privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
@@ -245,12 +256,16 @@ def simulate(
     delta: DeltaOpt = None,
     noise_multiplier: NoiseMultiplierOpt = None,
     max_grad_norm: MaxGradNormOpt = None,
-    site_epsilon_budget: Annotated[list[str] | None, Opt(
-        "--site-epsilon-budget",
-        help="NAME=EPS: a site's own epsilon limit (as node config epsilon-budget would).")
+    site_epsilon_budget: Annotated[
+        list[str] | None,
+        Opt(
+            "--site-epsilon-budget",
+            help="NAME=EPS: a site's own epsilon limit (as node config epsilon-budget would).",
+        ),
     ] = None,
-    profile_memory: Annotated[bool, Opt(
-        "--profile-memory", help="Record peak RAM of all processes in RUN/resources.json.")
+    profile_memory: Annotated[
+        bool,
+        Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
@@ -274,8 +289,7 @@ def simulate(
         else f"{(dataset or 'EYEQ').upper()}-{strategy or 'fedavg'}-{n_sites}sites"
     )
     run_dir = (out / name).resolve()
-    dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier,
-                                       max_grad_norm)
+    dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
     own = _site_budgets(site_epsilon_budget)
     budgets = {"epsilon_budgets": own} if own else {}
     fed = _federation(
@@ -288,7 +302,8 @@ def simulate(
         fed_flags={
             **dp_fed,
             "num_rounds": rounds,
-            "local_epochs": local_epochs if local_epochs is not None or resume or not synthetic
+            "local_epochs": local_epochs
+            if local_epochs is not None or resume or not synthetic
             else DEFAULT_LOCAL_EPOCHS,
             "pretrain_rounds": pretrain_rounds,
             "pretrain_epochs": pretrain_epochs,
@@ -319,8 +334,10 @@ def simulate(
         )
     unknown = sorted(set(own) - {site.name for site in site_list})
     if unknown:
-        raise UserError(f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
-                        f"are {', '.join(site.name for site in site_list)}")
+        raise UserError(
+            f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
+            f"are {', '.join(site.name for site in site_list)}"
+        )
     res = (
         Resources(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
         if cpus_per_site
@@ -340,9 +357,12 @@ def simulate(
         run_federated_simulation(fed, site_list, res, verbose=verbose, **budgets)
     if peak is not None:
         report = peak.write(run_dir / "resources.json")
-        console.print(f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "
-                      f"{report['peak_rss_gb_sum']:.2f} GB RSS summed, "
-                      f"{report['peak_processes']} processes", highlight=False)
+        console.print(
+            f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "
+            f"{report['peak_rss_gb_sum']:.2f} GB RSS summed, "
+            f"{report['peak_processes']} processes",
+            highlight=False,
+        )
     doc = json.loads((run_dir / "metrics.json").read_text())
     if not doc.get("rounds"):
         raise UserError(f"no round completed; see the log above and {run_dir}")
@@ -352,8 +372,10 @@ def simulate(
     )
 
 
-INSECURE_WARNING = ("[bold yellow]WARNING: --insecure: plaintext connection without "
-                    "SuperNode authentication; use only on a closed test network.[/]")
+INSECURE_WARNING = (
+    "[bold yellow]WARNING: --insecure: plaintext connection without "
+    "SuperNode authentication; use only on a closed test network.[/]"
+)
 
 
 def server(
@@ -362,8 +384,11 @@ def server(
     ] = False,
     certs: Annotated[
         Path,
-        Opt("--certs", help="Folder from `fediqad certs init`: ca.crt, server.crt, "
-            "server.key, allowlist/*.pub."),
+        Opt(
+            "--certs",
+            help="Folder from `fediqad certs init`: ca.crt, server.crt, "
+            "server.key, allowlist/*.pub.",
+        ),
     ] = Path("certs"),
     host: Annotated[str, Opt("--host", help="Address the SuperLink binds.")] = "0.0.0.0",
     port: Annotated[int, Opt("--port", help="SuperLink port (Fleet, Control, runtime).")] = 9092,
@@ -438,13 +463,16 @@ def client(
     data_path: Annotated[Path, Opt("--data-path", help="This site's data (ROOT/NAME/...).")],
     site_name: Annotated[str, Opt("--site-name", help="This site's name in reports.")],
     insecure: Annotated[
-        bool, Opt("--insecure", help="Plaintext, no node key (tests only; the server refuses "
-                  "it unless it runs --insecure too).")
+        bool,
+        Opt(
+            "--insecure",
+            help="Plaintext, no node key (tests only; the server refuses "
+            "it unless it runs --insecure too).",
+        ),
     ] = False,
     certs: Annotated[
         Path,
-        Opt("--certs", help="This node's folder from `fediqad certs node NAME`: ca.crt, "
-            "node.key."),
+        Opt("--certs", help="This node's folder from `fediqad certs node NAME`: ca.crt, node.key."),
     ] = Path("certs"),
     flwr_home: Annotated[
         Path | None,

@@ -10,8 +10,11 @@ from shared.errors import UserError
 
 DpOpt = Annotated[
     str | None,
-    typer.Option("--dp", help="Differential privacy: off, sample (DP-SGD at each site) or "
-                 "client (site-level DP on the aggregate; simulate only)."),
+    typer.Option(
+        "--dp",
+        help="Differential privacy: off, sample (DP-SGD at each site) or "
+        "client (site-level DP on the aggregate; simulate only).",
+    ),
 ]
 TargetEpsilonOpt = Annotated[
     float | None, typer.Option("--target-epsilon", help="Calibrate the noise to this epsilon.")
@@ -22,19 +25,26 @@ NoiseMultiplierOpt = Annotated[
 ]
 MaxGradNormOpt = Annotated[
     float | None,
-    typer.Option("--max-grad-norm", help="Clipping norm C (per sample; per site update "
-                 "under --dp client)."),
+    typer.Option(
+        "--max-grad-norm", help="Clipping norm C (per sample; per site update under --dp client)."
+    ),
 ]
 
 
-def privacy_flags(dp: str | None, target_epsilon: float | None, delta: float | None,
-                  noise_multiplier: float | None, max_grad_norm: float | None
-                  ) -> dict[str, Any]:
+def privacy_flags(
+    dp: str | None,
+    target_epsilon: float | None,
+    delta: float | None,
+    noise_multiplier: float | None,
+    max_grad_norm: float | None,
+) -> dict[str, Any]:
     """Dotted RunConfig overrides for the sample-level options (None: not given)."""
     if dp is not None and dp not in ("off", "sample", "client"):
         raise UserError(f"--dp {dp!r}: choose off, sample or client")
     return {
-        "privacy.mode": dp, "privacy.target_epsilon": target_epsilon,
-        "privacy.delta": delta, "privacy.noise_multiplier": noise_multiplier,
+        "privacy.mode": dp,
+        "privacy.target_epsilon": target_epsilon,
+        "privacy.delta": delta,
+        "privacy.noise_multiplier": noise_multiplier,
         "privacy.max_grad_norm": max_grad_norm,
     }

@@ -50,16 +50,21 @@ def report_cmd(
     ] = None,
     data_root: Annotated[
         Path | None,
-        typer.Option("--data-root", help="Data to evaluate the checkpoint on for ROC curves "
-                                         "and confusion matrices (default: what the run "
-                                         "recorded, e.g. the server's held-out set)."),
+        typer.Option(
+            "--data-root",
+            help="Data to evaluate the checkpoint on for ROC curves "
+            "and confusion matrices (default: what the run "
+            "recorded, e.g. the server's held-out set).",
+        ),
     ] = None,
     split: Annotated[
         str | None, typer.Option("--split", help="Split for ROC / confusion (default test).")
     ] = None,
     evaluate: Annotated[
-        bool, typer.Option("--eval/--no-eval", help="Evaluate the checkpoint for ROC / "
-                                                    "confusion figures.")
+        bool,
+        typer.Option(
+            "--eval/--no-eval", help="Evaluate the checkpoint for ROC / confusion figures."
+        ),
     ] = True,
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
@@ -69,12 +74,21 @@ def report_cmd(
     from fediqad.report.build import build_report
 
     dev = _device(device, threads)
-    report = build_report(run_dir, out, data_root=data_root, split=split, device=dev,
-                          batch_size=batch_size, evaluate=evaluate)
+    report = build_report(
+        run_dir,
+        out,
+        data_root=data_root,
+        split=split,
+        device=dev,
+        batch_size=batch_size,
+        evaluate=evaluate,
+    )
     _left_out(report.problems)
-    console.print(f"wrote {report.html} (self-contained) and {report.markdown} with "
-                  f"{len(report.figures)} figure(s) in {report.markdown.parent / 'figures'}",
-                  highlight=False)
+    console.print(
+        f"wrote {report.html} (self-contained) and {report.markdown} with "
+        f"{len(report.figures)} figure(s) in {report.markdown.parent / 'figures'}",
+        highlight=False,
+    )
 
 
 # ------------------------------------------------------------------------ explain
@@ -96,29 +110,34 @@ def explain_cmd(
         console.print(f"wrote {path}", highlight=False)
     if result.errors:
         _left_out(result.errors)
-        raise UserError(f"{len(result.errors)} of {len(images)} image(s) could not be "
-                        f"explained (first: {result.errors[0]})")
+        raise UserError(
+            f"{len(result.errors)} of {len(images)} image(s) could not be "
+            f"explained (first: {result.errors[0]})"
+        )
 
 
 # -------------------------------------------------------------------------- embed
 def embed_cmd(
     checkpoint: CheckpointOpt,
-    dataset: Annotated[str, typer.Option("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT or "
-                                                           "IQAD_CXR.")],
+    dataset: Annotated[
+        str, typer.Option("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT or IQAD_CXR.")
+    ],
     data_root: Annotated[
         Path, typer.Option("--data-root", help="Folder holding NAME/Images and NAME/*.txt.")
     ],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write.")],
     split: Annotated[
-        str | None, typer.Option("--split", help="Split to embed (default test, else the "
-                                                 "protocol's last split).")
+        str | None,
+        typer.Option(
+            "--split", help="Split to embed (default test, else the protocol's last split)."
+        ),
     ] = None,
     max_images: Annotated[
         int, typer.Option("--max-images", help="Random subset size (t-SNE is O(n log n)).")
     ] = 1000,
     perplexity: Annotated[
-        float | None, typer.Option("--perplexity", help="t-SNE perplexity (default "
-                                                        "min(30, (n-1)/3)).")
+        float | None,
+        typer.Option("--perplexity", help="t-SNE perplexity (default min(30, (n-1)/3))."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Subset and t-SNE seed.")] = 0,
     batch_size: BatchOpt = None,
@@ -133,8 +152,18 @@ def embed_cmd(
     if max_images < 3:
         raise UserError(f"--max-images must be at least 3, got {max_images}")
     dev = _device(device, threads)
-    result = embed(checkpoint, dataset, data_root, out, split=split, max_images=max_images,
-                   perplexity=perplexity, seed=seed, device=dev, batch_size=batch_size)
+    result = embed(
+        checkpoint,
+        dataset,
+        data_root,
+        out,
+        split=split,
+        max_images=max_images,
+        perplexity=perplexity,
+        seed=seed,
+        device=dev,
+        batch_size=batch_size,
+    )
     _left_out(result.notes)
     console.print(f"wrote {result.path}", highlight=False)
 

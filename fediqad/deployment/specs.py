@@ -20,8 +20,10 @@ LABEL_SITE = "org.fediqad.site"
 NETWORK = "fediqad"
 SERVER_PORT = 9092
 UID = "10001:10001"
-TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu",
-               "cuda": "https://download.pytorch.org/whl/cu128"}
+TORCH_INDEX = {
+    "cpu": "https://download.pytorch.org/whl/cpu",
+    "cuda": "https://download.pytorch.org/whl/cu128",
+}
 
 Role = Literal["server", "hospital"]
 Variant = Literal["cpu", "cuda"]
@@ -56,7 +58,8 @@ class ContainerSpec:
     network: str = NETWORK
     ports: dict[str, int] = field(default_factory=dict)
     restart_policy: dict[str, Any] = field(
-        default_factory=lambda: {"Name": "on-failure", "MaximumRetryCount": 5})
+        default_factory=lambda: {"Name": "on-failure", "MaximumRetryCount": 5}
+    )
     user: str = UID
     gpus: bool = False
 
@@ -65,16 +68,27 @@ class ContainerSpec:
         from docker.types import DeviceRequest, Mount
 
         kwargs: dict[str, Any] = {
-            "image": self.image, "command": self.command, "name": self.name,
-            "environment": self.environment, "labels": self.labels,
-            "mounts": [Mount(m.target, m.source, type="bind", read_only=m.read_only)
-                       for m in self.mounts],
-            "network": self.network, "ports": self.ports,
-            "restart_policy": self.restart_policy, "user": self.user, "detach": True,
-            "init": True, "read_only": True, "cap_drop": ["ALL"],
+            "image": self.image,
+            "command": self.command,
+            "name": self.name,
+            "environment": self.environment,
+            "labels": self.labels,
+            "mounts": [
+                Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in self.mounts
+            ],
+            "network": self.network,
+            "ports": self.ports,
+            "restart_policy": self.restart_policy,
+            "user": self.user,
+            "detach": True,
+            "init": True,
+            "read_only": True,
+            "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
-            "tmpfs": {"/tmp": "", "/home/fediqad": f"uid={UID.split(':')[0]},"
-                      f"gid={UID.split(':')[1]}"},
+            "tmpfs": {
+                "/tmp": "",
+                "/home/fediqad": f"uid={UID.split(':')[0]},gid={UID.split(':')[1]}",
+            },
         }
         if self.gpus:
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
@@ -92,8 +106,11 @@ def image_specs(roles: list[Role], variant: Variant = "cpu") -> list[ImageSpec]:
     out = []
     for role in roles:
         v: Variant = "cpu" if role == "server" else variant
-        out.append(ImageSpec(image_tag(role, v), f"deploy/Dockerfile.{role}",
-                             {"TORCH_INDEX": TORCH_INDEX[v]}))
+        out.append(
+            ImageSpec(
+                image_tag(role, v), f"deploy/Dockerfile.{role}", {"TORCH_INDEX": TORCH_INDEX[v]}
+            )
+        )
     return out
 
 
@@ -104,26 +121,47 @@ def _existing_dir(path: Path, what: str) -> str:
     return str(path)
 
 
-def server_spec(certs: Path, runs: Path, *, port: int = SERVER_PORT,
-                server_args: list[str] | None = None, insecure: bool = False) -> ContainerSpec:
+def server_spec(
+    certs: Path,
+    runs: Path,
+    *,
+    port: int = SERVER_PORT,
+    server_args: list[str] | None = None,
+    insecure: bool = False,
+) -> ContainerSpec:
     """The SuperLink container: certificates read-only, runs writable, one port published."""
     mounts = [MountSpec(_existing_dir(runs, "runs folder"), "/runs", read_only=False)]
     if not insecure:
-        mounts.insert(0, MountSpec(_existing_dir(certs, "certificates folder"), "/certs",
-                                   read_only=True))
+        mounts.insert(
+            0, MountSpec(_existing_dir(certs, "certificates folder"), "/certs", read_only=True)
+        )
     return ContainerSpec(
-        name="fediqad-server", image=image_tag("server"), command=list(server_args or []),
-        environment={"FEDIQAD_CERTS": "/certs", "FEDIQAD_RUN_DIR": "/runs/federated",
-                     "FEDIQAD_PORT": str(SERVER_PORT), "FEDIQAD_INSECURE": "1" if insecure
-                     else "0"},
-        mounts=mounts, labels={LABEL_ROLE: "server"}, ports={f"{SERVER_PORT}/tcp": port},
+        name="fediqad-server",
+        image=image_tag("server"),
+        command=list(server_args or []),
+        environment={
+            "FEDIQAD_CERTS": "/certs",
+            "FEDIQAD_RUN_DIR": "/runs/federated",
+            "FEDIQAD_PORT": str(SERVER_PORT),
+            "FEDIQAD_INSECURE": "1" if insecure else "0",
+        },
+        mounts=mounts,
+        labels={LABEL_ROLE: "server"},
+        ports={f"{SERVER_PORT}/tcp": port},
         restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
     )
 
 
-def hospital_spec(site: str, server: str, data: Path, certs: Path, *,
-                  variant: Variant = "cpu", max_wait: int = 300,
-                  insecure: bool = False) -> ContainerSpec:
+def hospital_spec(
+    site: str,
+    server: str,
+    data: Path,
+    certs: Path,
+    *,
+    variant: Variant = "cpu",
+    max_wait: int = 300,
+    insecure: bool = False,
+) -> ContainerSpec:
     """One hospital's SuperNode container: data and node key read-only, no port published."""
     from shared.certificates import check_name
 
@@ -132,14 +170,22 @@ def hospital_spec(site: str, server: str, data: Path, certs: Path, *,
         raise UserError(f"--server must look like HOST:PORT, got {server!r}")
     mounts = [MountSpec(_existing_dir(data, "data folder"), "/data", read_only=True)]
     if not insecure:
-        mounts.append(MountSpec(_existing_dir(certs, "node certificates folder"), "/certs",
-                                read_only=True))
+        mounts.append(
+            MountSpec(_existing_dir(certs, "node certificates folder"), "/certs", read_only=True)
+        )
     return ContainerSpec(
-        name=f"fediqad-hospital-{site}", image=image_tag("hospital", variant), command=[],
-        environment={"FEDIQAD_SITE_NAME": site, "FEDIQAD_SERVER": server,
-                     "FEDIQAD_DATA_PATH": "/data", "FEDIQAD_CERTS": "/certs",
-                     "FEDIQAD_MAX_WAIT": str(max_wait),
-                     "FEDIQAD_INSECURE": "1" if insecure else "0"},
-        mounts=mounts, labels={LABEL_ROLE: "hospital", LABEL_SITE: site},
+        name=f"fediqad-hospital-{site}",
+        image=image_tag("hospital", variant),
+        command=[],
+        environment={
+            "FEDIQAD_SITE_NAME": site,
+            "FEDIQAD_SERVER": server,
+            "FEDIQAD_DATA_PATH": "/data",
+            "FEDIQAD_CERTS": "/certs",
+            "FEDIQAD_MAX_WAIT": str(max_wait),
+            "FEDIQAD_INSECURE": "1" if insecure else "0",
+        },
+        mounts=mounts,
+        labels={LABEL_ROLE: "hospital", LABEL_SITE: site},
         gpus=variant == "cuda",
     )

@@ -24,8 +24,12 @@ UNIT = {
     "f1": "Macro F1 (0-1)",
     "kappa": "Quadratic-weighted kappa (-1 to 1)",
 }
-TITLE = {"auc": "Diagnosis AUC", "acc": "Diagnosis accuracy", "f1": "Diagnosis macro F1",
-         "kappa": "Quadratic-weighted kappa"}
+TITLE = {
+    "auc": "Diagnosis AUC",
+    "acc": "Diagnosis accuracy",
+    "f1": "Diagnosis macro F1",
+    "kappa": "Quadratic-weighted kappa",
+}
 
 
 def _xy(series: Series, key: str) -> tuple[list[int], list[float]]:
@@ -46,9 +50,15 @@ def _axis(ax: Axes, run: RunData, ylabel: str, title: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _plot_series(ax: Axes, run: RunData, lines: list[tuple[str, Series, str]],
-                 ylabel: str, title: str, bounded: bool = False,
-                 styles: list[dict[str, object]] | None = None) -> list[str]:
+def _plot_series(
+    ax: Axes,
+    run: RunData,
+    lines: list[tuple[str, Series, str]],
+    ylabel: str,
+    title: str,
+    bounded: bool = False,
+    styles: list[dict[str, object]] | None = None,
+) -> list[str]:
     """Draw (label, series, key) lines; returns labels that had no defined value."""
     undefined = []
     for index, (label, series, key) in enumerate(lines):
@@ -95,8 +105,10 @@ def metric_curves(run: RunData, out: Path) -> Drawn:
         title = f"{TITLE[key]} per {run.step_label.lower()}"
         missing = _plot_series(ax, run, lines, UNIT[key], title, bounded=True)
         undefined += [f"{TITLE[key]} {u}" for u in missing]
-    caption = (f"Diagnosis AUC, accuracy and macro F1 per {run.step_label.lower()} on "
-               f"{', '.join(scopes)}.{_note(undefined)}")
+    caption = (
+        f"Diagnosis AUC, accuracy and macro F1 per {run.step_label.lower()} on "
+        f"{', '.join(scopes)}.{_note(undefined)}"
+    )
     return save(fig, out / "curves_metrics.png"), caption
 
 
@@ -107,16 +119,33 @@ def quality_curves(run: RunData, out: Path) -> Drawn:
     fig, axes = new_figure(12, 3.8, ncols=2)
     undefined: list[str] = []
     for ax, key in zip(axes[0], ("auc", "acc"), strict=True):
-        lines = [(f"{scope}, {subset}", run.evals[scope], f"{key}_{subset.lower()}")
-                 for scope in scopes for subset in ("HQ", "LQ")]
+        lines = [
+            (f"{scope}, {subset}", run.evals[scope], f"{key}_{subset.lower()}")
+            for scope in scopes
+            for subset in ("HQ", "LQ")
+        ]
         # subset by colour and marker, scope by line style: both survive grayscale
-        styles = [{**series_style(s), "linestyle": LINESTYLES[c]}
-                  for c in range(len(scopes)) for s in range(2)]
-        undefined += [f"{TITLE[key]} {u}" for u in _plot_series(
-            ax, run, lines, UNIT[key], f"{TITLE[key]}: high- vs low-quality images", True,
-            styles)]
-    caption = (f"Diagnosis AUC and accuracy on high-quality (HQ) and low-quality (LQ) images "
-               f"per {run.step_label.lower()}.{_note(undefined)}")
+        styles = [
+            {**series_style(s), "linestyle": LINESTYLES[c]}
+            for c in range(len(scopes))
+            for s in range(2)
+        ]
+        undefined += [
+            f"{TITLE[key]} {u}"
+            for u in _plot_series(
+                ax,
+                run,
+                lines,
+                UNIT[key],
+                f"{TITLE[key]}: high- vs low-quality images",
+                True,
+                styles,
+            )
+        ]
+    caption = (
+        f"Diagnosis AUC and accuracy on high-quality (HQ) and low-quality (LQ) images "
+        f"per {run.step_label.lower()}.{_note(undefined)}"
+    )
     return save(fig, out / "curves_hq_lq.png"), caption
 
 
@@ -126,13 +155,20 @@ def site_curves(run: RunData, out: Path) -> Drawn:
         return None
     fig, axes = new_figure(12, 3.8, ncols=3)
     undefined: list[str] = []
-    for ax, (key, label) in zip(axes[0], (("auc", "all images"), ("auc_hq", "HQ images"),
-                                          ("auc_lq", "LQ images")), strict=True):
+    for ax, (key, label) in zip(
+        axes[0],
+        (("auc", "all images"), ("auc_hq", "HQ images"), ("auc_lq", "LQ images")),
+        strict=True,
+    ):
         lines = [(site, run.evals[site], key) for site in sites]
-        undefined += [f"{label}: {u}" for u in _plot_series(
-            ax, run, lines, UNIT["auc"], f"AUC per site, {label}", True)]
-    caption = ("Each site's evaluation of the global model on its own data, per round "
-               f"(all, HQ and LQ images).{_note(undefined)}")
+        undefined += [
+            f"{label}: {u}"
+            for u in _plot_series(ax, run, lines, UNIT["auc"], f"AUC per site, {label}", True)
+        ]
+    caption = (
+        "Each site's evaluation of the global model on its own data, per round "
+        f"(all, HQ and LQ images).{_note(undefined)}"
+    )
     return save(fig, out / "curves_sites.png"), caption
 
 
@@ -151,16 +187,23 @@ def loss_curves(run: RunData, out: Path) -> Drawn:
     first = axes[0][0] if sites else axes
     scope = "training" if "training" in run.train else "aggregated over sites"
     lines = [(key, main, key) for key in _loss_keys(main)]
-    undefined = _plot_series(first, run, lines, "Loss (mean per batch, dimensionless)",
-                             f"Training losses ({scope})")
+    undefined = _plot_series(
+        first, run, lines, "Loss (mean per batch, dimensionless)", f"Training losses ({scope})"
+    )
     if sites:
         site_lines = [(site, run.train[site], "loss_diagnosis") for site in sites]
-        undefined += _plot_series(axes[0][1], run, site_lines,
-                                  "Focal loss (mean per batch, dimensionless)",
-                                  "Diagnosis loss per site")
-    caption = (f"Mean training losses per {run.step_label.lower()} (focal losses of the "
-               "diagnosis, quality and auxiliary heads; `meta_` = the Meta Learner's "
-               f"objective in stage II).{_note(undefined)}")
+        undefined += _plot_series(
+            axes[0][1],
+            run,
+            site_lines,
+            "Focal loss (mean per batch, dimensionless)",
+            "Diagnosis loss per site",
+        )
+    caption = (
+        f"Mean training losses per {run.step_label.lower()} (focal losses of the "
+        "diagnosis, quality and auxiliary heads; `meta_` = the Meta Learner's "
+        f"objective in stage II).{_note(undefined)}"
+    )
     return save(fig, out / "curves_losses.png"), caption
 
 
@@ -177,8 +220,10 @@ def bytes_per_round(run: RunData, out: Path) -> Drawn:
     ax.bar(xs + width / 2, up, width, label="sites to server (up)", **bar_style(1))
     _axis(ax, run, "Data sent (MB = 10^6 bytes)", "Bytes on the wire per round")
     ax.legend(fontsize=8)
-    caption = (f"Model and metric payloads per round, all sites together; total "
-               f"{down.sum():.2f} MB down and {up.sum():.2f} MB up.")
+    caption = (
+        f"Model and metric payloads per round, all sites together; total "
+        f"{down.sum():.2f} MB down and {up.sum():.2f} MB up."
+    )
     return save(fig, out / "bytes_per_round.png"), caption
 
 
@@ -187,14 +232,20 @@ def epsilon_per_round(run: RunData, out: Path) -> Drawn:
         return None
     fig, ax = new_figure(7, 3.8)
     lines = [(scope, series, "epsilon") for scope, series in sorted(run.epsilon.items())]
-    _plot_series(ax, run, lines, "Privacy budget spent, epsilon (cumulative)",
-                 "Differential-privacy epsilon per round")
+    _plot_series(
+        ax,
+        run,
+        lines,
+        "Privacy budget spent, epsilon (cumulative)",
+        "Differential-privacy epsilon per round",
+    )
     caption = "Epsilon spent per site (as each site reported it), per round."
     return save(fig, out / "epsilon_per_round.png"), caption
 
 
-def quality_bars(rows: list[tuple[str, dict[str, float]]], out: Path, name: str,
-                 title: str) -> Drawn:
+def quality_bars(
+    rows: list[tuple[str, dict[str, float]]], out: Path, name: str, title: str
+) -> Drawn:
     """AUC / accuracy / macro F1 for all, HQ and LQ images, one bar group per row."""
     if not rows:
         return None
@@ -205,12 +256,18 @@ def quality_bars(rows: list[tuple[str, dict[str, float]]], out: Path, name: str,
         for index, (subset, suffix) in enumerate((("all", ""), ("HQ", "_hq"), ("LQ", "_lq"))):
             values = [m.get(f"{key}{suffix}", math.nan) for _, m in rows]
             offsets = xs + (index - 1) * width
-            ax.bar(offsets, np.nan_to_num(values, nan=0.0), width, label=subset,
-                   **bar_style(index))
+            ax.bar(offsets, np.nan_to_num(values, nan=0.0), width, label=subset, **bar_style(index))
             for x, v in zip(offsets, values, strict=True):
                 text = f"{v:.2f}" if math.isfinite(v) else "n/a"
-                ax.text(x, (v if math.isfinite(v) else 0.0) + 0.01, text, rotation=90,
-                        ha="center", va="bottom", fontsize=6)
+                ax.text(
+                    x,
+                    (v if math.isfinite(v) else 0.0) + 0.01,
+                    text,
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
         ax.set_xticks(xs, [label for label, _ in rows], rotation=20, ha="right", fontsize=7)
         ax.set_ylim(0, 1.15)
         ax.set_ylabel(UNIT[key])

@@ -45,9 +45,17 @@ def roc_figure(pred: Predictions, names: list[str], out: Path) -> tuple[Path, st
                 continue
             fpr, tpr, _ = roc_curve(y == k, p[:, k])
             style = series_style(index)
-            ax.plot(fpr, tpr, color=style["color"], linestyle=style["linestyle"],
-                    marker=style["marker"], markevery=max(1, len(fpr) // 8), markersize=4,
-                    linewidth=1.6, label=f"{name} vs rest (AUC {auc(fpr, tpr):.3f})")
+            ax.plot(
+                fpr,
+                tpr,
+                color=style["color"],
+                linestyle=style["linestyle"],
+                marker=style["marker"],
+                markevery=max(1, len(fpr) // 8),
+                markersize=4,
+                linewidth=1.6,
+                label=f"{name} vs rest (AUC {auc(fpr, tpr):.3f})",
+            )
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
         ax.set_aspect("equal")
@@ -56,11 +64,14 @@ def roc_figure(pred: Predictions, names: list[str], out: Path) -> tuple[Path, st
         ax.set_title(f"ROC per class, {label} (n = {int(mask.sum())})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    caption = ("One-vs-rest ROC curves of the diagnosis head per class, on all, high-quality "
-               "(HQ) and low-quality (LQ) images.")
+    caption = (
+        "One-vs-rest ROC curves of the diagnosis head per class, on all, high-quality "
+        "(HQ) and low-quality (LQ) images."
+    )
     if skipped:
-        caption += (" Not drawn (the class is absent, or the only one present): "
-                    + "; ".join(skipped) + ".")
+        caption += (
+            " Not drawn (the class is absent, or the only one present): " + "; ".join(skipped) + "."
+        )
     return save(fig, out / "roc.png"), caption
 
 
@@ -72,9 +83,11 @@ def confusion_figure(pred: Predictions, names: list[str], out: Path) -> tuple[Pa
     image = None
     for ax, (label, subset) in zip(axes[0], SUBSETS, strict=True):
         mask = _mask(pred, subset)
-        counts = confusion_matrix(pred.diagnosis_true[mask],
-                                  pred.diagnosis_prob[mask].argmax(1),
-                                  labels=np.arange(num_classes))
+        counts = confusion_matrix(
+            pred.diagnosis_true[mask],
+            pred.diagnosis_prob[mask].argmax(1),
+            labels=np.arange(num_classes),
+        )
         totals = counts.sum(axis=1, keepdims=True)
         share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
         image = ax.imshow(share, cmap=SEQUENTIAL, vmin=0.0, vmax=1.0)
@@ -82,8 +95,15 @@ def confusion_figure(pred: Predictions, names: list[str], out: Path) -> tuple[Pa
             for j in range(num_classes):
                 dark = share[i, j] < 0.55
                 part = f"{100 * share[i, j]:.0f} %" if totals[i, 0] else "no true case"
-                ax.text(j, i, f"{counts[i, j]}\n({part})", ha="center", va="center",
-                        fontsize=8, color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{counts[i, j]}\n({part})",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if dark else "black",
+                )
         ax.set_xticks(range(num_classes), labels, rotation=30, ha="right")
         ax.set_yticks(range(num_classes), labels)
         ax.set_xlabel("Predicted diagnosis (class)")
@@ -92,6 +112,8 @@ def confusion_figure(pred: Predictions, names: list[str], out: Path) -> tuple[Pa
     if image is not None:
         bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.02, pad=0.02)
         bar.set_label("Fraction of the true class (row-normalised, 0-1)")
-    caption = ("Confusion matrices of the diagnosis head: each cell gives the image count and, "
-               "in brackets, its share of the true class (the shade).")
+    caption = (
+        "Confusion matrices of the diagnosis head: each cell gives the image count and, "
+        "in brackets, its share of the true class (the shade)."
+    )
     return save(fig, out / "confusion.png"), caption

@@ -62,9 +62,13 @@ def _data_uri(path: Path) -> str:
 
 def render_html(blocks: list[Block], title: str) -> str:
     """One self-contained page: no external file, script, font or style sheet."""
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             level = min(max(block.level, 2), 4)
@@ -76,16 +80,18 @@ def render_html(blocks: list[Block], title: str) -> str:
             parts.append("<table>")
             if block.caption:
                 parts.append(f"<caption>{html.escape(block.caption)}</caption>")
-            parts.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-                         + "</tr>")
+            parts.append(
+                "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block.header) + "</tr>"
+            )
             for row in block.rows:
-                parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                             + "</tr>")
+                parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
             parts.append("</table>")
         else:
             alt = html.escape(block.caption, quote=True)
-            parts.append(f'<figure><img src="{_data_uri(block.path)}" alt="{alt}">'
-                         f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{_data_uri(block.path)}" alt="{alt}">'
+                f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

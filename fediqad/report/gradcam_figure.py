@@ -24,8 +24,11 @@ from shared.errors import UserError
 from shared.explain import HEADS, Explanation, grad_cam
 
 FIG_WIDTH, FIG_HEIGHT = 13.0, 4.4
-PANEL_TITLES = {"diagnosis": "Diagnosis head", "quality": "Quality branch",
-                "auxiliary": "Auxiliary branch"}
+PANEL_TITLES = {
+    "diagnosis": "Diagnosis head",
+    "quality": "Quality branch",
+    "auxiliary": "Auxiliary branch",
+}
 CHUNK = 16
 
 
@@ -65,26 +68,33 @@ def caption(path: Path, cfg: RunConfig, exp: Explanation, i: int) -> str:
     ds = cfg.dataset
     assert exp.diagnosis_prob is not None
     p_d = exp.diagnosis_prob[i]
-    lines = [f"{path.name}: predicted diagnosis {_name(ds.diagnosis_names, int(p_d.argmax()))} "
-             f"(p = {p_d.max():.3f})"]
+    lines = [
+        f"{path.name}: predicted diagnosis {_name(ds.diagnosis_names, int(p_d.argmax()))} "
+        f"(p = {p_d.max():.3f})"
+    ]
     if exp.quality_prob is not None:
         p_q = exp.quality_prob[i]
-        lines[0] += (f", predicted quality {_name(ds.quality_names, int(p_q.argmax()))} "
-                     f"(p = {p_q.max():.3f})")
+        lines[0] += (
+            f", predicted quality {_name(ds.quality_names, int(p_q.argmax()))} "
+            f"(p = {p_q.max():.3f})"
+        )
     lines.append("diagnosis probabilities: " + _probabilities(ds.diagnosis_names, p_d))
     if exp.quality_prob is not None:
-        lines.append("quality probabilities: " + _probabilities(ds.quality_names,
-                                                                exp.quality_prob[i]))
+        lines.append(
+            "quality probabilities: " + _probabilities(ds.quality_names, exp.quality_prob[i])
+        )
     else:
         lines.append("quality: this model has no quality head")
     return "\n".join(lines)
 
 
-def draw(path: Path, image: np.ndarray, cfg: RunConfig, exp: Explanation, i: int,
-         out: Path) -> Path:
+def draw(
+    path: Path, image: np.ndarray, cfg: RunConfig, exp: Explanation, i: int, out: Path
+) -> Path:
     """The figure for image `i` of the batch `exp` explains."""
-    fig, ax = new_mosaic(FIG_WIDTH, FIG_HEIGHT, [["input", *HEADS], ["text"] * 4],
-                         height_ratios=[3.3, 0.75])
+    fig, ax = new_mosaic(
+        FIG_WIDTH, FIG_HEIGHT, [["input", *HEADS], ["text"] * 4], height_ratios=[3.3, 0.75]
+    )
     size = image.shape[-1]
     shown = image.transpose(1, 2, 0) if image.shape[0] == 3 else image[0]
     ax["input"].imshow(shown, cmap=None if image.shape[0] == 3 else "gray", vmin=0, vmax=255)
@@ -98,18 +108,39 @@ def draw(path: Path, image: np.ndarray, cfg: RunConfig, exp: Explanation, i: int
             target = _target_text(head, int(exp.target[head][i]), cfg)
             panel.set_title(f"{PANEL_TITLES[head]}: {target}", fontsize=8)
             if exp.peak[head][i] > 0:
-                panel.imshow(exp.maps[head][i], cmap=HEATMAP, vmin=0, vmax=1, alpha=0.55,
-                             interpolation="bilinear")
+                panel.imshow(
+                    exp.maps[head][i],
+                    cmap=HEATMAP,
+                    vmin=0,
+                    vmax=1,
+                    alpha=0.55,
+                    interpolation="bilinear",
+                )
                 drew_heat = True
             else:
-                panel.text(0.5, 0.5, "no positive evidence\n(Grad-CAM map is zero)",
-                           ha="center", va="center", transform=panel.transAxes, fontsize=8,
-                           bbox={"facecolor": "white", "alpha": 0.8})
+                panel.text(
+                    0.5,
+                    0.5,
+                    "no positive evidence\n(Grad-CAM map is zero)",
+                    ha="center",
+                    va="center",
+                    transform=panel.transAxes,
+                    fontsize=8,
+                    bbox={"facecolor": "white", "alpha": 0.8},
+                )
         else:
             panel.set_title(f"{PANEL_TITLES[head]}: not available", fontsize=8)
-            panel.text(0.5, 0.5, exp.missing.get(head, "not computed"), ha="center",
-                       va="center", transform=panel.transAxes, fontsize=8, wrap=True,
-                       bbox={"facecolor": "white", "alpha": 0.8})
+            panel.text(
+                0.5,
+                0.5,
+                exp.missing.get(head, "not computed"),
+                ha="center",
+                va="center",
+                transform=panel.transAxes,
+                fontsize=8,
+                wrap=True,
+                bbox={"facecolor": "white", "alpha": 0.8},
+            )
     for name in ("input", *HEADS):
         ax[name].set_xlabel("x (pixels)")
         ax[name].set_ylabel("y (pixels)")
@@ -119,10 +150,21 @@ def draw(path: Path, image: np.ndarray, cfg: RunConfig, exp: Explanation, i: int
         bar = fig.colorbar(scale, ax=[ax[h] for h in HEADS], fraction=0.025, pad=0.01)
         bar.set_label("Grad-CAM relevance\n(normalised to map maximum, 0-1)", fontsize=8)
     ax["text"].axis("off")
-    ax["text"].text(0.0, 1.0, caption(path, cfg, exp, i), va="top", ha="left", fontsize=9,
-                    transform=ax["text"].transAxes, family="monospace")
-    fig.suptitle(f"Grad-CAM of {cfg.method} on {cfg.dataset.name} (weighted activation of "
-                 f"backbone layer {exp.layer}, the last convolutional block)", fontsize=10)
+    ax["text"].text(
+        0.0,
+        1.0,
+        caption(path, cfg, exp, i),
+        va="top",
+        ha="left",
+        fontsize=9,
+        transform=ax["text"].transAxes,
+        family="monospace",
+    )
+    fig.suptitle(
+        f"Grad-CAM of {cfg.method} on {cfg.dataset.name} (weighted activation of "
+        f"backbone layer {exp.layer}, the last convolutional block)",
+        fontsize=10,
+    )
     return save(fig, out)
 
 
@@ -138,8 +180,9 @@ def _out_names(images: list[Path], out_dir: Path) -> list[Path]:
     return names
 
 
-def explain_images(ck: Checkpoint, images: list[Path], out_dir: Path,
-                   device: torch.device | str = "cpu") -> ExplainResult:
+def explain_images(
+    ck: Checkpoint, images: list[Path], out_dir: Path, device: torch.device | str = "cpu"
+) -> ExplainResult:
     """Write one figure per readable image; unreadable ones are listed in `errors`."""
     cfg = ck.cfg
     loaded: list[tuple[Path, Path, torch.Tensor]] = []
@@ -148,14 +191,15 @@ def explain_images(ck: Checkpoint, images: list[Path], out_dir: Path,
         try:
             if Path(path).is_dir():
                 raise UserError("is a folder; pass image files", path=path)
-            loaded.append((Path(path), target, load_image(Path(path), cfg.dataset.channels,
-                                                          cfg.image_size)))
+            loaded.append(
+                (Path(path), target, load_image(Path(path), cfg.dataset.channels, cfg.image_size))
+            )
         except UserError as err:
             errors.append(str(err))
     net = ck.bundle.task_net.to(device)
     written = []
     for start in range(0, len(loaded), CHUNK):
-        chunk = loaded[start:start + CHUNK]
+        chunk = loaded[start : start + CHUNK]
         batch = torch.stack([normalise(img, cfg) for _, _, img in chunk]).to(device)
         exp = grad_cam(net, batch)
         for i, (path, target, img) in enumerate(chunk):

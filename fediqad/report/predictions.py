@@ -49,8 +49,10 @@ def compute_predictions(
     if run.checkpoint is None:
         return None, "the run folder has no checkpoint to evaluate"
     if root is None:
-        return None, ("the run does not record where its data lives; pass --data-root "
-                      "(the folder holding DATASET/Images and the split files)")
+        return None, (
+            "the run does not record where its data lives; pass --data-root "
+            "(the folder holding DATASET/Images and the split files)"
+        )
     try:
         ck = load_checkpoint(run.checkpoint)
         cfg = ck.cfg.model_copy(deep=True)

@@ -70,8 +70,10 @@ def _read_json(path: Path, run: RunData) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        run.problems.append(f"{path.name} cannot be read ({str(err).splitlines()[0]}); "
-                            "curves and metric tables are left out")
+        run.problems.append(
+            f"{path.name} cannot be read ({str(err).splitlines()[0]}); "
+            "curves and metric tables are left out"
+        )
         return None
     if not isinstance(doc, dict):
         run.problems.append(f"{path.name} is not a JSON object; curves and tables are left out")
@@ -95,20 +97,27 @@ def load_run(path: Path) -> RunData:
     checkpoint = _find_checkpoint(path)
     metrics = path / METRICS_FILE
     if not metrics.is_file() and checkpoint is None:
-        raise UserError("not a run folder: no metrics.json and no checkpoint "
-                        "(best.ckpt, last.ckpt, global.pt, checkpoints/round_*.pt)", path=path)
+        raise UserError(
+            "not a run folder: no metrics.json and no checkpoint "
+            "(best.ckpt, last.ckpt, global.pt, checkpoints/round_*.pt)",
+            path=path,
+        )
     run = RunData(path=path, kind="unknown", checkpoint=checkpoint)
     doc = _read_json(metrics, run) if metrics.is_file() else None
     if not metrics.is_file():
-        run.problems.append("no metrics.json in the run folder: per-epoch / per-round curves "
-                            "and metric tables cannot be drawn")
+        run.problems.append(
+            "no metrics.json in the run folder: per-epoch / per-round curves "
+            "and metric tables cannot be drawn"
+        )
     if doc is not None and "rounds" in doc:
         _federated(run, doc)
     elif doc is not None and "epochs" in doc:
         _centralised(run, doc)
     elif doc is not None:
-        run.problems.append("metrics.json has neither 'epochs' (fediqad train) nor 'rounds' "
-                            "(federation); curves and tables are left out")
+        run.problems.append(
+            "metrics.json has neither 'epochs' (fediqad train) nor 'rounds' "
+            "(federation); curves and tables are left out"
+        )
     if run.config is None and checkpoint is not None:
         run.config = _checkpoint_config(checkpoint, run)
     if run.config is not None:
@@ -134,11 +143,17 @@ def model_settings(cfg: dict[str, Any]) -> list[tuple[str, str]]:
         ("diagnosis classes", ", ".join(ds.get("diagnosis_names", []))),
         ("quality classes", ", ".join(ds.get("quality_names", []))),
         ("method", f"{cfg.get('method')} (schedule {cfg.get('schedule')})"),
-        ("backbone", f"{model.get('backbone')} (width x{model.get('width')}, "
-                     f"GAB {model.get('gab')}, meta length {model.get('meta_length')})"),
+        (
+            "backbone",
+            f"{model.get('backbone')} (width x{model.get('width')}, "
+            f"GAB {model.get('gab')}, meta length {model.get('meta_length')})",
+        ),
         ("image size", f"{cfg.get('image_size')} px"),
-        ("optimiser", f"SGD lr {optim.get('lr')}, meta lr {optim.get('meta_lr')}, weight decay "
-                      f"{optim.get('weight_decay')}, batch {optim.get('batch_size')}"),
+        (
+            "optimiser",
+            f"SGD lr {optim.get('lr')}, meta lr {optim.get('meta_lr')}, weight decay "
+            f"{optim.get('weight_decay')}, batch {optim.get('batch_size')}",
+        ),
         ("seed", str(cfg.get("seed"))),
     ]
 
@@ -184,8 +199,10 @@ def _federated(run: RunData, doc: dict[str, Any]) -> None:
     run.rounds = rounds
     run.settings = _federation_settings(fed, rounds)
     _federated_series(run, doc, rounds)
-    final = next((r for r in reversed(rounds) if r.get("global") or r.get("server_eval")),
-                 rounds[-1] if rounds else None)
+    final = next(
+        (r for r in reversed(rounds) if r.get("global") or r.get("server_eval")),
+        rounds[-1] if rounds else None,
+    )
     if final is not None:
         label = f"round {final['round']}"
         if final.get("global"):
@@ -206,25 +223,34 @@ def _federated(run: RunData, doc: dict[str, Any]) -> None:
         run.eval_split = str(fed.get("server_eval_split") or "test")
     for r in rounds:
         for item in list(r.get("failures") or []) + list(r.get("rejected") or []):
-            run.events.append(f"round {r['round']}: {item.get('kind')} at {item.get('site')}: "
-                              f"{item.get('reason')}")
+            run.events.append(
+                f"round {r['round']}: {item.get('kind')} at {item.get('site')}: "
+                f"{item.get('reason')}"
+            )
         if str(r.get("status", "ok")) != "ok":
             run.events.append(f"round {r['round']}: {r.get('status')}")
 
 
-def _federation_settings(fed: dict[str, Any], rounds: list[dict[str, Any]]
-                         ) -> list[tuple[str, str]]:
+def _federation_settings(
+    fed: dict[str, Any], rounds: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
     sites = sorted({name for r in rounds for name in (r.get("sites") or {})})
     strategy = str(fed.get("strategy"))
     if strategy == "fedprox":
         strategy += f" (mu {fed.get('proximal_mu')})"
     return [
         ("strategy", strategy),
-        ("rounds", f"{len(rounds)} completed of {fed.get('num_rounds')}, "
-                   f"{fed.get('local_epochs')} local epoch(s) each"),
+        (
+            "rounds",
+            f"{len(rounds)} completed of {fed.get('num_rounds')}, "
+            f"{fed.get('local_epochs')} local epoch(s) each",
+        ),
         ("sites", ", ".join(sites) or "-"),
-        ("participation", f"train fraction {fed.get('fraction_train')}, evaluate fraction "
-                          f"{fed.get('fraction_evaluate')}, min replies {fed.get('min_replies')}"),
+        (
+            "participation",
+            f"train fraction {fed.get('fraction_train')}, evaluate fraction "
+            f"{fed.get('fraction_evaluate')}, min replies {fed.get('min_replies')}",
+        ),
         ("transport", f"{fed.get('transport_dtype')} arrays"),
         ("server held-out data", str(fed.get("server_eval_data") or "none")),
     ]

@@ -49,8 +49,7 @@ def bar_style(index: int) -> dict[str, object]:
     return {"color": OKABE_ITO[i], "hatch": HATCHES[i], "edgecolor": "black", "linewidth": 0.6}
 
 
-def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1
-               ) -> tuple[Figure, Any]:
+def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1) -> tuple[Figure, Any]:
     """A figure of width x height inches (100 px per inch) and its axes."""
     plt.rcParams.update({"hatch.linewidth": 0.6, "font.size": 9})
     fig, axes = plt.subplots(
@@ -72,8 +71,9 @@ def pixel_size(width: float, height: float) -> tuple[int, int]:
     return round(width * DPI), round(height * DPI)
 
 
-def new_mosaic(width: float, height: float, layout: list[list[str]],
-               height_ratios: list[float] | None = None) -> tuple[Figure, dict[str, Any]]:
+def new_mosaic(
+    width: float, height: float, layout: list[list[str]], height_ratios: list[float] | None = None
+) -> tuple[Figure, dict[str, Any]]:
     """A named-panel figure (matplotlib's subplot_mosaic) of width x height inches."""
     plt.rcParams.update({"hatch.linewidth": 0.6, "font.size": 9})
     fig = plt.figure(figsize=(width, height), dpi=DPI, layout="constrained")

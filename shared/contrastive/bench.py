@@ -39,17 +39,22 @@ def bench_config(backbone: str, patch_px: int, batch: int) -> RunConfig:
     return cfg
 
 
-def run_pretrain_bench(backbone: str = "vgg16_bn_slim", patch_px: int = 32, batch: int = 64,
-                       device: str = "cpu", threads: int | None = 2, repeats: int = 3,
-                       warmup: int = 1) -> PretrainBenchRow:
+def run_pretrain_bench(
+    backbone: str = "vgg16_bn_slim",
+    patch_px: int = 32,
+    batch: int = 64,
+    device: str = "cpu",
+    threads: int | None = 2,
+    repeats: int = 3,
+    warmup: int = 1,
+) -> PretrainBenchRow:
     if threads is not None and device == "cpu":
         torch.set_num_threads(threads)
     cfg = bench_config(backbone, patch_px, batch)
     torch.manual_seed(0)
     trainer = ContrastivePretrainer(cfg, build_contrastive_model(cfg), device, total_epochs=10)
     size = cfg.image_size
-    patches = torch.randint(0, 256, (batch, cfg.dataset.channels, size, size),
-                            dtype=torch.uint8)
+    patches = torch.randint(0, 256, (batch, cfg.dataset.channels, size, size), dtype=torch.uint8)
     subset = torch.arange(batch) % 4
     ids = torch.arange(batch)
     dev = torch.device(device)
@@ -67,5 +72,6 @@ def run_pretrain_bench(backbone: str = "vgg16_bn_slim", patch_px: int = 32, batc
         step()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return PretrainBenchRow(backbone, size, batch, device, torch.get_num_threads(), median,
-                            batch / median)
+    return PretrainBenchRow(
+        backbone, size, batch, device, torch.get_num_threads(), median, batch / median
+    )

@@ -91,14 +91,16 @@ class CsvBoxes:
             reader = csv.DictReader(handle)
             need = {"image", "x0", "y0", "x1", "y1"}
             if reader.fieldnames is None or not need <= set(reader.fieldnames):
-                raise UserError("lesion file needs the header image,x0,y0,x1,y1[,kind]",
-                                path=self.path)
+                raise UserError(
+                    "lesion file needs the header image,x0,y0,x1,y1[,kind]", path=self.path
+                )
             for line, row in enumerate(reader, start=2):
                 try:
                     box = Box(*(float(row[k]) for k in ("x0", "y0", "x1", "y1")))
                 except (TypeError, ValueError):
-                    raise UserError("box coordinates must be numbers", path=self.path,
-                                    line=line) from None
+                    raise UserError(
+                        "box coordinates must be numbers", path=self.path, line=line
+                    ) from None
                 if box.x1 <= box.x0 or box.y1 <= box.y0:
                     raise UserError("box has x1 <= x0 or y1 <= y0", path=self.path, line=line)
                 image = Path(row["image"])
@@ -151,8 +153,10 @@ def _mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str:
     if not (missing or unknown or shape):
         return ""
     example = (shape + missing + unknown)[0]
-    return (f"{len(missing)} missing, {len(unknown)} unknown, {len(shape)} of another "
-            f"shape, e.g. {example!r}")
+    return (
+        f"{len(missing)} missing, {len(unknown)} unknown, {len(shape)} of another "
+        f"shape, e.g. {example!r}"
+    )
 
 
 class DetectorBoxes:
@@ -169,7 +173,9 @@ class DetectorBoxes:
         return UserError(
             f"not a usable detector checkpoint: {why}; expected a torchvision detection "
             f"model's state_dict, or {{'arch', 'num_classes', 'state_dict'}} with arch one "
-            f"of {', '.join(DETECTOR_ARCHS)}", path=self.path)
+            f"of {', '.join(DETECTOR_ARCHS)}",
+            path=self.path,
+        )
 
     def _load(self, score_threshold: float) -> tuple[torch.nn.Module, float]:
         from torchvision.models import detection
@@ -180,13 +186,16 @@ class DetectorBoxes:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise self._fail(f"cannot read it as tensors ({first[:160]}); save "
-                             "model.state_dict(), not the model object") from None
+            raise self._fail(
+                f"cannot read it as tensors ({first[:160]}); save "
+                "model.state_dict(), not the model object"
+            ) from None
         if not isinstance(data, dict):
             raise self._fail(f"it holds a {type(data).__name__}")
         state = data.get("state_dict", data)
         if not isinstance(state, dict) or not all(
-                isinstance(v, torch.Tensor) for v in state.values()):
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
             raise self._fail("its state_dict is not a mapping of tensors")
         if "arch" in data:
             archs, classes = (str(data["arch"]),), int(data.get("num_classes", 2))
@@ -199,15 +208,17 @@ class DetectorBoxes:
                 raise self._fail("no detection-head weights found and no 'arch'") from None
         why = ""
         for arch in sorted(archs, key=lambda a: "mobilenet" not in a):  # cheap ones first
-            model = getattr(detection, arch)(weights=None, weights_backbone=None,
-                                             num_classes=classes)
+            model = getattr(detection, arch)(
+                weights=None, weights_backbone=None, num_classes=classes
+            )
             why = _mismatch(model, state)
             if not why:
                 model.load_state_dict(state)
                 break
         else:
-            raise self._fail(f"weights do not fit {' or '.join(archs)} with {classes} "
-                             f"classes ({why})")
+            raise self._fail(
+                f"weights do not fit {' or '.join(archs)} with {classes} classes ({why})"
+            )
         threshold = float(data.get("score_threshold", score_threshold))
         return model.eval().to(self.device), threshold
 
@@ -256,8 +267,7 @@ def propose(image: torch.Tensor, max_boxes: int = 8, k_std: float = 3.0) -> list
     strength = ndimage.sum_labels(residual, labels, index)
     slices = ndimage.find_objects(labels)
     limit = (size / 8) ** 2
-    ranked = sorted((i for i in range(count) if areas[i] <= limit),
-                    key=lambda i: -strength[i])
+    ranked = sorted((i for i in range(count) if areas[i] <= limit), key=lambda i: -strength[i])
     out = []
     for i in ranked[:max_boxes]:
         ys, xs = slices[i]
@@ -275,8 +285,15 @@ def choose_source(
 ) -> BoxSource:
     """The box source the user asked for; without one, DATASET/lesions.csv if present,
     else the proposal fallback (announced once through `say`)."""
-    given = [name for name, v in (("--lesions", lesions), ("--detector", detector),
-                                  ("--proposals", proposals or None)) if v is not None]
+    given = [
+        name
+        for name, v in (
+            ("--lesions", lesions),
+            ("--detector", detector),
+            ("--proposals", proposals or None),
+        )
+        if v is not None
+    ]
     if len(given) > 1:
         raise UserError(f"give at most one lesion box source, not {' and '.join(given)}")
     if lesions is not None:
@@ -289,13 +306,16 @@ def choose_source(
             say(f"lesion boxes from {default}")
         return CsvBoxes(default, dataset_dir)
     if say is not None and not proposals:
-        say("no lesion boxes (no --lesions, no --detector, no lesions.csv in the dataset "
-            "folder): using the unsupervised proposal fallback (docs/comcl.md)")
+        say(
+            "no lesion boxes (no --lesions, no --detector, no lesions.csv in the dataset "
+            "folder): using the unsupervised proposal fallback (docs/comcl.md)"
+        )
     return ProposalBoxes()
 
 
-def boxes_for(source: BoxSource, paths: Sequence[Path], images: Sequence[torch.Tensor]
-              ) -> list[list[Box]]:
+def boxes_for(
+    source: BoxSource, paths: Sequence[Path], images: Sequence[torch.Tensor]
+) -> list[list[Box]]:
     return [source(p, img) for p, img in zip(paths, images, strict=True)]
 
 

@@ -70,10 +70,12 @@ def _pretrain(cfg: RunConfig, bank: Any, flags: tuple[bool, bool]) -> tuple[dict
     cfg.contrastive.multi_level, cfg.contrastive.hard_mining = flags
     torch.manual_seed(cfg.seed)
     trainer = ContrastivePretrainer(cfg, build_contrastive_model(cfg), "cpu")
-    logs = trainer.fit(bank, cfg.contrastive.epochs, 0,
-                       torch.Generator().manual_seed(cfg.seed))
-    backbone = {k.removeprefix("backbone."): v.detach().clone()
-                for k, v in trainer.model.state_dict().items() if k.startswith("backbone.")}
+    logs = trainer.fit(bank, cfg.contrastive.epochs, 0, torch.Generator().manual_seed(cfg.seed))
+    backbone = {
+        k.removeprefix("backbone."): v.detach().clone()
+        for k, v in trainer.model.state_dict().items()
+        if k.startswith("backbone.")
+    }
     return backbone, logs
 
 
@@ -97,8 +99,9 @@ def _finetune(cfg: RunConfig, root: Path, encoder: dict | None) -> dict[str, flo
     return evaluate(bundle, make_loader(test, cfg, False), cfg, "cpu")
 
 
-def run_evidence(out: Path, s: EvidenceSettings,
-                 say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_evidence(
+    out: Path, s: EvidenceSettings, say: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
     """Every (ratio, variant) row: test kappa / accuracy (overall, HQ, LQ) and timings."""
     from shared.data.synth import synthesize
 
@@ -117,22 +120,44 @@ def run_evidence(out: Path, s: EvidenceSettings,
             encoder, logs = (None, {}) if flags is None else _pretrain(cfg, bank, flags)
             t1 = time.perf_counter()
             metrics = _finetune(cfg, root, encoder)
-            row = {"lq_ratio": ratio, "variant": name, "pretrain_seconds": t1 - t0,
-                   "finetune_seconds": time.perf_counter() - t1,
-                   "pretrain_loss": logs.get("loss"), "patches": len(bank),
-                   **{k: metrics.get(k) for k in ("kappa", "acc", "auc", "f1", "kappa_hq",
-                                                  "acc_hq", "kappa_lq", "acc_lq", "n")}}
+            row = {
+                "lq_ratio": ratio,
+                "variant": name,
+                "pretrain_seconds": t1 - t0,
+                "finetune_seconds": time.perf_counter() - t1,
+                "pretrain_loss": logs.get("loss"),
+                "patches": len(bank),
+                **{
+                    k: metrics.get(k)
+                    for k in (
+                        "kappa",
+                        "acc",
+                        "auc",
+                        "f1",
+                        "kappa_hq",
+                        "acc_hq",
+                        "kappa_lq",
+                        "acc_lq",
+                        "n",
+                    )
+                },
+            }
             rows.append(row)
-            say(f"  {name}: kappa {row['kappa']:.3f}, acc {row['acc']:.3f} "
-                f"({row['pretrain_seconds']:.0f}+{row['finetune_seconds']:.0f} s)")
+            say(
+                f"  {name}: kappa {row['kappa']:.3f}, acc {row['acc']:.3f} "
+                f"({row['pretrain_seconds']:.0f}+{row['finetune_seconds']:.0f} s)"
+            )
     return rows
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Kappa / ACC per variant (rows) and LQ ratio (columns), as in CoMCL's Table 1."""
     ratios = sorted({r["lq_ratio"] for r in rows})
-    head = "| initialisation | " + " | ".join(f"{round(x * 100)} % LQ kappa / ACC"
-                                              for x in ratios) + " |"
+    head = (
+        "| initialisation | "
+        + " | ".join(f"{round(x * 100)} % LQ kappa / ACC" for x in ratios)
+        + " |"
+    )
     lines = [head, "|---" * (len(ratios) + 1) + "|"]
     for name in dict.fromkeys(r["variant"] for r in rows):
         cells = []

@@ -18,7 +18,10 @@ from shared.contrastive.mining import hardest_negatives
 
 
 def allowed_negatives(
-    anchor_ids: torch.Tensor | None, negative_ids: torch.Tensor | None, n: int, m: int,
+    anchor_ids: torch.Tensor | None,
+    negative_ids: torch.Tensor | None,
+    n: int,
+    m: int,
     device: torch.device,
 ) -> torch.Tensor:
     """[N, M] bool: True where negative j may be used for anchor i (not the same patch)."""

@@ -33,8 +33,9 @@ def comcl_loss(
     total_epochs: int,
 ) -> tuple[torch.Tensor | None, dict[str, float]]:
     """(loss or None when no term can be formed, logs) for embeddings of two views."""
-    parts: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                      torch.Tensor]] = []
+    parts: list[
+        tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    ] = []
     if c.multi_level:
         for anchor, negative in TERMS:
             a = subset == SUBSETS.index(anchor)
@@ -48,8 +49,15 @@ def comcl_loss(
     for name, anchor_z, positive_z, negative_z, anchor_ids, negative_ids in parts:
         delta = int(negative_z.shape[0] - (1 if negative_z is positive_z else 0))
         keep = k_schedule(epoch, total_epochs, delta) if c.hard_mining else None
-        losses = info_nce(anchor_z, positive_z, negative_z, c.tau, anchor_ids=anchor_ids,
-                          negative_ids=negative_ids, keep=keep)
+        losses = info_nce(
+            anchor_z,
+            positive_z,
+            negative_z,
+            c.tau,
+            anchor_ids=anchor_ids,
+            negative_ids=negative_ids,
+            keep=keep,
+        )
         logs[f"loss_{name}"] = float(losses.detach().mean())
         if keep is not None:
             chosen, by_rule = self_paced_selection(losses, keep, c.min_selected_fraction)

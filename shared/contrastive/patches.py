@@ -92,8 +92,9 @@ class PatchBank:
             yield torch.cat(picks)
 
 
-def lesion_squares(boxes: Sequence[Box], side: int, size: int, limit: int
-                   ) -> list[tuple[int, int, int]]:
+def lesion_squares(
+    boxes: Sequence[Box], side: int, size: int, limit: int
+) -> list[tuple[int, int, int]]:
     """(x0, y0, side) squares around boxes: largest first, no centre inside an earlier
     square, each shifted to lie inside the image."""
     out: list[tuple[int, int, int]] = []
@@ -112,8 +113,9 @@ def lesion_squares(boxes: Sequence[Box], side: int, size: int, limit: int
     return out
 
 
-def healthy_squares(image: torch.Tensor, side: int, count: int, rng: np.random.Generator
-                    ) -> list[tuple[int, int, int]]:
+def healthy_squares(
+    image: torch.Tensor, side: int, count: int, rng: np.random.Generator
+) -> list[tuple[int, int, int]]:
     """Random squares, each retried until mostly inside the field of view."""
     size = image.shape[-1]
     bright = image.max(dim=0).values > FOV_LEVEL
@@ -122,7 +124,7 @@ def healthy_squares(image: torch.Tensor, side: int, count: int, rng: np.random.G
         x0 = y0 = 0
         for _ in range(CROP_TRIES):
             x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
-            if bright[y0:y0 + side, x0:x0 + side].float().mean() >= FOV_FRACTION:
+            if bright[y0 : y0 + side, x0 : x0 + side].float().mean() >= FOV_FRACTION:
                 break
         out.append((x0, y0, side))
     return out
@@ -130,7 +132,7 @@ def healthy_squares(image: torch.Tensor, side: int, count: int, rng: np.random.G
 
 def _crop(image: torch.Tensor, square: tuple[int, int, int], out_px: int) -> torch.Tensor:
     x0, y0, s = square
-    crop = image[:, y0:y0 + s, x0:x0 + s]
+    crop = image[:, y0 : y0 + s, x0 : x0 + s]
     if s != out_px:
         crop = TF.resize(crop, [out_px, out_px], antialias=True)
     return crop
@@ -157,8 +159,9 @@ def build_bank(
         image = get(i)
         hq = int(quality[i]) == 0
         if int(diagnosis[i]) > 0:
-            squares = lesion_squares(source(Path(path), image), side, image.shape[-1],
-                                     c.lesions_per_image)
+            squares = lesion_squares(
+                source(Path(path), image), side, image.shape[-1], c.lesions_per_image
+            )
             kind = LESION_HQ if hq else LESION_LQ
         else:
             squares = healthy_squares(image, side, c.healthy_per_image, rng)
@@ -168,21 +171,25 @@ def build_bank(
             subsets.append(kind)
             sources.append(i)
     channels = cfg.dataset.channels
-    patches = (torch.stack(crops) if crops
-               else torch.zeros(0, channels, out_px, out_px, dtype=torch.uint8))
-    return PatchBank(patches, torch.tensor(subsets, dtype=torch.int64),
-                     torch.tensor(sources, dtype=torch.int64))
+    patches = (
+        torch.stack(crops) if crops else torch.zeros(0, channels, out_px, out_px, dtype=torch.uint8)
+    )
+    return PatchBank(
+        patches, torch.tensor(subsets, dtype=torch.int64), torch.tensor(sources, dtype=torch.int64)
+    )
 
 
-def split_bank(data_root: Path, cfg: RunConfig, source: BoxSource, split: str = "train",
-               seed: int = 0) -> PatchBank:
+def split_bank(
+    data_root: Path, cfg: RunConfig, source: BoxSource, split: str = "train", seed: int = 0
+) -> PatchBank:
     """The patch bank of one split of ROOT/NAME (a site's training data)."""
     from shared.data.dataset import open_split
 
     data = open_split(data_root, cfg, split)
     paths = [r.image for r in data.records]
-    return build_bank(data.image_uint8, paths, data.diagnosis.tolist(), data.quality.tolist(),
-                      source, cfg, seed)
+    return build_bank(
+        data.image_uint8, paths, data.diagnosis.tolist(), data.quality.tolist(), source, cfg, seed
+    )
 
 
 def describe(bank: PatchBank) -> str:

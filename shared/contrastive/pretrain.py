@@ -36,8 +36,9 @@ class ContrastiveModel(nn.Module):
         size = backbone.feature_size
         self.head: nn.Module = nn.Identity()
         if projection_dim:
-            self.head = nn.Sequential(nn.Linear(size, size), nn.ReLU(inplace=True),
-                                      nn.Linear(size, projection_dim))
+            self.head = nn.Sequential(
+                nn.Linear(size, size), nn.ReLU(inplace=True), nn.Linear(size, projection_dim)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x).mean(dim=(2, 3)))
@@ -55,19 +56,26 @@ def make_augment(size: int) -> v2.Compose:
     """Views of one patch: crop/zoom, flips, mild brightness/contrast. Kept mild on
     purpose: strong blur or noise would imitate the quality degradation the (L vs L~)
     term must tell apart."""
-    return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.ColorJitter(brightness=0.2, contrast=0.2),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+        ]
+    )
 
 
 class ContrastivePretrainer:
     """Adam on the whole ContrastiveModel; one object per site and run."""
 
-    def __init__(self, cfg: RunConfig, model: ContrastiveModel,
-                 device: torch.device | str = "cpu", total_epochs: int | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: ContrastiveModel,
+        device: torch.device | str = "cpu",
+        total_epochs: int | None = None,
+    ):
         refuse_contrastive(cfg)  # InfoNCE couples a batch: no sample-level DP here
         self.cfg = cfg
         self.c = cfg.contrastive
@@ -84,17 +92,19 @@ class ContrastivePretrainer:
         """Two independently augmented, normalised views of uint8 patches [B, C, S, S]."""
         pair = torch.stack([self.augment(p) for p in torch.cat([patches, patches])])
         x = pair.to(self.device, torch.float32).div_(255.0).sub_(self._mean).div_(self._std)
-        return x[: len(patches)], x[len(patches):]
+        return x[: len(patches)], x[len(patches) :]
 
-    def step(self, patches: torch.Tensor, subset: torch.Tensor, ids: torch.Tensor,
-             epoch: int) -> dict[str, float]:
+    def step(
+        self, patches: torch.Tensor, subset: torch.Tensor, ids: torch.Tensor, epoch: int
+    ) -> dict[str, float]:
         """One optimisation step on a batch of patches; logs (no step if no term fits)."""
         self.model.train()
         x1, x2 = self.views(patches)
         z = self.model(torch.cat([x1, x2]))
-        z1, z2 = z[: len(x1)], z[len(x1):]
-        loss, logs = comcl_loss(z1, z2, subset.to(self.device), ids.to(self.device),
-                                self.c, epoch, self.total_epochs)
+        z1, z2 = z[: len(x1)], z[len(x1) :]
+        loss, logs = comcl_loss(
+            z1, z2, subset.to(self.device), ids.to(self.device), self.c, epoch, self.total_epochs
+        )
         if loss is not None:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -102,9 +112,14 @@ class ContrastivePretrainer:
         logs["patches"] = float(len(patches))
         return logs
 
-    def fit(self, bank: PatchBank, epochs: int, start_epoch: int = 0,
-            generator: torch.Generator | None = None,
-            on_step: StepHook | None = None) -> dict[str, float]:
+    def fit(
+        self,
+        bank: PatchBank,
+        epochs: int,
+        start_epoch: int = 0,
+        generator: torch.Generator | None = None,
+        on_step: StepHook | None = None,
+    ) -> dict[str, float]:
         """Epochs start_epoch .. start_epoch + epochs - 1 (0-based, of total_epochs);
         returns mean logs over steps, patches per epoch, seconds and patches/s."""
         generator = generator or torch.Generator().manual_seed(self.cfg.seed)

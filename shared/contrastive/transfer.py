@@ -42,21 +42,38 @@ class EncoderFile:
 
 
 def _split_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
-    backbone = {k.removeprefix("backbone."): v.detach().cpu().clone()
-                for k, v in state.items() if k.startswith("backbone.")}
-    head = {k.removeprefix("head."): v.detach().cpu().clone()
-            for k, v in state.items() if k.startswith("head.")}
+    backbone = {
+        k.removeprefix("backbone."): v.detach().cpu().clone()
+        for k, v in state.items()
+        if k.startswith("backbone.")
+    }
+    head = {
+        k.removeprefix("head."): v.detach().cpu().clone()
+        for k, v in state.items()
+        if k.startswith("head.")
+    }
     return backbone, head
 
 
-def save_encoder(path: Path, model_state: Mapping[str, torch.Tensor], cfg: RunConfig,
-                 *, metrics: Mapping[str, float] | None = None, epochs: int = 0) -> Path:
+def save_encoder(
+    path: Path,
+    model_state: Mapping[str, torch.Tensor],
+    cfg: RunConfig,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    epochs: int = 0,
+) -> Path:
     """Write a ContrastiveModel state (keys backbone.*, head.*) as an encoder file."""
     backbone, head = _split_state(model_state)
     payload = {
-        "format": FORMAT, "version": VERSION, "backbone": cfg.model.backbone,
-        "width": float(cfg.model.width), "channels": int(cfg.dataset.channels),
-        "state_dict": backbone, "head": head, "config": cfg.model_dump(mode="json"),
+        "format": FORMAT,
+        "version": VERSION,
+        "backbone": cfg.model.backbone,
+        "width": float(cfg.model.width),
+        "channels": int(cfg.dataset.channels),
+        "state_dict": backbone,
+        "head": head,
+        "config": cfg.model_dump(mode="json"),
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
         "epochs": int(epochs),
     }
@@ -73,15 +90,23 @@ def read_encoder(path: Path) -> EncoderFile:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(f"not a readable encoder file ({first[:160]})", path=path) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError("not a fediqad encoder file (write one with `fediqad pretrain`)",
-                        path=path)
+        raise UserError("not a fediqad encoder file (write one with `fediqad pretrain`)", path=path)
     if int(data.get("version", 0)) > VERSION:
-        raise UserError(f"encoder format version {data.get('version')} is newer than this "
-                        "fediqad reads; upgrade fediqad", path=path)
-    return EncoderFile(str(data["backbone"]), float(data["width"]), int(data["channels"]),
-                       dict(data["state_dict"]), dict(data.get("head") or {}),
-                       dict(data.get("config") or {}), dict(data.get("metrics") or {}),
-                       int(data.get("epochs") or 0))
+        raise UserError(
+            f"encoder format version {data.get('version')} is newer than this "
+            "fediqad reads; upgrade fediqad",
+            path=path,
+        )
+    return EncoderFile(
+        str(data["backbone"]),
+        float(data["width"]),
+        int(data["channels"]),
+        dict(data["state_dict"]),
+        dict(data.get("head") or {}),
+        dict(data.get("config") or {}),
+        dict(data.get("metrics") or {}),
+        int(data.get("epochs") or 0),
+    )
 
 
 def check_encoder(path: Path, cfg: RunConfig) -> EncoderFile:
@@ -93,7 +118,9 @@ def check_encoder(path: Path, cfg: RunConfig) -> EncoderFile:
         raise UserError(
             f"encoder was pretrained as backbone {enc.backbone} width {enc.width:g} with "
             f"{enc.channels} channel(s); this run builds {want[0]} width {want[1]:g} with "
-            f"{want[2]} channel(s) (pass --backbone / --width to match)", path=path)
+            f"{want[2]} channel(s) (pass --backbone / --width to match)",
+            path=path,
+        )
     from shared.models.backbones import build_backbone
 
     backbone = build_backbone(cfg.model.backbone, cfg.dataset.channels, cfg.model.width)
@@ -101,22 +128,27 @@ def check_encoder(path: Path, cfg: RunConfig) -> EncoderFile:
     return enc
 
 
-def load_backbone_state(backbone: nn.Module, state: Mapping[str, torch.Tensor],
-                        source: str = "encoder") -> None:
+def load_backbone_state(
+    backbone: nn.Module, state: Mapping[str, torch.Tensor], source: str = "encoder"
+) -> None:
     """Strict load: every key present with its shape, no unknown key."""
     own = backbone.state_dict()
     missing = [k for k in own if k not in state]
     unknown = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unknown or wrong:
-        raise UserError(f"encoder weights do not fit the backbone: {len(missing)} missing, "
-                        f"{len(unknown)} unknown, {len(wrong)} of another shape "
-                        f"(e.g. {(missing + unknown + wrong)[0]!r})", path=source)
+        raise UserError(
+            f"encoder weights do not fit the backbone: {len(missing)} missing, "
+            f"{len(unknown)} unknown, {len(wrong)} of another shape "
+            f"(e.g. {(missing + unknown + wrong)[0]!r})",
+            path=source,
+        )
     backbone.load_state_dict(dict(state))
 
 
-def init_from_encoder(modules: Mapping[str, nn.Module], state: Mapping[str, torch.Tensor]
-                      ) -> list[str]:
+def init_from_encoder(
+    modules: Mapping[str, nn.Module], state: Mapping[str, torch.Tensor]
+) -> list[str]:
     """Load an encoder's backbone state into each diagnosis model's backbone (`.model`);
     returns the names of the models initialised."""
     done = []

@@ -44,8 +44,14 @@ def file_stamps(paths: list[Path]) -> np.ndarray:
 class ImageCache:
     """Row i holds image i of `paths` as uint8 [C, S, S]."""
 
-    def __init__(self, paths: list[Path], channels: int, size: int,
-                 cache_dir: Path | None = None, stamps: np.ndarray | None = None):
+    def __init__(
+        self,
+        paths: list[Path],
+        channels: int,
+        size: int,
+        cache_dir: Path | None = None,
+        stamps: np.ndarray | None = None,
+    ):
         self.paths = [str(p) for p in paths]
         self.channels = channels
         self.size = size
@@ -87,8 +93,9 @@ class ImageCache:
         if self._pid == pid:
             return
         n = len(self.paths)
-        self._data = np.memmap(self.data_path, dtype=np.uint8, mode="r+",
-                               shape=(n, *self.row_shape))
+        self._data = np.memmap(
+            self.data_path, dtype=np.uint8, mode="r+", shape=(n, *self.row_shape)
+        )
         self._stamp = np.memmap(self.stamp_path, dtype=np.int64, mode="r+", shape=(n, 2))
         self._pid = pid
 

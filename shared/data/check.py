@@ -37,8 +37,11 @@ def dataset_config_for(folder: Path, name: str | None = None) -> DatasetConfig:
     try:
         return preset(key).dataset
     except UserError:
-        raise UserError(f"cannot tell which dataset this is from the folder name "
-                        f"{Path(folder).name!r}; pass --dataset", path=folder) from None
+        raise UserError(
+            f"cannot tell which dataset this is from the folder name "
+            f"{Path(folder).name!r}; pass --dataset",
+            path=folder,
+        ) from None
 
 
 def _file_digest(path: Path) -> str:
@@ -49,8 +52,9 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_dataset(folder: Path, name: str | None = None, decode_images: bool = True,
-                  threads: int = 4) -> list[Problem]:
+def check_dataset(
+    folder: Path, name: str | None = None, decode_images: bool = True, threads: int = 4
+) -> list[Problem]:
     """All problems found in ROOT/NAME, sorted by file and line."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -65,8 +69,13 @@ def check_dataset(folder: Path, name: str | None = None, decode_images: bool = T
         path = split_path(folder, split)
         if not path.is_file():
             if split in cfg.splits:
-                problems.append(Problem(str(path), 0, f"split file missing ({cfg.name} "
-                                        f"protocol: {', '.join(cfg.splits)})"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        0,
+                        f"split file missing ({cfg.name} protocol: {', '.join(cfg.splits)})",
+                    )
+                )
             continue
         rows = _rows_with_problems(path, problems)
         if not rows:
@@ -80,10 +89,18 @@ def check_dataset(folder: Path, name: str | None = None, decode_images: bool = T
             key = row.name
             if key in seen:
                 other_file, other_line = seen[key]
-                what = ("duplicate row" if other_file == str(path)
-                        else "image also listed in another split (leak)")
-                problems.append(Problem(str(path), row.line,
-                                        f"{what}: {row.name} (first at {other_file}:{other_line})"))
+                what = (
+                    "duplicate row"
+                    if other_file == str(path)
+                    else "image also listed in another split (leak)"
+                )
+                problems.append(
+                    Problem(
+                        str(path),
+                        row.line,
+                        f"{what}: {row.name} (first at {other_file}:{other_line})",
+                    )
+                )
                 continue
             seen[key] = (str(path), row.line)
             listed.append((record.image, str(path), row.line))
@@ -95,7 +112,7 @@ def _bare(err: UserError) -> str:
     """The message of a UserError without its `path:line: ` prefix."""
     text = str(err)
     prefix = f"{err.path}:{err.line}: " if err.line is not None else f"{err.path}: "
-    return text[len(prefix):] if err.path is not None and text.startswith(prefix) else text
+    return text[len(prefix) :] if err.path is not None and text.startswith(prefix) else text
 
 
 def _rows_with_problems(path: Path, problems: list[Problem]) -> list[SplitRow]:
@@ -116,8 +133,9 @@ def _rows_with_problems(path: Path, problems: list[Problem]) -> list[SplitRow]:
     return rows
 
 
-def _file_problems(listed: list[tuple[Path, str, int]], cfg: DatasetConfig,
-                   decode_images: bool, threads: int) -> list[Problem]:
+def _file_problems(
+    listed: list[tuple[Path, str, int]], cfg: DatasetConfig, decode_images: bool, threads: int
+) -> list[Problem]:
     problems: list[Problem] = []
     present: list[tuple[Path, str, int]] = []
     for image, split_file, line in listed:
@@ -148,8 +166,13 @@ def _file_problems(listed: list[tuple[Path, str, int]], cfg: DatasetConfig,
             digest = _file_digest(image)
             if digest in by_digest:
                 first = by_digest[digest]
-                problems.append(Problem(split_file, line, f"{image} has the same content as "
-                                        f"{first[0]} ({first[1]}:{first[2]})"))
+                problems.append(
+                    Problem(
+                        split_file,
+                        line,
+                        f"{image} has the same content as {first[0]} ({first[1]}:{first[2]})",
+                    )
+                )
             else:
                 by_digest[digest] = (image, split_file, line)
     return problems

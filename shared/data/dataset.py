@@ -26,8 +26,7 @@ class DataError(UserError):
     recovers its original one-line message from that text so the CLI still prints one line.
     """
 
-    def __init__(self, message: str, *, path: str | Path | None = None,
-                 line: int | None = None):
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
         marker = f"{type(self).__name__}: "
         if message.startswith("Caught ") and marker in message:
             message = message.rstrip().splitlines()[-1].split(marker, 1)[1]
@@ -37,9 +36,15 @@ class DataError(UserError):
 class IQADDataset(Dataset):
     """Items are (image float32 [C,S,S] normalised, diagnosis, quality, joint) tensors."""
 
-    def __init__(self, records: list[SampleRecord], cfg: RunConfig, augment: bool = False,
-                 cache: bool = True, cache_dir: Path | None = None,
-                 stamps: np.ndarray | None = None):
+    def __init__(
+        self,
+        records: list[SampleRecord],
+        cfg: RunConfig,
+        augment: bool = False,
+        cache: bool = True,
+        cache_dir: Path | None = None,
+        stamps: np.ndarray | None = None,
+    ):
         self.records = records
         self.cfg = cfg
         self.augment = augment
@@ -50,7 +55,8 @@ class IQADDataset(Dataset):
         self.quality = torch.tensor([r.quality for r in records], dtype=torch.int64)
         self.joint = torch.tensor(
             [joint_label(r.diagnosis, r.quality, ds.num_diagnosis) for r in records],
-            dtype=torch.int64)
+            dtype=torch.int64,
+        )
         self._mean = torch.tensor(ds.norm_mean, dtype=torch.float32).view(-1, 1, 1)
         self._std = torch.tensor(ds.norm_std, dtype=torch.float32).view(-1, 1, 1)
         paths = [r.image for r in records]
@@ -86,16 +92,25 @@ class IQADDataset(Dataset):
         return table
 
 
-def open_split(data_root: Path, cfg: RunConfig, split: str, augment: bool = False, *,
-               cache: bool = True, cache_dir: Path | None = None) -> IQADDataset:
+def open_split(
+    data_root: Path,
+    cfg: RunConfig,
+    split: str,
+    augment: bool = False,
+    *,
+    cache: bool = True,
+    cache_dir: Path | None = None,
+) -> IQADDataset:
     """One split of ROOT/NAME as a Dataset; every listed image must exist."""
     ds = cfg.dataset
     folder = resolve_dataset_dir(Path(data_root), ds.name)
     path = split_path(folder, split)
     if not path.is_file():
         if split not in ds.splits:
-            raise UserError(f"{ds.name} has no '{split}' split (its protocol has "
-                            f"{', '.join(ds.splits)})", path=folder)
+            raise UserError(
+                f"{ds.name} has no '{split}' split (its protocol has {', '.join(ds.splits)})",
+                path=folder,
+            )
         raise UserError(f"split file {path.name} missing", path=folder)
     records = read_split(path, ds)
     if not records:
@@ -105,16 +120,24 @@ def open_split(data_root: Path, cfg: RunConfig, split: str, augment: bool = Fals
     for i in missing:
         if not records[i].image.is_file():
             rel = records[i].image
-            raise UserError(f"image {rel} does not exist ({len(missing)} missing in all); "
-                            "run `fediqad data check` for the full list",
-                            path=path, line=records[i].line)
-    return IQADDataset(records, cfg, augment=augment, cache=cache, cache_dir=cache_dir,
-                       stamps=stamps)
+            raise UserError(
+                f"image {rel} does not exist ({len(missing)} missing in all); "
+                "run `fediqad data check` for the full list",
+                path=path,
+                line=records[i].line,
+            )
+    return IQADDataset(
+        records, cfg, augment=augment, cache=cache, cache_dir=cache_dir, stamps=stamps
+    )
 
 
-def make_loader(dataset: IQADDataset, cfg: RunConfig, train: bool,
-                batch_size: int | None = None, generator: torch.Generator | None = None
-                ) -> DataLoader:
+def make_loader(
+    dataset: IQADDataset,
+    cfg: RunConfig,
+    train: bool,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
     """DataLoader with the run's batch size and workers; workers persist across epochs
     (they keep their memory maps open) and memory is pinned only for CUDA.
 

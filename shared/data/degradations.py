@@ -27,8 +27,10 @@ def _to_hwc(image: Any) -> tuple[np.ndarray, Callable[[np.ndarray], Any]]:
     if torch is not None and isinstance(image, torch.Tensor):
         arr = image.detach().cpu().numpy()
         if arr.ndim == 3:
+
             def back_t(out: np.ndarray) -> Any:
                 return torch.from_numpy(np.array(out.transpose(2, 0, 1), order="C"))
+
             return np.ascontiguousarray(arr.transpose(1, 2, 0)), back_t
         return arr[..., None], lambda out: torch.from_numpy(np.array(out[..., 0], order="C"))
     arr = np.asarray(image)
@@ -138,7 +140,7 @@ def spots(image: Any, severity: float, rng: np.random.Generator) -> Any:
         r = radius[i]
         y0, y1 = int(max(cy[i] * h - 3 * r, 0)), int(min(cy[i] * h + 3 * r + 1, h))
         x0, x1 = int(max(cx[i] * w - 3 * r, 0)), int(min(cx[i] * w + 3 * r + 1, w))
-        d2 = ((yy[y0:y1, x0:x1] - cy[i] * h) ** 2 + (xx[y0:y1, x0:x1] - cx[i] * w) ** 2)
+        d2 = (yy[y0:y1, x0:x1] - cy[i] * h) ** 2 + (xx[y0:y1, x0:x1] - cx[i] * w) ** 2
         a = (strength[i] * (0.3 + 0.7 * s) * np.exp(-d2 / (2 * r * r)))[..., None]
         patch = x[y0:y1, x0:x1]
         if dark[i]:
@@ -231,8 +233,10 @@ DEGRADATIONS: dict[str, Degradation] = {
 # extras. Fundus and OCTA get lesion-like artefacts (spots, shadows, low signal); CT and
 # CXR images are down-sampled first (COVID-CT's figures from papers; low-dose CXR).
 LQ_PLAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fundus": (("spots", "shadow", "uneven_illumination", "blur"),
-               ("blur", "low_contrast", "overexposure", "jpeg", "noise", "uneven_illumination")),
+    "fundus": (
+        ("spots", "shadow", "uneven_illumination", "blur"),
+        ("blur", "low_contrast", "overexposure", "jpeg", "noise", "uneven_illumination"),
+    ),
     "octa": (("shadow", "low_signal", "spots"), ("motion_lines", "blur", "noise")),
     "ct": (("downsample",), ("jpeg", "low_contrast", "overexposure", "noise", "spots", "blur")),
     "cxr": (("downsample",), ("low_contrast", "overexposure", "blur", "uneven_illumination")),
@@ -260,8 +264,13 @@ def plan(modality: str, rng: np.random.Generator) -> list[str]:
     return names
 
 
-def degrade(image: Any, modality: str, severity: float, rng: np.random.Generator,
-            names: list[str] | None = None) -> tuple[Any, list[str]]:
+def degrade(
+    image: Any,
+    modality: str,
+    severity: float,
+    rng: np.random.Generator,
+    names: list[str] | None = None,
+) -> tuple[Any, list[str]]:
     """Make a low-quality image: the modality's plan (or `names`), each at about
     `severity`. Returns the image and the degradations applied, in order."""
     if names is None:
@@ -278,9 +287,16 @@ def degrade(image: Any, modality: str, severity: float, rng: np.random.Generator
     return out, names
 
 
-def degrade_to_ratio(data_root: Any, dataset: str, split: str, ratio: float, out: Any,
-                     seed: int = 0, severity: tuple[float, float] = (0.4, 0.9),
-                     force: bool = False) -> Any:
+def degrade_to_ratio(
+    data_root: Any,
+    dataset: str,
+    split: str,
+    ratio: float,
+    out: Any,
+    seed: int = 0,
+    severity: tuple[float, float] = (0.4, 0.9),
+    force: bool = False,
+) -> Any:
     """Copy one split to OUT/NAME with HQ images degraded until `ratio` of it is LQ.
 
     CoMCL's protocol (33 % as published, then 70 % and 100 % LQ). Unchanged images are

@@ -76,12 +76,14 @@ def decode(path: Path, channels: int, size: int) -> np.ndarray:
                 # test agreement on a reduced copy: cheap, and the same answer in practice
                 probe = img if max(img.size) <= 512 else img.resize((256, 256))
                 if not channels_agree(np.asarray(probe)):
-                    raise UserError("colour image in a 1-channel dataset (its channels "
-                                    "differ); convert it to greyscale first", path=path)
+                    raise UserError(
+                        "colour image in a 1-channel dataset (its channels "
+                        "differ); convert it to greyscale first",
+                        path=path,
+                    )
                 img = img.convert("L")
             elif img.mode == "L" and channels == 3:
-                raise UserError("greyscale image in a 3-channel (colour fundus) dataset",
-                                path=path)
+                raise UserError("greyscale image in a 3-channel (colour fundus) dataset", path=path)
             if img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8).copy()
@@ -89,11 +91,18 @@ def decode(path: Path, channels: int, size: int) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise UserError("image file not found", path=path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as err:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"cannot read image ({reason}); the file is corrupt, truncated or "
-                        "not an image", path=path) from None
+        raise UserError(
+            f"cannot read image ({reason}); the file is corrupt, truncated or not an image",
+            path=path,
+        ) from None
 
 
 def load_image(path: Path, channels: int, size: int) -> torch.Tensor:

@@ -37,21 +37,26 @@ def find_dataset_dir(data_root: Path, name: str) -> Path:
     """ROOT/NAME under either spelling; a clear error naming both when absent."""
     data_root = Path(data_root)
     if not data_root.is_dir():
-        raise UserError("data root not found; pass the folder that holds the dataset folders",
-                        path=data_root)
+        raise UserError(
+            "data root not found; pass the folder that holds the dataset folders", path=data_root
+        )
     for candidate in folder_names(name):
         if (data_root / candidate).is_dir():
             return data_root / candidate
     tried = " or ".join(folder_names(name))
-    raise UserError(f"no dataset folder {tried} here (expected ROOT/NAME/Images and "
-                    "ROOT/NAME/train.txt)", path=data_root)
+    raise UserError(
+        f"no dataset folder {tried} here (expected ROOT/NAME/Images and ROOT/NAME/train.txt)",
+        path=data_root,
+    )
 
 
 def resolve_dataset_dir(data_root: Path, name: str) -> Path:
     """ROOT/NAME (either spelling); ROOT itself when it already is the NAME folder."""
     data_root = Path(data_root)
-    if dataset_name_of(data_root) == name.upper().replace("-", "_") and (
-            data_root / "train.txt").is_file():
+    if (
+        dataset_name_of(data_root) == name.upper().replace("-", "_")
+        and (data_root / "train.txt").is_file()
+    ):
         return data_root
     return find_dataset_dir(data_root, name)
 
@@ -70,8 +75,7 @@ def staged_dir(target: Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that replaces `target` only if the block succeeds."""
     target = Path(target)
     if target.exists() and not force:
-        raise UserError("output already exists; choose another --out or pass --force",
-                        path=target)
+        raise UserError("output already exists; choose another --out or pass --force", path=target)
     made = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

@@ -38,8 +38,16 @@ def _load_full(path: Path, channels: int) -> np.ndarray:
         raise UserError(f"cannot read image ({err})", path=path) from None
 
 
-def build_lq_split(data_root: Path, dataset: str, split: str, ratio: float, out: Path,
-                   seed: int, severity: tuple[float, float], force: bool) -> Path:
+def build_lq_split(
+    data_root: Path,
+    dataset: str,
+    split: str,
+    ratio: float,
+    out: Path,
+    seed: int,
+    severity: tuple[float, float],
+    force: bool,
+) -> Path:
     cfg = preset(dataset).dataset
     if not 0.0 <= ratio <= 1.0:
         raise UserError(f"LQ ratio must be between 0 and 1, got {ratio}")
@@ -53,8 +61,11 @@ def build_lq_split(data_root: Path, dataset: str, split: str, ratio: float, out:
     have = len(rows) - len(hq)
     want = int(round(ratio * len(rows)))
     if want < have:
-        raise UserError(f"{split} already has {have / len(rows):.1%} LQ images, more than "
-                        f"the requested {ratio:.1%}; only HQ images are degraded", path=path)
+        raise UserError(
+            f"{split} already has {have / len(rows):.1%} LQ images, more than "
+            f"the requested {ratio:.1%}; only HQ images are degraded",
+            path=path,
+        )
     rng = np.random.default_rng(seed)
     chosen = set(rng.choice(hq, size=want - have, replace=False).tolist()) if want > have else set()
     target = Path(out) / cfg.name

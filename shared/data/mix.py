@@ -11,30 +11,65 @@ import numpy as np
 from shared.config import DatasetConfig
 from shared.data.splits import apportion
 
-TABLE1_NAMES = {"EYEQ": "EyeQ", "DEEPDR": "DeepDR", "DRAC": "DRAC", "IQAD_CT": "CT-IQAD",
-                "IQAD_CXR": "CXR-IQAD"}
+TABLE1_NAMES = {
+    "EYEQ": "EyeQ",
+    "DEEPDR": "DeepDR",
+    "DRAC": "DRAC",
+    "IQAD_CT": "CT-IQAD",
+    "IQAD_CXR": "CXR-IQAD",
+}
 
 TABLE1: dict[str, dict[tuple[str, str], int]] = {
-    "EYEQ": {("NoDR", "HQ"): 12308, ("NoDR", "LQ-U"): 4553, ("NoDR", "LQ-P"): 3747,
-             ("NPDR", "HQ"): 4405, ("NPDR", "LQ-U"): 1690, ("NPDR", "LQ-P"): 1438,
-             ("PDR", "HQ"): 104, ("PDR", "LQ-U"): 191, ("PDR", "LQ-P"): 353},
-    "DEEPDR": {("NoDR", "HQ"): 532, ("NoDR", "LQ"): 382, ("NPDR", "HQ"): 506,
-               ("NPDR", "LQ"): 468, ("PDR", "HQ"): 50, ("PDR", "LQ"): 62},
-    "DRAC": {("NoDR", "HQ"): 444, ("NoDR", "LQ"): 101, ("NPDR", "HQ"): 303,
-             ("NPDR", "LQ"): 41, ("PDR", "HQ"): 93, ("PDR", "LQ"): 15},
-    "IQAD_CT": {("Normal", "HQ"): 800, ("Normal", "LQ"): 349, ("Covid-19", "HQ"): 800,
-                ("Covid-19", "LQ"): 397},
-    "IQAD_CXR": {("Normal", "HQ"): 792, ("Normal", "LQ-C"): 791, ("Normal", "LQ-A"): 999,
-                 ("Pneumonia", "HQ"): 2137, ("Pneumonia", "LQ-C"): 2136,
-                 ("Pneumonia", "LQ-A"): 1431},
+    "EYEQ": {
+        ("NoDR", "HQ"): 12308,
+        ("NoDR", "LQ-U"): 4553,
+        ("NoDR", "LQ-P"): 3747,
+        ("NPDR", "HQ"): 4405,
+        ("NPDR", "LQ-U"): 1690,
+        ("NPDR", "LQ-P"): 1438,
+        ("PDR", "HQ"): 104,
+        ("PDR", "LQ-U"): 191,
+        ("PDR", "LQ-P"): 353,
+    },
+    "DEEPDR": {
+        ("NoDR", "HQ"): 532,
+        ("NoDR", "LQ"): 382,
+        ("NPDR", "HQ"): 506,
+        ("NPDR", "LQ"): 468,
+        ("PDR", "HQ"): 50,
+        ("PDR", "LQ"): 62,
+    },
+    "DRAC": {
+        ("NoDR", "HQ"): 444,
+        ("NoDR", "LQ"): 101,
+        ("NPDR", "HQ"): 303,
+        ("NPDR", "LQ"): 41,
+        ("PDR", "HQ"): 93,
+        ("PDR", "LQ"): 15,
+    },
+    "IQAD_CT": {
+        ("Normal", "HQ"): 800,
+        ("Normal", "LQ"): 349,
+        ("Covid-19", "HQ"): 800,
+        ("Covid-19", "LQ"): 397,
+    },
+    "IQAD_CXR": {
+        ("Normal", "HQ"): 792,
+        ("Normal", "LQ-C"): 791,
+        ("Normal", "LQ-A"): 999,
+        ("Pneumonia", "HQ"): 2137,
+        ("Pneumonia", "LQ-C"): 2136,
+        ("Pneumonia", "LQ-A"): 1431,
+    },
 }
 
 
 def table1_matrix(cfg: DatasetConfig) -> np.ndarray:
     """Table 1 as a [D, Q] array in canonical index order (quality 0 = HQ)."""
     table = TABLE1[cfg.name]
-    return np.array([[table[(d, q)] for q in cfg.quality_names] for d in cfg.diagnosis_names],
-                    dtype=float)
+    return np.array(
+        [[table[(d, q)] for q in cfg.quality_names] for d in cfg.diagnosis_names], dtype=float
+    )
 
 
 def class_weights(cfg: DatasetConfig, lq_ratio: float | None = None) -> np.ndarray:

@@ -64,8 +64,11 @@ def parse_line(path: Path, number: int, raw: str) -> SplitRow | None:
         return None
     fields = [f.strip() for f in line.split(",")]
     if len(fields) < 3:
-        raise UserError(f"expected 3 columns (image_name,DR_label,IQ_label), got "
-                        f"{len(fields)}: {line!r}", path=path, line=number)
+        raise UserError(
+            f"expected 3 columns (image_name,DR_label,IQ_label), got {len(fields)}: {line!r}",
+            path=path,
+            line=number,
+        )
     name, d_text, q_text = ",".join(fields[:-2]), fields[-2], fields[-1]
     if number == 1 and not (_is_int(d_text) and _is_int(q_text)):
         return None  # header
@@ -73,8 +76,9 @@ def parse_line(path: Path, number: int, raw: str) -> SplitRow | None:
         raise UserError("empty image name", path=path, line=number)
     for label, text_value in (("DR_label", d_text), ("IQ_label", q_text)):
         if not _is_int(text_value):
-            raise UserError(f"{label} must be an integer, got {text_value!r}",
-                            path=path, line=number)
+            raise UserError(
+                f"{label} must be an integer, got {text_value!r}", path=path, line=number
+            )
     return SplitRow(name, int(d_text), int(q_text), number)
 
 
@@ -92,11 +96,17 @@ def interpret_row(row: SplitRow, cfg: DatasetConfig, path: Path) -> SampleRecord
     """Validate one row's labels and turn them into a record."""
     d_max = 4 if cfg.five_grade_dr else cfg.num_diagnosis - 1
     if not 0 <= row.diagnosis <= d_max:
-        raise UserError(f"DR_label {row.diagnosis} out of range 0-{d_max} for {cfg.name}",
-                        path=path, line=row.line)
+        raise UserError(
+            f"DR_label {row.diagnosis} out of range 0-{d_max} for {cfg.name}",
+            path=path,
+            line=row.line,
+        )
     if not 0 <= row.quality < cfg.num_quality:
-        raise UserError(f"IQ_label {row.quality} out of range 0-{cfg.num_quality - 1} for "
-                        f"{cfg.name}", path=path, line=row.line)
+        raise UserError(
+            f"IQ_label {row.quality} out of range 0-{cfg.num_quality - 1} for {cfg.name}",
+            path=path,
+            line=row.line,
+        )
     diagnosis = map_five_grade(row.diagnosis) if cfg.five_grade_dr else row.diagnosis
     image = Path(os.path.abspath(Path(path).parent / row.name))
     return SampleRecord(image, diagnosis, quality_from_file(cfg.name, row.quality), row.line)
@@ -140,7 +150,7 @@ def stratified_assign(keys: Sequence[int], fractions: Sequence[float], seed: int
         counts = apportion(len(idx), frac)
         start = 0
         for split, count in enumerate(counts):
-            out[idx[start:start + count]] = split
+            out[idx[start : start + count]] = split
             start += count
     # tiny datasets: rounding per stratum can leave a split empty; move one item there
     # from the largest split (from its most common stratum) so every split has data

@@ -88,7 +88,10 @@ def tsne_2d(values: np.ndarray, seed: int = 0, perplexity: float | None = None) 
     if not 0 < perplexity < n:
         raise ValueError(f"perplexity must be between 0 and the number of images ({n})")
     tsne = TSNE(
-        n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
         random_state=seed,
     )
     return tsne.fit_transform(values).astype(np.float32)

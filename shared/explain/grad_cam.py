@@ -99,8 +99,9 @@ def _cam(activation: torch.Tensor, grad: torch.Tensor, size: int) -> torch.Tenso
     return cam
 
 
-def grad_cam(task_net: nn.Module, images: torch.Tensor, heads: tuple[str, ...] = HEADS
-             ) -> Explanation:
+def grad_cam(
+    task_net: nn.Module, images: torch.Tensor, heads: tuple[str, ...] = HEADS
+) -> Explanation:
     """Grad-CAM maps of `heads` for normalised images [N, C, S, S] (eval mode, no training
     state is changed; BatchNorm uses its running statistics)."""
     name, layer = target_layer(task_net)

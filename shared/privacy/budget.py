@@ -78,10 +78,15 @@ def calibrate(pc: PrivacyConfig, sample_rate: float, steps: int) -> float:
     # isort: on
 
     try:
-        return float(get_noise_multiplier(
-            target_epsilon=pc.target_epsilon, target_delta=pc.delta,
-            sample_rate=sample_rate, steps=max(steps, 1), accountant=pc.accountant,
-        ))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=pc.target_epsilon,
+                target_delta=pc.delta,
+                sample_rate=sample_rate,
+                steps=max(steps, 1),
+                accountant=pc.accountant,
+            )
+        )
     except ValueError as err:
         raise UserError(f"--target-epsilon {pc.target_epsilon:g}: {err}") from None
 
@@ -137,11 +142,16 @@ class PrivacyLedger:
         return out
 
     def to_json(self) -> str:
-        return json.dumps({
-            "accountant": self.accountant, "delta": self.delta,
-            "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
-            "budget": self.budget, "history": [list(h) for h in self.history],
-        })
+        return json.dumps(
+            {
+                "accountant": self.accountant,
+                "delta": self.delta,
+                "noise_multiplier": self.noise_multiplier,
+                "sample_rate": self.sample_rate,
+                "budget": self.budget,
+                "history": [list(h) for h in self.history],
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> PrivacyLedger:
@@ -151,5 +161,8 @@ class PrivacyLedger:
 
     def summary(self) -> dict[str, Any]:
         """Checkpoint metadata: enough to recompute epsilon with any Opacus accountant."""
-        return {**self.metrics(), "accountant": self.accountant,
-                "history": [list(h) for h in self.history]}
+        return {
+            **self.metrics(),
+            "accountant": self.accountant,
+            "history": [list(h) for h in self.history],
+        }

@@ -58,8 +58,7 @@ def per_example_meta_gradients(
         params: Params, x: torch.Tensor, d: torch.Tensor, q: torch.Tensor, j: torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         example = Batch(x[None], d[None], q[None], j[None])
-        soft = functional_call(meta_learner, (params, meta_buffers), (example.image,
-                                                                       example.joint))
+        soft = functional_call(meta_learner, (params, meta_buffers), (example.image, example.joint))
 
         def stage_one(task_params: Params) -> torch.Tensor:
             logits = functional_call(task_net, (task_params, task_buffers), (example.image,))
@@ -67,20 +66,22 @@ def per_example_meta_gradients(
 
         g = grad(stage_one)(theta)
         pseudo = {
-            k: t - hp.lr * (g[k] + hp.weight_decay * t + (hp.momentum * mom[k] if k in mom
-                                                            else 0.0))
+            k: t
+            - hp.lr * (g[k] + hp.weight_decay * t + (hp.momentum * mom[k] if k in mom else 0.0))
             for k, t in theta.items()
         }
         primary = primary_losses(
-            functional_call(task_net, (pseudo, task_buffers), (example.image,)), example,
+            functional_call(task_net, (pseudo, task_buffers), (example.image,)),
+            example,
             hp.gamma,
         )
         entropy = per_example_entropy(soft)[0]
         return primary + hp.entropy_weight * entropy, (primary, entropy)
 
     if not len(batch.image):  # an empty Poisson batch: no example, no gradient
-        return {k: torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
-                for k, p in phi.items()}, {}
+        return {
+            k: torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device) for k, p in phi.items()
+        }, {}
     per_example, (primary, entropy) = vmap(
         grad(objective, has_aux=True), in_dims=(None, 0, 0, 0, 0)
     )(phi, batch.image, diag, qual, batch.joint)

@@ -18,9 +18,7 @@ def check_sample_dp(cfg: RunConfig) -> None:
     if pc.mode != "sample":
         return
     if pc.noise_multiplier is None and pc.target_epsilon is None:
-        raise UserError(
-            "--dp sample needs --noise-multiplier or --target-epsilon (and --delta)"
-        )
+        raise UserError("--dp sample needs --noise-multiplier or --target-epsilon (and --delta)")
     from shared.models import META_METHODS
 
     if cfg.schedule == "fused" and cfg.method in META_METHODS:

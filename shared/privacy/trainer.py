@@ -111,8 +111,9 @@ class DPLocalTrainer(LocalTrainer):
                         delattr(p, attr)
 
     # ------------------------------------------------------------------- steps
-    def _private_step(self, optimizer: DPOptimizer, loss: torch.Tensor | None,
-                      module: nn.Module) -> None:
+    def _private_step(
+        self, optimizer: DPOptimizer, loss: torch.Tensor | None, module: nn.Module
+    ) -> None:
         optimizer.zero_grad(set_to_none=True)
         if loss is None:  # empty Poisson batch: the release is noise alone
             for p in module.parameters():
@@ -155,9 +156,13 @@ class DPLocalTrainer(LocalTrainer):
         self.task_gsm.remove_hooks()  # only read here; its hooks would break torch.func
         try:
             grads, logs = per_example_meta_gradients(
-                self.bundle.task_net, meta, batch, self.hyper(),
+                self.bundle.task_net,
+                meta,
+                batch,
+                self.hyper(),
                 num_diagnosis=self.cfg.dataset.num_diagnosis,
-                num_quality=self.cfg.dataset.num_quality, momentum=self._momentum(),
+                num_quality=self.cfg.dataset.num_quality,
+                momentum=self._momentum(),
             )
         finally:
             self.task_gsm.add_hooks(loss_reduction="mean")
@@ -182,8 +187,9 @@ def planned_steps(cfg: RunConfig, n: int, epochs: int) -> int:
     return epochs * passes_per_epoch(cfg) * steps_per_epoch(cfg, n)
 
 
-def new_ledger(cfg: RunConfig, n: int, total_steps: int,
-               budget: float | None = None) -> PrivacyLedger:
+def new_ledger(
+    cfg: RunConfig, n: int, total_steps: int, budget: float | None = None
+) -> PrivacyLedger:
     """A site's ledger: sigma fixed for the whole run (calibrated on `total_steps`)."""
     pc = cfg.privacy
     check_delta(pc.delta, n)

@@ -46,8 +46,16 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Site]:
 
 def grid_of(sites: list[Site]) -> InProcessGrid:
     app = make_client_app(sites, threads=1)
-    contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
-                                 state=RecordDict(), run_config={}) for i in range(len(sites))}
+    contexts = {
+        100 + i: Context(
+            run_id=1,
+            node_id=100 + i,
+            node_config={"partition-id": i},
+            state=RecordDict(),
+            run_config={},
+        )
+        for i in range(len(sites))
+    }
     return InProcessGrid({n: (app, c) for n, c in contexts.items()})
 
 
@@ -57,8 +65,9 @@ def fed_of(tmp_path: Path, **kw: object) -> FederationConfig:
     cfg.model.width = 0.5
     cfg.device, cfg.threads = "cpu", 1
     kw.setdefault("pretrain_rounds", 2)
-    return FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2,
-                            fraction_evaluate=0.0, **kw)
+    return FederationConfig(
+        run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2, fraction_evaluate=0.0, **kw
+    )
 
 
 def test_pretrain_rounds_feed_the_global_backbone(sites, tmp_path, caplog) -> None:
@@ -104,8 +113,10 @@ def test_run_server_pretrains_then_trains_and_resume_skips_done_rounds(sites, tm
     grid2 = grid_of(sites)
     run_server(grid2, more)
     assert MESSAGE_TYPE not in [m.metadata.message_type for m in grid2.pushed]
-    assert torch.equal(read_encoder(fed.run_dir / "comcl" / "encoder.pt").state_dict[
-        "block1.0.weight"], encoder.state_dict["block1.0.weight"])
+    assert torch.equal(
+        read_encoder(fed.run_dir / "comcl" / "encoder.pt").state_dict["block1.0.weight"],
+        encoder.state_dict["block1.0.weight"],
+    )
 
 
 def test_resume_continues_unfinished_pretraining_rounds(sites, tmp_path) -> None:

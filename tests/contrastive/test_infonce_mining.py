@@ -47,8 +47,17 @@ def test_infonce_temperature_default_and_gradient() -> None:
 
 @pytest.mark.parametrize(
     ("t", "t_max", "delta", "expected"),
-    [(0, 4, 10, 10), (1, 4, 10, 9), (2, 4, 10, 7), (3, 4, 10, 3), (4, 4, 10, 1),
-     (0, 800, 400, 400), (400, 800, 400, 282), (799, 800, 400, 1), (5, 10, 0, 0)],
+    [
+        (0, 4, 10, 10),
+        (1, 4, 10, 9),
+        (2, 4, 10, 7),
+        (3, 4, 10, 3),
+        (4, 4, 10, 1),
+        (0, 800, 400, 400),
+        (400, 800, 400, 282),
+        (799, 800, 400, 1),
+        (5, 10, 0, 0),
+    ],
 )
 def test_k_schedule(t: int, t_max: int, delta: int, expected: int) -> None:
     # floor(delta * cos(pi t / (2 T_max))), at least 1 while negatives exist
@@ -78,8 +87,11 @@ def test_mining_keeps_exactly_the_k_hardest() -> None:
 
 def test_infonce_with_mining_uses_only_the_k_hardest() -> None:
     g = torch.Generator().manual_seed(2)
-    a, p, n = (torch.randn(3, 6, generator=g), torch.randn(3, 6, generator=g),
-               torch.randn(7, 6, generator=g))
+    a, p, n = (
+        torch.randn(3, 6, generator=g),
+        torch.randn(3, 6, generator=g),
+        torch.randn(7, 6, generator=g),
+    )
     k, tau = 2, 0.1
     got = info_nce(a, p, n, tau, keep=k)
     an, pn, nn_ = (torch.nn.functional.normalize(x, dim=1) for x in (a, p, n))
@@ -87,8 +99,7 @@ def test_infonce_with_mining_uses_only_the_k_hardest() -> None:
         sims = (nn_ @ an[i]).tolist()
         hardest = sorted(sims, reverse=True)[:k]
         pos = float(an[i] @ pn[i])
-        want = -pos / tau + math.log(math.exp(pos / tau) + sum(math.exp(s / tau)
-                                                                for s in hardest))
+        want = -pos / tau + math.log(math.exp(pos / tau) + sum(math.exp(s / tau) for s in hardest))
         assert float(got[i]) == pytest.approx(want, rel=1e-5)
 
 
@@ -99,8 +110,8 @@ def test_anchor_own_patch_is_never_a_negative() -> None:
     # negatives include every anchor's own embedding (the most similar possible)
     with_ids = info_nce(z, z + 0.01, z, 0.2, anchor_ids=ids, negative_ids=ids)
     for i in range(6):
-        others = torch.cat([z[:i], z[i + 1:]])
-        alone = info_nce(z[i:i + 1], z[i:i + 1] + 0.01, others, 0.2)
+        others = torch.cat([z[:i], z[i + 1 :]])
+        alone = info_nce(z[i : i + 1], z[i : i + 1] + 0.01, others, 0.2)
         assert float(with_ids[i]) == pytest.approx(float(alone[0]), rel=1e-5)
     # mining picks the hardest *allowed* negatives: never the anchor itself
     mined = info_nce(z, z + 0.01, z, 0.2, anchor_ids=ids, negative_ids=ids, keep=1)

@@ -90,8 +90,9 @@ def test_empty_subset_is_reported(synth_root: Path) -> None:
     cfg = comcl_config()
     images = [torch.full((3, 64, 64), 120, dtype=torch.uint8)] * 4
     boxes = lambda path, image: [Box(20, 20, 24, 24)]  # noqa: E731
-    bank = build_bank(images, [Path(f"{i}.png") for i in range(4)], [1, 1, 0, 0],
-                      [0, 0, 0, 0], boxes, cfg)
+    bank = build_bank(
+        images, [Path(f"{i}.png") for i in range(4)], [1, 1, 0, 0], [0, 0, 0, 0], boxes, cfg
+    )
     assert bank.counts()["L~"] == 0 and bank.counts()["H~"] == 0
     warnings = skipped_terms(bank, True)
     assert len(warnings) == 2 and all("skipped" in w for w in warnings)
@@ -147,17 +148,31 @@ def test_torchvision_detector_checkpoint_gives_boxes(tmp_path: Path) -> None:
 
     torch.manual_seed(0)
     model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-        weights=None, weights_backbone=None, num_classes=2)
+        weights=None, weights_backbone=None, num_classes=2
+    )
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     assert DetectorBoxes(tmp_path / "bare.pt").model is not None  # arch inferred from keys
-    torch.save({"arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "num_classes": 2,
-                "state_dict": model.state_dict(), "score_threshold": 0.0}, tmp_path / "d.pt")
+    torch.save(
+        {
+            "arch": "fasterrcnn_mobilenet_v3_large_320_fpn",
+            "num_classes": 2,
+            "state_dict": model.state_dict(),
+            "score_threshold": 0.0,
+        },
+        tmp_path / "d.pt",
+    )
     source = DetectorBoxes(tmp_path / "d.pt")
     image = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
     boxes = source(Path("x.png"), image)
     assert isinstance(boxes, list)
     assert all(0 <= b.x0 <= b.x1 <= 64 and 0 <= b.y0 <= b.y1 <= 64 for b in boxes)
-    torch.save({"arch": "fasterrcnn_mobilenet_v3_large_320_fpn", "num_classes": 5,
-                "state_dict": model.state_dict()}, tmp_path / "classes.pt")
+    torch.save(
+        {
+            "arch": "fasterrcnn_mobilenet_v3_large_320_fpn",
+            "num_classes": 5,
+            "state_dict": model.state_dict(),
+        },
+        tmp_path / "classes.pt",
+    )
     with pytest.raises(UserError, match="do not fit"):
         DetectorBoxes(tmp_path / "classes.pt")

@@ -38,8 +38,15 @@ def _fixed_loss(trainer: ContrastivePretrainer, bank: PatchBank, views, epoch: i
     with torch.no_grad():
         trainer.model.eval()
         z = trainer.model(torch.cat([x1, x2]))
-        loss, _ = comcl_loss(z[: len(x1)], z[len(x1):], bank.subset, bank.ids, trainer.c,
-                             epoch, trainer.total_epochs)
+        loss, _ = comcl_loss(
+            z[: len(x1)],
+            z[len(x1) :],
+            bank.subset,
+            bank.ids,
+            trainer.c,
+            epoch,
+            trainer.total_epochs,
+        )
     assert loss is not None
     return float(loss)
 
@@ -90,8 +97,7 @@ def test_empty_subsets_skip_terms_never_nan() -> None:
 def test_encoder_initialises_the_diagnosis_backbones(bank: PatchBank, tmp_path: Path) -> None:
     cfg = comcl_config()
     start = build_contrastive_model(cfg).state_dict()
-    state, metrics = pretrain_round(start, bank, cfg, epochs=1, epoch_offset=0,
-                                    total_epochs=2)
+    state, metrics = pretrain_round(start, bank, cfg, epochs=1, epoch_offset=0, total_epochs=2)
     assert metrics["num-patches"] == len(bank)
     assert any(not torch.equal(state[k], start[k]) for k in start if k.endswith("weight"))
     path = save_encoder(tmp_path / "encoder.pt", state, cfg, metrics=metrics, epochs=1)
@@ -110,8 +116,9 @@ def test_encoder_initialises_the_diagnosis_backbones(bank: PatchBank, tmp_path: 
                 assert torch.equal(got[key], value), (method, key)
     fresh = build_models(cfg)
     assert init_from_encoder(fresh.modules(), enc.state_dict) == ["task_net", "meta_learner"]
-    assert torch.equal(fresh.task_net.model.state_dict()["block1.0.weight"],
-                       enc.state_dict["block1.0.weight"])
+    assert torch.equal(
+        fresh.task_net.model.state_dict()["block1.0.weight"], enc.state_dict["block1.0.weight"]
+    )
 
 
 def test_encoder_of_another_backbone_is_refused(bank: PatchBank, tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ def reference() -> Path:
     return REFERENCE
 
 
-def write_image(path: Path, mode: str = "RGB", size: int = 24, seed: int = 0,
-                fmt: str | None = None) -> Path:
+def write_image(
+    path: Path, mode: str = "RGB", size: int = 24, seed: int = 0, fmt: str | None = None
+) -> Path:
     """A small random image file in the given PIL mode."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,10 +58,15 @@ def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
                 cells.append(f'<c r="{ref}"><v>{value}</v></c>')
         cells_xml.append(f'<row r="{r}">{"".join(cells)}</row>')
     ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    sheet = (f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{ns}"><sheetData>'
-             f'{"".join(cells_xml)}</sheetData></worksheet>')
-    shared = (f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{ns}">'
-              + "".join(f"<si><t>{escape(s)}</t></si>" for s in strings) + "</sst>")
+    sheet = (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{ns}"><sheetData>'
+        f"{''.join(cells_xml)}</sheetData></worksheet>"
+    )
+    shared = (
+        f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{ns}">'
+        + "".join(f"<si><t>{escape(s)}</t></si>" for s in strings)
+        + "</sst>"
+    )
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("xl/worksheets/sheet1.xml", sheet)
         zf.writestr("xl/sharedStrings.xml", shared)

@@ -20,8 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _fediqad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fediqad", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fediqad", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -34,16 +39,19 @@ def broken(tmp_path: Path) -> Path:
     (img / "copy.png").write_bytes((img / "a.png").read_bytes())
     write_image(img / "colour.png", "RGB", 16)
     (img / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    write_split(folder / "train.txt", [
-        "Images/a.png,0,1",
-        "Images/missing.png,1,0",
-        "Images/b.png,3,0",
-        "Images/a.png,0,1",
-        "Images/colour.png,1,1",
-        "Images/broken.png,0,0",
-        "Images/copy.png,1,1",
-        "Images/c.png,1",
-    ])
+    write_split(
+        folder / "train.txt",
+        [
+            "Images/a.png,0,1",
+            "Images/missing.png,1,0",
+            "Images/b.png,3,0",
+            "Images/a.png,0,1",
+            "Images/colour.png,1,1",
+            "Images/broken.png,0,0",
+            "Images/copy.png,1,1",
+            "Images/c.png,1",
+        ],
+    )
     write_split(folder / "val.txt", ["Images/c.png,1,0"])
     write_split(folder / "test.txt", ["Images/c.png,1,0"])
     return folder
@@ -81,26 +89,82 @@ def test_check_cli_exit_codes(broken: Path, tmp_path: Path) -> None:
 def test_synth_stats_partition_degrade_commands(tmp_path: Path) -> None:
     runner = CliRunner()
     app = data_app()
-    r = runner.invoke(app, ["data", "synth", "--like", "IQAD-CXR", "--n", "60",
-                            "--image-size", "32", "--out", str(tmp_path / "root"),
-                            "--seed", "1", "--lq-ratio", "0.5"])
+    r = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "--like",
+            "IQAD-CXR",
+            "--n",
+            "60",
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path / "root"),
+            "--seed",
+            "1",
+            "--lq-ratio",
+            "0.5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "images/s" in r.stdout and "LQ-A" in r.stdout
     r = runner.invoke(app, ["data", "stats", str(tmp_path / "root" / "IQAD_CXR")])
     assert r.exit_code == 0 and "Pneumonia" in r.stdout and "all splits" in r.stdout
-    r = runner.invoke(app, ["data", "partition", "--data-root", str(tmp_path / "root"),
-                            "--dataset", "IQAD_CXR", "--sites", "2", "--scheme", "iid",
-                            "--out", str(tmp_path / "sites")])
+    r = runner.invoke(
+        app,
+        [
+            "data",
+            "partition",
+            "--data-root",
+            str(tmp_path / "root"),
+            "--dataset",
+            "IQAD_CXR",
+            "--sites",
+            "2",
+            "--scheme",
+            "iid",
+            "--out",
+            str(tmp_path / "sites"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "sites" / "site_1" / "IQAD_CXR" / "train.txt").is_file()
     assert "site_0" in r.stdout and (tmp_path / "sites" / "partition.tsv").is_file()
-    r = runner.invoke(app, ["data", "degrade", "--data-root", str(tmp_path / "root"),
-                            "--dataset", "IQAD_CXR", "--lq-ratio", "0.9", "--out",
-                            str(tmp_path / "lq")])
+    r = runner.invoke(
+        app,
+        [
+            "data",
+            "degrade",
+            "--data-root",
+            str(tmp_path / "root"),
+            "--dataset",
+            "IQAD_CXR",
+            "--lq-ratio",
+            "0.9",
+            "--out",
+            str(tmp_path / "lq"),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["data", "partition", "--data-root", str(tmp_path / "root"),
-                            "--dataset", "IQAD_CXR", "--sites", "2", "--scheme", "nope",
-                            "--out", str(tmp_path / "x")])
+    r = runner.invoke(
+        app,
+        [
+            "data",
+            "partition",
+            "--data-root",
+            str(tmp_path / "root"),
+            "--dataset",
+            "IQAD_CXR",
+            "--sites",
+            "2",
+            "--scheme",
+            "nope",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert isinstance(r.exception, UserError) and not (tmp_path / "x").exists()
 
 
@@ -120,23 +184,70 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _one_line_error(_fediqad("data", "stats", str(folder)), "DR_label 9 out of range")
     write_split(folder / "train.txt", [])
     out = tmp_path / "sites"
-    _one_line_error(_fediqad("data", "partition", "--data-root", str(tmp_path), "--dataset",
-                             "EYEQ", "--sites", "2", "--scheme", "iid", "--out", str(out)),
-                    "empty dataset")
+    _one_line_error(
+        _fediqad(
+            "data",
+            "partition",
+            "--data-root",
+            str(tmp_path),
+            "--dataset",
+            "EYEQ",
+            "--sites",
+            "2",
+            "--scheme",
+            "iid",
+            "--out",
+            str(out),
+        ),
+        "empty dataset",
+    )
     assert not out.exists()
     synthesize("IQAD_CT", 8, 32, tmp_path / "ct")
-    _one_line_error(_fediqad("data", "partition", "--data-root", str(tmp_path / "ct"),
-                             "--dataset", "IQAD_CT", "--sites", "9", "--scheme",
-                             "dirichlet-label:0.1", "--out", str(out)), "has no samples")
+    _one_line_error(
+        _fediqad(
+            "data",
+            "partition",
+            "--data-root",
+            str(tmp_path / "ct"),
+            "--dataset",
+            "IQAD_CT",
+            "--sites",
+            "9",
+            "--scheme",
+            "dirichlet-label:0.1",
+            "--out",
+            str(out),
+        ),
+        "has no samples",
+    )
     assert not out.exists()
-    _one_line_error(_fediqad("data", "synth", "--like", "EYEQ", "--n", "0", "--image-size",
-                             "32", "--out", str(out)), "--n must be at least 1")
+    _one_line_error(
+        _fediqad(
+            "data", "synth", "--like", "EYEQ", "--n", "0", "--image-size", "32", "--out", str(out)
+        ),
+        "--n must be at least 1",
+    )
     assert not out.exists()
     ct = tmp_path / "ct" / "IQAD_CT"
-    hq = next(r.split(",")[0] for r in (ct / "train.txt").read_text().splitlines()[1:]
-              if r.endswith(",1"))  # file code 1 = HQ in CT-IQAD
+    hq = next(
+        r.split(",")[0] for r in (ct / "train.txt").read_text().splitlines()[1:] if r.endswith(",1")
+    )  # file code 1 = HQ in CT-IQAD
     (ct / hq).write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-    _one_line_error(_fediqad("data", "degrade", "--data-root", str(tmp_path / "ct"),
-                             "--dataset", "IQAD_CT", "--split", "train", "--lq-ratio", "1.0",
-                             "--out", str(out)), "cannot read image")
+    _one_line_error(
+        _fediqad(
+            "data",
+            "degrade",
+            "--data-root",
+            str(tmp_path / "ct"),
+            "--dataset",
+            "IQAD_CT",
+            "--split",
+            "train",
+            "--lq-ratio",
+            "1.0",
+            "--out",
+            str(out),
+        ),
+        "cannot read image",
+    )
     assert not out.exists()

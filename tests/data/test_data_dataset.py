@@ -79,7 +79,8 @@ def test_missing_image_and_empty_split(tmp_path: Path) -> None:
 
 
 def test_cache_serves_second_pass_and_notices_changed_files(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "EYEQ"
     for i in range(3):
         write_image(folder / "Images" / f"{i}.png", "RGB", 20, seed=i)

@@ -30,8 +30,11 @@ def _scene(channels: int) -> np.ndarray:
     img = 90 + 40 * rng.random((48, 48))
     img[12:30, 14:34] = 200
     out = img.astype(np.uint8)
-    return np.stack([out, (out * 0.6).astype(np.uint8), (out * 0.3).astype(np.uint8)], -1) \
-        if channels == 3 else out
+    return (
+        np.stack([out, (out * 0.6).astype(np.uint8), (out * 0.3).astype(np.uint8)], -1)
+        if channels == 3
+        else out
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DEGRADATIONS))
@@ -67,8 +70,9 @@ def test_every_modality_plan_uses_registered_degradations() -> None:
     for modality, (first, extras) in LQ_PLAN.items():
         assert set(first) | set(extras) <= set(DEGRADATIONS)
         assert set(first) | set(extras) <= set(MODALITY_DEGRADATIONS[modality])
-        out, names = degrade(_scene(3 if modality == "fundus" else 1), modality, 0.7,
-                             np.random.default_rng(1))
+        out, names = degrade(
+            _scene(3 if modality == "fundus" else 1), modality, 0.7, np.random.default_rng(1)
+        )
         assert names[0] in first and out.dtype == np.uint8
 
 
@@ -77,8 +81,9 @@ def test_degrade_to_ratio(tmp_path: Path) -> None:
     cfg = preset("IQAD_CT").dataset
     before = split_counts(tmp_path / "src" / "IQAD_CT", cfg)["train"]
     for ratio in (0.7, 1.0):
-        out = degrade_to_ratio(tmp_path / "src", "IQAD_CT", "train", ratio,
-                               tmp_path / f"lq{ratio}", seed=0)
+        out = degrade_to_ratio(
+            tmp_path / "src", "IQAD_CT", "train", ratio, tmp_path / f"lq{ratio}", seed=0
+        )
         after = split_counts(out, cfg)["train"]
         assert after.sum() == before.sum()
         assert (after.sum(1) == before.sum(1)).all()  # diagnoses unchanged

@@ -29,8 +29,11 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _rows(folder: Path) -> dict[str, list[tuple[str, int, int]]]:
-    return {s: [(r.name, r.diagnosis, r.quality) for r in parse_split(folder / f"{s}.txt")]
-            for s in ("train", "val", "test") if (folder / f"{s}.txt").is_file()}
+    return {
+        s: [(r.name, r.diagnosis, r.quality) for r in parse_split(folder / f"{s}.txt")]
+        for s in ("train", "val", "test")
+        if (folder / f"{s}.txt").is_file()
+    }
 
 
 @pytest.mark.parametrize("scheme", ["iid", "dirichlet-label:0.5", "dirichlet-quality:0.5"])
@@ -48,8 +51,9 @@ def test_every_sample_exactly_once(roots: dict[str, Path], tmp_path: Path, schem
         cfg.image_size = 32
         assert len(open_split(s.parent, cfg, "train")) > 0
     table = read_table(tmp_path / "out")
-    assert sum(int(c.sum()) for site in table.values() for c in site.values()) == \
-        sum(len(r) for r in original.values())
+    assert sum(int(c.sum()) for site in table.values() for c in site.values()) == sum(
+        len(r) for r in original.values()
+    )
 
 
 def test_iid_sites_look_alike(roots: dict[str, Path], tmp_path: Path) -> None:
@@ -74,8 +78,9 @@ def test_dirichlet_alpha_controls_skew(roots: dict[str, Path], tmp_path: Path) -
     assert spread(0.3, 0) > spread(100.0, 0)
 
 
-def test_source_scheme_keeps_children_and_adults_apart(roots: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+def test_source_scheme_keeps_children_and_adults_apart(
+    roots: dict[str, Path], tmp_path: Path
+) -> None:
     sites = partition(roots["IQAD_CXR"], "IQAD_CXR", 4, "source", tmp_path / "cxr", seed=0)
     cfg = preset("IQAD_CXR").dataset
     adult = cfg.quality_names.index("LQ-A")
@@ -88,8 +93,10 @@ def test_source_scheme_keeps_children_and_adults_apart(roots: dict[str, Path],
         assert (s / "sources.csv").is_file()
     assert sorted(kinds) == ["adult", "adult", "child", "child"] and adult == 2
     ct_sites = partition(roots["IQAD_CT"], "IQAD_CT", 2, "source", tmp_path / "ct", seed=0)
-    assert [{q for rows in _rows(s).values() for _, _, q in rows} for s in ct_sites] \
-        in ([{0}, {1}], [{1}, {0}])
+    assert [{q for rows in _rows(s).values() for _, _, q in rows} for s in ct_sites] in (
+        [{0}, {1}],
+        [{1}, {0}],
+    )
     # without sources.csv the two CT releases are told apart by their quality label
     bare = tmp_path / "bare"
     shutil.copytree(roots["IQAD_CT"], bare, symlinks=True)

@@ -22,8 +22,13 @@ from shared.data.splits import apportion, read_split, stratified_assign
 from shared.data.stats import count_matrix
 from shared.errors import UserError
 
-FOLDERS = {"EYEQ": "EYEQ", "DEEPDR": "DEEPDR", "DRAC": "DRAC", "IQAD_CT": "IQAD-CT",
-           "IQAD_CXR": "IQAD-CXR"}
+FOLDERS = {
+    "EYEQ": "EYEQ",
+    "DEEPDR": "DEEPDR",
+    "DRAC": "DRAC",
+    "IQAD_CT": "IQAD-CT",
+    "IQAD_CXR": "IQAD-CXR",
+}
 
 
 def test_five_grade_mapping_and_joint_label() -> None:
@@ -78,8 +83,10 @@ def test_table1_constants_match_reference() -> None:
 
 
 def test_five_grade_labels_are_mapped(tmp_path: Path) -> None:
-    path = write_split(tmp_path / "EYEQ" / "train.txt",
-                       ["Images/a.png,0,2", "Images/b.png,3,1", "Images/c.png,4,0"])
+    path = write_split(
+        tmp_path / "EYEQ" / "train.txt",
+        ["Images/a.png,0,2", "Images/b.png,3,1", "Images/c.png,4,0"],
+    )
     recs = read_split(path, preset("EYEQ").dataset)
     assert [(r.diagnosis, r.quality, r.line) for r in recs] == [(0, 0, 2), (1, 1, 3), (2, 2, 4)]
     assert recs[0].image == (tmp_path / "EYEQ" / "Images" / "a.png").absolute()
@@ -90,16 +97,21 @@ def test_header_is_optional_and_crlf_and_blank_lines_are_fine(tmp_path: Path) ->
     path.write_bytes(b"Images/a.png,1,0\r\n\r\nImages/Non-Covid (3).png,0,1\r\n")
     recs = read_split(path, preset("IQAD_CT").dataset)
     assert [(r.image.name, r.diagnosis, r.quality) for r in recs] == [
-        ("a.png", 1, 1), ("Non-Covid (3).png", 0, 0)]
+        ("a.png", 1, 1),
+        ("Non-Covid (3).png", 0, 0),
+    ]
 
 
-@pytest.mark.parametrize(("row", "fragment"), [
-    ("Images/a.png,1", "expected 3 columns"),
-    ("Images/a.png,x,0", "DR_label must be an integer"),
-    ("Images/a.png,5,0", "DR_label 5 out of range 0-4"),
-    ("Images/a.png,0,3", "IQ_label 3 out of range 0-2"),
-    (",0,0", "empty image name"),
-])
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [
+        ("Images/a.png,1", "expected 3 columns"),
+        ("Images/a.png,x,0", "DR_label must be an integer"),
+        ("Images/a.png,5,0", "DR_label 5 out of range 0-4"),
+        ("Images/a.png,0,3", "IQ_label 3 out of range 0-2"),
+        (",0,0", "empty image name"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path: Path, row: str, fragment: str) -> None:
     path = write_split(tmp_path / "train.txt", ["Images/ok.png,0,0", row])
     with pytest.raises(UserError) as err:

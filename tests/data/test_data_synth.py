@@ -62,8 +62,11 @@ def test_layout_mix_and_protocol(tmp_path: Path, name: str) -> None:
 
 def test_five_grade_labels_written_for_eyeq(tmp_path: Path) -> None:
     folder = synthesize("EYEQ", 120, 32, tmp_path)
-    grades = {int(line.split(",")[1]) for s in ("train", "val", "test")
-              for line in (folder / f"{s}.txt").read_text().splitlines()[1:]}
+    grades = {
+        int(line.split(",")[1])
+        for s in ("train", "val", "test")
+        for line in (folder / f"{s}.txt").read_text().splitlines()[1:]
+    }
     assert grades <= {0, 1, 2, 3, 4} and {1, 2, 3} & grades and 4 in grades
 
 
@@ -98,8 +101,9 @@ def test_lq_images_differ_measurably_from_hq(name: str) -> None:
                 diffs.append(np.abs(hq - lq).mean())
             for img, acc in ((hq, detail_hq), (lq, detail_lq)):
                 g = img.mean(-1) if img.ndim == 3 else img
-                lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2]
-                             - g[1:-1, 2:])
+                lap = np.abs(
+                    4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+                )
                 acc.append(lap.mean())
         if diffs:
             assert np.median(diffs) > 8.0, (name, q, diffs)

@@ -56,14 +56,19 @@ def test_node_key_is_registered_in_flowers_format(pki):
 
     entry = pki.server.allowlist / "site0.pub"
     assert entry.read_bytes() == (pki.nodes["site0"].key.parent / "node.pub").read_bytes()
-    assert allowlisted_keys(pki.server.allowlist) == [pki.server.allowlist / "site0.pub",
-                                                     pki.server.allowlist / "site1.pub"]
+    assert allowlisted_keys(pki.server.allowlist) == [
+        pki.server.allowlist / "site0.pub",
+        pki.server.allowlist / "site1.pub",
+    ]
     # what `flwr supernode register` and `flower-supernode` load
     registered = try_load_public_key(entry)
     private = serialization.load_ssh_private_key(pki.nodes["site0"].key.read_bytes(), None)
-    assert private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == registered  # Flower keeps the PEM encoding of the same public key
+    assert (
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == registered
+    )  # Flower keeps the PEM encoding of the same public key
     assert check_node_files(pki.nodes["site0"]) > 3000
 
 
@@ -80,8 +85,9 @@ def test_wrong_ca_mismatched_key_and_missing_files(pki, tmp_path):
         check_server_files(mixed)
     other = tmp_path / "o"
     init_ca_and_server(other, ["x"])
-    swapped = ServerFiles(pki.server.ca, pki.server.cert, other / "server.key",
-                          pki.server.allowlist)
+    swapped = ServerFiles(
+        pki.server.ca, pki.server.cert, other / "server.key", pki.server.allowlist
+    )
     with pytest.raises(CertificateError, match="does not belong to"):
         check_server_files(swapped)
     with pytest.raises(CertificateError, match="CA certificate not found"):
@@ -104,8 +110,7 @@ def test_certs_commands_and_refusal_to_overwrite(tmp_path):
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "10.0.0.5" in [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
     assert (root / "allowlist" / "hospital-a.pub").is_file()
-    assert (root / "nodes" / "hospital-a" / "ca.crt").read_bytes() == \
-        (root / "ca.crt").read_bytes()
+    assert (root / "nodes" / "hospital-a" / "ca.crt").read_bytes() == (root / "ca.crt").read_bytes()
     again = cli("certs", "init", "--host", "x", "--certs", root, ok=False)
     assert again.exit_code != 0 and isinstance(again.exception, UserError)
     assert "--force" in str(again.exception)
@@ -116,22 +121,42 @@ def test_certs_commands_and_refusal_to_overwrite(tmp_path):
     assert (root / "allowlist" / "hospital-a.pub").read_bytes() != old  # rotated
 
 
-def test_server_and_client_refuse_bad_certificates_before_starting_flower(pki, tmp_path,
-                                                                           monkeypatch):
+def test_server_and_client_refuse_bad_certificates_before_starting_flower(
+    pki, tmp_path, monkeypatch
+):
     cli = cli_for(federation.register)
     expired = tmp_path / "expired"
     init_ca_and_server(expired, ["x"], days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
     shutil.copytree(pki.server.allowlist, expired / "allowlist", dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    res = cli("server", "--certs", expired, "--rounds", "1", "--run-dir", tmp_path / "r",
-              ok=False)
+    res = cli("server", "--certs", expired, "--rounds", "1", "--run-dir", tmp_path / "r", ok=False)
     assert isinstance(res.exception, CertificateError) and "expired on" in str(res.exception)
     assert not (tmp_path / "r" / "superlink.log").exists()  # Flower never started
-    res = cli("server", "--certs", pki.certs, "--host", "10.9.9.9", "--rounds", "1",
-              "--run-dir", tmp_path / "r2", ok=False)
+    res = cli(
+        "server",
+        "--certs",
+        pki.certs,
+        "--host",
+        "10.9.9.9",
+        "--rounds",
+        "1",
+        "--run-dir",
+        tmp_path / "r2",
+        ok=False,
+    )
     assert isinstance(res.exception, UserError) and "not among" in str(res.exception)
-    res = cli("client", "--server", "127.0.0.1:1", "--certs", tmp_path / "none",
-              "--data-path", tmp_path, "--site-name", "a", ok=False)
+    res = cli(
+        "client",
+        "--server",
+        "127.0.0.1:1",
+        "--certs",
+        tmp_path / "none",
+        "--data-path",
+        tmp_path,
+        "--site-name",
+        "a",
+        ok=False,
+    )
     assert isinstance(res.exception, CertificateError)
     assert "CA certificate not found" in str(res.exception)
 

@@ -30,11 +30,17 @@ def test_hospital_container_spec(tmp_path, pki):
     assert spec.image == "fediqad-hospital:0.1.0" and spec.name == "fediqad-hospital-site0"
     assert spec.command == []  # the image's entrypoint script decides
     assert spec.environment == {
-        "FEDIQAD_SITE_NAME": "site0", "FEDIQAD_SERVER": "fl.test:9092",
-        "FEDIQAD_DATA_PATH": "/data", "FEDIQAD_CERTS": "/certs", "FEDIQAD_MAX_WAIT": "300",
-        "FEDIQAD_INSECURE": "0"}
+        "FEDIQAD_SITE_NAME": "site0",
+        "FEDIQAD_SERVER": "fl.test:9092",
+        "FEDIQAD_DATA_PATH": "/data",
+        "FEDIQAD_CERTS": "/certs",
+        "FEDIQAD_MAX_WAIT": "300",
+        "FEDIQAD_INSECURE": "0",
+    }
     assert {(m.source, m.target, m.read_only) for m in spec.mounts} == {
-        (str(data.resolve()), "/data", True), (str(node.resolve()), "/certs", True)}
+        (str(data.resolve()), "/data", True),
+        (str(node.resolve()), "/certs", True),
+    }
     assert spec.labels == {LABEL_ROLE: "hospital", LABEL_SITE: "site0"}
     assert not any("KEY" in k or "SECRET" in k for k in spec.environment)
     kwargs = spec.run_kwargs()
@@ -73,7 +79,8 @@ def test_images_to_build():
     specs = image_specs(["server", "hospital"], "cuda")
     assert [(s.tag, s.dockerfile) for s in specs] == [
         ("fediqad-server:0.1.0", "deploy/Dockerfile.server"),
-        ("fediqad-hospital-cuda:0.1.0", "deploy/Dockerfile.hospital")]
+        ("fediqad-hospital-cuda:0.1.0", "deploy/Dockerfile.hospital"),
+    ]
     assert specs[0].buildargs["TORCH_INDEX"].endswith("/cpu")
     assert specs[1].buildargs["TORCH_INDEX"].endswith("/cu128")
 
@@ -91,8 +98,14 @@ def test_without_an_engine_one_line_and_exit_2(monkeypatch, args):
 
 def test_cli_exit_code_is_2_in_a_real_process():
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    done = subprocess.run([sys.executable, "-m", "fediqad", "deploy", "status"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "fediqad", "deploy", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: no Docker engine reachable")
     assert len(done.stderr.strip().splitlines()) == 1
@@ -109,8 +122,19 @@ def test_up_and_down_on_a_real_engine(tmp_path, pki):
     data.mkdir()
     cli = cli_for(deploy_cmd.register)
     try:
-        cli("deploy", "up", "hospital", "--site-name", "site0", "--server", "127.0.0.1:1",
-            "--data", data, "--certs", pki.nodes["site0"].key.parent)
+        cli(
+            "deploy",
+            "up",
+            "hospital",
+            "--site-name",
+            "site0",
+            "--server",
+            "127.0.0.1:1",
+            "--data",
+            data,
+            "--certs",
+            pki.nodes["site0"].key.parent,
+        )
         container = client.containers.get("fediqad-hospital-site0")
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts["/data"]["RW"] is False and mounts["/certs"]["RW"] is False

@@ -44,8 +44,13 @@ def instructions(path: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("role", sorted(DOCKERFILES))
 def test_hadolint_is_clean(role):
-    done = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILES[role])],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [_hadolint(), "--no-color", str(DOCKERFILES[role])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -95,8 +100,7 @@ def test_hospital_compose_mounts_data_and_keys_read_only_and_reads_an_env_file()
         assert service["cap_drop"] == ["ALL"]
     assert services["supernode-cuda"]["build"]["args"]["TORCH_INDEX"].endswith("/cu128")
     example = (DEPLOY / "hospital.env.example").read_text()
-    for key in ("FEDIQAD_SITE_NAME", "FEDIQAD_SERVER", "HOSPITAL_DATA_DIR",
-                "HOSPITAL_CERTS_DIR"):
+    for key in ("FEDIQAD_SITE_NAME", "FEDIQAD_SERVER", "HOSPITAL_DATA_DIR", "HOSPITAL_CERTS_DIR"):
         assert re.search(rf"^{key}=", example, re.M), key
 
 
@@ -118,33 +122,57 @@ def test_server_compose_and_demo():
 
 
 def _run_entrypoint(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    base = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "HOME": str(tmp_path)}
-    return subprocess.run([str(DEPLOY / script)], env={**base, **env}, capture_output=True,
-                          text=True, timeout=60, check=False)
+    base = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+    }
+    return subprocess.run(
+        [str(DEPLOY / script)],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_hospital_entrypoint_fails_fast_with_one_line(tmp_path):
     missing = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a")
     assert missing.returncode == 2
-    assert missing.stderr.strip() == ("fediqad-hospital: FEDIQAD_SERVER is not set "
-                                      "(the server's HOST:PORT)")
-    no_data = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
-                              FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "nope"))
+    assert missing.stderr.strip() == (
+        "fediqad-hospital: FEDIQAD_SERVER is not set (the server's HOST:PORT)"
+    )
+    no_data = _run_entrypoint(
+        "entrypoint-hospital.sh",
+        tmp_path,
+        FEDIQAD_SITE_NAME="a",
+        FEDIQAD_SERVER="h:1",
+        FEDIQAD_DATA_PATH=str(tmp_path / "nope"),
+    )
     assert no_data.returncode == 2 and len(no_data.stderr.strip().splitlines()) == 1
     assert "does not exist in the container" in no_data.stderr
     (tmp_path / "empty").mkdir()
-    empty = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
-                            FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "empty"))
+    empty = _run_entrypoint(
+        "entrypoint-hospital.sh",
+        tmp_path,
+        FEDIQAD_SITE_NAME="a",
+        FEDIQAD_SERVER="h:1",
+        FEDIQAD_DATA_PATH=str(tmp_path / "empty"),
+    )
     assert empty.returncode == 2 and "is empty" in empty.stderr
 
 
 def test_entrypoints_reject_a_bad_insecure_setting(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "x").write_text("x")
-    res = _run_entrypoint("entrypoint-hospital.sh", tmp_path, FEDIQAD_SITE_NAME="a",
-                          FEDIQAD_SERVER="h:1", FEDIQAD_DATA_PATH=str(tmp_path / "d"),
-                          FEDIQAD_INSECURE="maybe")
+    res = _run_entrypoint(
+        "entrypoint-hospital.sh",
+        tmp_path,
+        FEDIQAD_SITE_NAME="a",
+        FEDIQAD_SERVER="h:1",
+        FEDIQAD_DATA_PATH=str(tmp_path / "d"),
+        FEDIQAD_INSECURE="maybe",
+    )
     assert res.returncode == 2 and "FEDIQAD_INSECURE" in res.stderr
     res = _run_entrypoint("entrypoint-server.sh", tmp_path, FEDIQAD_INSECURE="maybe")
     assert res.returncode == 2 and "FEDIQAD_INSECURE" in res.stderr
@@ -155,11 +183,21 @@ def test_healthcheck_reports_listening_ports(tmp_path):
 
     with socket.create_server(("127.0.0.1", 0)) as sock:
         port = str(sock.getsockname()[1])
-        up = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "server"],
-                            env={**os.environ, "FEDIQAD_PORT": port}, capture_output=True,
-                            text=True, timeout=30, check=False)
+        up = subprocess.run(
+            [sys.executable, str(DEPLOY / "healthcheck.py"), "server"],
+            env={**os.environ, "FEDIQAD_PORT": port},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert up.returncode == 0, up.stdout
-    down = subprocess.run([sys.executable, str(DEPLOY / "healthcheck.py"), "hospital"],
-                          env={**os.environ, "FEDIQAD_RUNTIME_PORT": port},
-                          capture_output=True, text=True, timeout=30, check=False)
+    down = subprocess.run(
+        [sys.executable, str(DEPLOY / "healthcheck.py"), "hospital"],
+        env={**os.environ, "FEDIQAD_RUNTIME_PORT": port},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert down.returncode == 1

@@ -39,8 +39,7 @@ SUBNET_PREFIX = SERVER_IP.rsplit(".", 1)[0]
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False,
-                          timeout=20)
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=20)
 
 
 @dataclass
@@ -71,8 +70,20 @@ def hosts() -> Iterator[Hosts]:
         _checked("-n", ns["server"], "link", "set", "br0", "up")
         for i, role in enumerate(("h0", "h1", "bad"), start=2):
             port = f"v{role}"
-            _checked("link", "add", port, "netns", ns["server"], "type", "veth", "peer",
-                     "name", "eth0", "netns", ns[role])
+            _checked(
+                "link",
+                "add",
+                port,
+                "netns",
+                ns["server"],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns[role],
+            )
             _checked("-n", ns["server"], "link", "set", port, "master", "br0")
             _checked("-n", ns["server"], "link", "set", port, "up")
             _checked("-n", ns[role], "addr", "add", f"{SUBNET_PREFIX}.{i}/24", "dev", "eth0")
@@ -94,10 +105,15 @@ def _checked(*args: str) -> None:
 class Processes(ProcessRegistry):
     """Entrypoint scripts, each run inside a network namespace."""
 
-    def start(self, name: str, netns: str, entrypoint: Path,  # type: ignore[override]
-              env: dict[str, str], *args: str) -> subprocess.Popen:
-        return super().start(name, ["ip", "netns", "exec", netns, str(entrypoint), *args],
-                             env)
+    def start(
+        self,
+        name: str,
+        netns: str,
+        entrypoint: Path,  # type: ignore[override]
+        env: dict[str, str],
+        *args: str,
+    ) -> subprocess.Popen:
+        return super().start(name, ["ip", "netns", "exec", netns, str(entrypoint), *args], env)
 
 
 @pytest.fixture
@@ -117,44 +133,90 @@ def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 
 def _hospital_env(tmp_path: Path, site: str, data: Path, certs: Path, **extra: str) -> dict:
-    settings = {"FEDIQAD_SERVER": f"{SERVER_IP}:{PORT}", "FEDIQAD_SITE_NAME": site,
-                "FEDIQAD_DATA_PATH": str(data), "FEDIQAD_CERTS": str(certs),
-                "FEDIQAD_STATE_DIR": str(tmp_path / "state" / site), "FEDIQAD_MAX_WAIT": "120"}
+    settings = {
+        "FEDIQAD_SERVER": f"{SERVER_IP}:{PORT}",
+        "FEDIQAD_SITE_NAME": site,
+        "FEDIQAD_DATA_PATH": str(data),
+        "FEDIQAD_CERTS": str(certs),
+        "FEDIQAD_STATE_DIR": str(tmp_path / "state" / site),
+        "FEDIQAD_MAX_WAIT": "120",
+    }
     return _env(tmp_path, **{**settings, **extra})
 
 
 def _post_statuses(netns: str, ca: Path, *paths: str) -> list[int]:
     """HTTP status of an empty POST to each path of the public port, from `netns`."""
-    script = ("import httpx, sys\n"
-              "for path in sys.argv[3:]:\n"
-              "    r = httpx.post(sys.argv[1] + path, content=b'', verify=sys.argv[2])\n"
-              "    print(r.status_code)\n")
-    done = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script,
-                           f"https://{SERVER_IP}:{PORT}", str(ca), *paths],
-                          capture_output=True, text=True, timeout=60, check=False)
+    script = (
+        "import httpx, sys\n"
+        "for path in sys.argv[3:]:\n"
+        "    r = httpx.post(sys.argv[1] + path, content=b'', verify=sys.argv[2])\n"
+        "    print(r.status_code)\n"
+    )
+    done = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            sys.executable,
+            "-c",
+            script,
+            f"https://{SERVER_IP}:{PORT}",
+            str(ca),
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return [int(line) for line in done.stdout.split()]
 
 
 def _error_line(text: str) -> str:
     """The one error line a failed start-up must leave (Flower's own log may surround it)."""
-    lines = [line for line in text.splitlines()
-             if line.startswith(("error:", "fediqad-hospital:"))]
+    lines = [line for line in text.splitlines() if line.startswith(("error:", "fediqad-hospital:"))]
     assert len(lines) == 1, text[-3000:]
     return lines[0]
 
 
-def test_two_hospitals_on_separate_hosts_tls_and_node_auth(hosts, processes, pki, tiny_sites,
-                                                           tmp_path):
+def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
+    hosts, processes, pki, tiny_sites, tmp_path
+):
     assert pki.server_ip == SERVER_IP
     run_dir = tmp_path / "run"
-    server_env = _env(tmp_path, FEDIQAD_CERTS=str(pki.certs), FEDIQAD_RUN_DIR=str(run_dir),
-                      FEDIQAD_PORT=str(PORT), FEDIQAD_HOST="0.0.0.0")
+    server_env = _env(
+        tmp_path,
+        FEDIQAD_CERTS=str(pki.certs),
+        FEDIQAD_RUN_DIR=str(run_dir),
+        FEDIQAD_PORT=str(PORT),
+        FEDIQAD_HOST="0.0.0.0",
+    )
     server = processes.start(
-        "server", hosts.ns["server"], SERVER_ENTRYPOINT, server_env,
-        "--rounds", "2", "--min-nodes", "2", "--image-size", "32", "--backbone",
-        "vgg16_bn_slim", "--batch-size", "8", "--set", "model.width=0.125", "--set",
-        "device=cpu", "--set", "threads=1", "--round-timeout", "240")
+        "server",
+        hosts.ns["server"],
+        SERVER_ENTRYPOINT,
+        server_env,
+        "--rounds",
+        "2",
+        "--min-nodes",
+        "2",
+        "--image-size",
+        "32",
+        "--backbone",
+        "vgg16_bn_slim",
+        "--batch-size",
+        "8",
+        "--set",
+        "model.width=0.125",
+        "--set",
+        "device=cpu",
+        "--set",
+        "threads=1",
+        "--round-timeout",
+        "240",
+    )
     deadline = time.monotonic() + 120  # both allow-listed keys registered, run submitted
     while "started; waiting" not in processes.log("server"):
         assert server.poll() is None, processes.log("server")
@@ -163,27 +225,53 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(hosts, processes, pki
     assert processes.log("server").count("registered (node") == 2
     # From another host the public port is the Fleet API only: the Control API (which
     # could register keys or submit runs) and the runtime API are not reachable.
-    codes = _post_statuses(hosts.ns["bad"], pki.server.ca, "/v1/control/list-runs",
-                           "/v1/control/register-node", "/v1/runtime/get-run",
-                           "/v1/fleet/get-run")
+    codes = _post_statuses(
+        hosts.ns["bad"],
+        pki.server.ca,
+        "/v1/control/list-runs",
+        "/v1/control/register-node",
+        "/v1/runtime/get-run",
+        "/v1/fleet/get-run",
+    )
     assert codes[:3] == [404, 404, 404], codes
     assert codes[3] not in (404, 200), codes  # forwarded; Flower refuses the unsigned call
 
     for i, site in enumerate(("site0", "site1")):
-        processes.start(site, hosts.ns[f"h{i}"], HOSPITAL_ENTRYPOINT,
-                        _hospital_env(tmp_path, site, tiny_sites[i], pki.nodes[site].ca.parent))
+        processes.start(
+            site,
+            hosts.ns[f"h{i}"],
+            HOSPITAL_ENTRYPOINT,
+            _hospital_env(tmp_path, site, tiny_sites[i], pki.nodes[site].ca.parent),
+        )
 
     # The third host tries every mistake while the federation runs.
     bad = hosts.ns["bad"]
     data = tiny_sites[0]
-    processes.start("wrong-ca", bad, HOSPITAL_ENTRYPOINT,
-                    _hospital_env(tmp_path, "wrong-ca", data, pki.wrong_ca.ca.parent))
-    processes.start("no-data", bad, HOSPITAL_ENTRYPOINT,
-                    _hospital_env(tmp_path, "no-data", tmp_path / "missing", pki.certs))
-    processes.start("unreachable", bad, HOSPITAL_ENTRYPOINT,
-                    _hospital_env(tmp_path, "unreachable", data, pki.nodes["site0"].ca.parent,
-                                  FEDIQAD_SERVER=f"{SUBNET_PREFIX}.99:{PORT}",
-                                  FEDIQAD_MAX_WAIT="3"))
+    processes.start(
+        "wrong-ca",
+        bad,
+        HOSPITAL_ENTRYPOINT,
+        _hospital_env(tmp_path, "wrong-ca", data, pki.wrong_ca.ca.parent),
+    )
+    processes.start(
+        "no-data",
+        bad,
+        HOSPITAL_ENTRYPOINT,
+        _hospital_env(tmp_path, "no-data", tmp_path / "missing", pki.certs),
+    )
+    processes.start(
+        "unreachable",
+        bad,
+        HOSPITAL_ENTRYPOINT,
+        _hospital_env(
+            tmp_path,
+            "unreachable",
+            data,
+            pki.nodes["site0"].ca.parent,
+            FEDIQAD_SERVER=f"{SUBNET_PREFIX}.99:{PORT}",
+            FEDIQAD_MAX_WAIT="3",
+        ),
+    )
     assert processes.wait("wrong-ca", 60) == 2
     assert "does not verify against" in _error_line(processes.log("wrong-ca"))
     assert processes.wait("no-data", 10) == 2
@@ -191,14 +279,23 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(hosts, processes, pki
     assert processes.wait("unreachable", 60) == 2
     assert "unreachable" in _error_line(processes.log("unreachable"))
 
-    processes.start("rogue", bad, HOSPITAL_ENTRYPOINT,
-                    _hospital_env(tmp_path, "rogue", data, pki.unregistered.ca.parent))
+    processes.start(
+        "rogue",
+        bad,
+        HOSPITAL_ENTRYPOINT,
+        _hospital_env(tmp_path, "rogue", data, pki.unregistered.ca.parent),
+    )
     assert processes.wait("rogue", 120) == 2, processes.log("rogue")[-2000:]
     assert "refused this SuperNode" in _error_line(processes.log("rogue"))
 
-    processes.start("plaintext", bad, HOSPITAL_ENTRYPOINT,
-                    _hospital_env(tmp_path, "plaintext", data, pki.certs,
-                                  FEDIQAD_INSECURE="1", FEDIQAD_MAX_WAIT="5"))
+    processes.start(
+        "plaintext",
+        bad,
+        HOSPITAL_ENTRYPOINT,
+        _hospital_env(
+            tmp_path, "plaintext", data, pki.certs, FEDIQAD_INSECURE="1", FEDIQAD_MAX_WAIT="5"
+        ),
+    )
     assert processes.wait("plaintext", 120) != 0, processes.log("plaintext")[-2000:]
     plain = processes.log("plaintext")
     assert "WARNING: --insecure" in plain

@@ -38,13 +38,18 @@ def tiny_bundle() -> ModelBundle:
     return ModelBundle(TinyNet(), TinyNet(2))  # type: ignore[arg-type]
 
 
-def reply(node: int, records: dict[str, dict[str, np.ndarray]], n: float,
-          **metrics: float) -> Message:
+def reply(
+    node: int, records: dict[str, dict[str, np.ndarray]], n: float, **metrics: float
+) -> Message:
     """A hand-made train reply from `node` (as if it came back through a Grid)."""
     from flwr.app import ConfigRecord, MessageType
 
-    content = RecordDict({m: ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
-                          for m, arrays in records.items()})
+    content = RecordDict(
+        {
+            m: ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()})
+            for m, arrays in records.items()
+        }
+    )
     content[METRICS] = MetricRecord({NUM_EXAMPLES: float(n), **metrics})
     content["site"] = ConfigRecord({"name": f"site{node}"})
     return Message(content, dst_node_id=node, message_type=MessageType.TRAIN)
@@ -57,9 +62,12 @@ class InProcessGrid(Grid):
     and `before_push(messages)` may raise to simulate the server dying mid-round.
     """
 
-    def __init__(self, apps: dict[int, tuple[ClientApp, Context]],
-                 fail: Callable[[int, Message], None] | None = None,
-                 before_push: Callable[[list[Message]], None] | None = None):
+    def __init__(
+        self,
+        apps: dict[int, tuple[ClientApp, Context]],
+        fail: Callable[[int, Message], None] | None = None,
+        before_push: Callable[[list[Message]], None] | None = None,
+    ):
         self.apps = apps
         self.fail = fail
         self.before_push = before_push
@@ -95,8 +103,7 @@ class InProcessGrid(Grid):
                     self.fail(node, msg)
                 out = app(msg, context)
             except Exception as err:  # noqa: BLE001 - becomes an error reply, as in Flower
-                out = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"),
-                              reply_to=msg)
+                out = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=msg)
             out.metadata.__dict__["_message_id"] = f"r{msg_id}"
             self.replies[msg_id] = out
             self.pushed.append(msg)

@@ -47,10 +47,13 @@ class Setup:
     def round(self, rnd: int, sites: list[Arrays], weights: list[float]) -> Arrays:
         flat = self.glob.flat(with_buffers=self.with_buffers)
         list(self.strategy.configure_train(rnd, flat, self.config, self.grid))
-        updates = [Update(f"site{i}", a, w, reply(i, a, w))
-                   for i, (a, w) in enumerate(zip(sites, weights, strict=True))]
-        merged, _ = aggregate(self.strategy, rnd, self.layout, updates,
-                              with_buffers=self.with_buffers)
+        updates = [
+            Update(f"site{i}", a, w, reply(i, a, w))
+            for i, (a, w) in enumerate(zip(sites, weights, strict=True))
+        ]
+        merged, _ = aggregate(
+            self.strategy, rnd, self.layout, updates, with_buffers=self.with_buffers
+        )
         for model, arrays in merged.items():
             for key, value in arrays.items():
                 self.glob.update(model, key, value)
@@ -58,9 +61,12 @@ class Setup:
 
 
 def _float_keys(setup: Setup, model: str, *, params_only: bool = False) -> list[str]:
-    return [k for k in setup.layout.shared_keys(model)
-            if setup.layout.dtypes[model][k].kind == "f"
-            and not (params_only and k in setup.layout.buffers[model])]
+    return [
+        k
+        for k in setup.layout.shared_keys(model)
+        if setup.layout.dtypes[model][k].kind == "f"
+        and not (params_only and k in setup.layout.buffers[model])
+    ]
 
 
 def _weighted(sites: list[Arrays], weights: list[float], model: str, key: str) -> np.ndarray:
@@ -76,8 +82,9 @@ def test_fedavg_and_fedprox_average_both_models_weighted_by_examples(name: str):
     assert set(merged) == {"task_net", "meta_learner"}
     for model in s.layout.models:
         for key in s.layout.shared_keys(model):
-            np.testing.assert_allclose(merged[model][key], _weighted(sites, weights, model, key),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                merged[model][key], _weighted(sites, weights, model, key), rtol=1e-5, atol=1e-6
+            )
     if name == "fedprox":
         assert s.config["proximal-mu"] == pytest.approx(0.01)
 
@@ -110,29 +117,49 @@ def test_fedtrimmedavg_drops_the_extremes_per_element():
     for model in s.layout.models:
         for key in _float_keys(s, model):
             stacked = np.sort(np.stack([x[model][key] for x in sites]), axis=0)
-            np.testing.assert_allclose(merged[model][key], stacked[1:4].mean(0), rtol=1e-5,
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                merged[model][key], stacked[1:4].mean(0), rtol=1e-5, atol=1e-6
+            )
 
 
 def test_krum_never_selects_the_outlier_and_judges_both_models_together():
     s = Setup("krum", 5, num_malicious=1)
     base = s.site_arrays(0)
     rng = np.random.default_rng(1)
-    sites = [{m: {k: v + (0.01 * rng.normal(size=v.shape)).astype(v.dtype)
-                  if v.dtype.kind == "f" else v for k, v in arrays.items()}
-              for m, arrays in base.items()} for _ in range(4)]
+    sites = [
+        {
+            m: {
+                k: v + (0.01 * rng.normal(size=v.shape)).astype(v.dtype)
+                if v.dtype.kind == "f"
+                else v
+                for k, v in arrays.items()
+            }
+            for m, arrays in base.items()
+        }
+        for _ in range(4)
+    ]
     outlier = s.site_arrays(9, scale=50.0)
     merged = s.round(1, sites + [outlier], [1.0] * 5)
-    chosen = [i for i, site in enumerate(sites) if all(
-        np.allclose(merged[m][k], site[m][k]) for m in s.layout.models
-        for k in _float_keys(s, m))]
+    chosen = [
+        i
+        for i, site in enumerate(sites)
+        if all(
+            np.allclose(merged[m][k], site[m][k])
+            for m in s.layout.models
+            for k in _float_keys(s, m)
+        )
+    ]
     assert len(chosen) == 1  # Krum picks one whole update, Task Net and Meta Learner alike
 
 
 def test_multikrum_averages_the_selected_updates():
     s = Setup("multikrum", 4, num_malicious=1, krum_select=2)
-    sites = [s.site_arrays(0), s.site_arrays(0), s.site_arrays(7, scale=30.0),
-             s.site_arrays(8, scale=30.0)]
+    sites = [
+        s.site_arrays(0),
+        s.site_arrays(0),
+        s.site_arrays(7, scale=30.0),
+        s.site_arrays(8, scale=30.0),
+    ]
     merged = s.round(1, sites, [1.0, 3.0, 1.0, 1.0])
     for model in s.layout.models:
         for key in _float_keys(s, model):
@@ -141,28 +168,31 @@ def test_multikrum_averages_the_selected_updates():
 
 def test_fedadam_applies_adam_to_parameters_and_averages_buffers():
     s = Setup("fedadam", 2, eta=0.05, beta_1=0.9, beta_2=0.99, tau=1e-3)
-    x0 = {m: {k: v.astype(np.float64) for k, v in s.glob.arrays[m].items()}
-          for m in s.layout.models}
+    x0 = {
+        m: {k: v.astype(np.float64) for k, v in s.glob.arrays[m].items()} for m in s.layout.models
+    }
     sites, weights = [s.site_arrays(i) for i in range(2)], [1.0, 3.0]
     merged = s.round(1, sites, weights)
-    eta_norm = 0.05 * np.sqrt(1 - 0.99 ** 2) / (1 - 0.9 ** 2)
+    eta_norm = 0.05 * np.sqrt(1 - 0.99**2) / (1 - 0.9**2)
     for model in s.layout.models:
         for key in _float_keys(s, model, params_only=True):
             delta = _weighted(sites, weights, model, key) - x0[model][key]
-            m, v = 0.1 * delta, 0.01 * delta ** 2
+            m, v = 0.1 * delta, 0.01 * delta**2
             expect = x0[model][key] + eta_norm * m / (np.sqrt(v) + 1e-3)
             np.testing.assert_allclose(merged[model][key], expect, rtol=1e-4, atol=1e-5)
         for key in s.layout.buffers[model]:  # running statistics: plain weighted mean
-            np.testing.assert_allclose(merged[model][key], _weighted(sites, weights, model, key),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                merged[model][key], _weighted(sites, weights, model, key), rtol=1e-5, atol=1e-6
+            )
 
 
 def test_fedavgm_keeps_server_momentum_across_rounds():
     s = Setup("fedavgm", 2, server_lr=1.0, server_momentum=0.9)
     weights = [1.0, 1.0]
     r1 = [s.site_arrays(i) for i in range(2)]
-    x0 = {m: {k: v.astype(np.float64) for k, v in s.glob.arrays[m].items()}
-          for m in s.layout.models}
+    x0 = {
+        m: {k: v.astype(np.float64) for k, v in s.glob.arrays[m].items()} for m in s.layout.models
+    }
     merged1 = s.round(1, r1, weights)
     r2 = [s.site_arrays(10 + i) for i in range(2)]
     merged2 = s.round(2, r2, weights)
@@ -189,12 +219,15 @@ def test_fedbn_keeps_batchnorm_out_of_the_exchange():
     assert "bn.weight" not in wire and "conv.weight" in wire
 
 
-@pytest.mark.parametrize("corrupt, match", [
-    (lambda a: a["task_net"]["fc.weight"].__setitem__((0, 0), np.nan), "non-finite"),
-    (lambda a: a["meta_learner"].__setitem__("fc.bias", np.zeros(3, np.float32)), "shape"),
-    (lambda a: a["task_net"].pop("conv.bias"), "keys differ"),
-    (lambda a: a.pop("meta_learner"), "no 'meta_learner'"),
-])
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda a: a["task_net"]["fc.weight"].__setitem__((0, 0), np.nan), "non-finite"),
+        (lambda a: a["meta_learner"].__setitem__("fc.bias", np.zeros(3, np.float32)), "shape"),
+        (lambda a: a["task_net"].pop("conv.bias"), "keys differ"),
+        (lambda a: a.pop("meta_learner"), "no 'meta_learner'"),
+    ],
+)
 def test_malformed_updates_are_rejected(corrupt, match):
     s = Setup("fedavg", 2)
     arrays = s.site_arrays(0)
@@ -218,10 +251,20 @@ def test_no_updates_is_an_aggregation_failure():
 def test_metrics_are_weighted_by_the_images_they_were_computed_on():
     from flwr.app import MetricRecord, RecordDict
 
-    a = RecordDict({"metrics": MetricRecord({NUM_EXAMPLES: 10.0, "n": 10.0, "auc": 0.5,
-                                             "auc_lq": float("nan"), "n_lq": 0.0})})
-    b = RecordDict({"metrics": MetricRecord({NUM_EXAMPLES: 30.0, "n": 30.0, "auc": 0.9,
-                                             "auc_lq": 0.7, "n_lq": 20.0})})
+    a = RecordDict(
+        {
+            "metrics": MetricRecord(
+                {NUM_EXAMPLES: 10.0, "n": 10.0, "auc": 0.5, "auc_lq": float("nan"), "n_lq": 0.0}
+            )
+        }
+    )
+    b = RecordDict(
+        {
+            "metrics": MetricRecord(
+                {NUM_EXAMPLES: 30.0, "n": 30.0, "auc": 0.9, "auc_lq": 0.7, "n_lq": 20.0}
+            )
+        }
+    )
     out = weighted_metrics([a, b])
     assert out["auc"] == pytest.approx(0.8)
     assert out["auc_lq"] == pytest.approx(0.7)  # the site without LQ images does not count

@@ -30,8 +30,9 @@ def test_pyproject_defaults_build_the_default_federation():
 
 
 def test_run_config_round_trip(tmp_path):
-    fed = validated(strategy="fedprox", num_rounds=3, transport_dtype="float16",
-                    run_dir=tmp_path / "r")
+    fed = validated(
+        strategy="fedprox", num_rounds=3, transport_dtype="float16", run_dir=tmp_path / "r"
+    )
     fed.run.image_size = 64
     config_file = tmp_path / "run.yaml"
     import yaml
@@ -45,11 +46,14 @@ def test_pyproject_has_no_legacy_federations_section():
     assert "federations" not in tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]
 
 
-@pytest.mark.parametrize("fields, match", [
-    ({"strategy": "fedsgd"}, "strategy"),
-    ({"min_nodes": 1, "min_replies": 2}, "min_replies"),
-    ({"transport_dtype": "int8"}, "transport_dtype"),
-])
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"strategy": "fedsgd"}, "strategy"),
+        ({"min_nodes": 1, "min_replies": 2}, "min_replies"),
+        ({"transport_dtype": "int8"}, "transport_dtype"),
+    ],
+)
 def test_invalid_settings_name_the_field(fields, match):
     with pytest.raises(UserError, match=match):
         validated(**fields)

@@ -21,8 +21,9 @@ def _capture(monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
         (Path(fed.run_dir) / "metrics.json").write_text(json.dumps({"rounds": [{"round": 1}]}))
 
     monkeypatch.setattr(federated, "run_federated_simulation", fake_run)
-    monkeypatch.setattr(sys, "argv", ["fediqad", "simulate", "--images-per-site", "20",
-                                      "--image-size", "32", *args])
+    monkeypatch.setattr(
+        sys, "argv", ["fediqad", "simulate", "--images-per-site", "20", "--image-size", "32", *args]
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert not exit_info.value.code
@@ -37,7 +38,8 @@ def test_the_demo_trains_3_local_epochs_at_lr_0_1(monkeypatch, tmp_path):
 
 
 def test_flags_override_the_demo_settings(monkeypatch, tmp_path):
-    fed = _capture(monkeypatch, "--out", str(tmp_path), "--local-epochs", "1",
-                   "--set", "optim.lr=0.02")
+    fed = _capture(
+        monkeypatch, "--out", str(tmp_path), "--local-epochs", "1", "--set", "optim.lr=0.02"
+    )
     assert fed.local_epochs == 1
     assert fed.run.optim.lr == 0.02

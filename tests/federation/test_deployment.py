@@ -34,16 +34,51 @@ def fleet(tmp_path: Path) -> AbstractContextManager[Fleet]:
 
 
 def server_args(port: int, run_dir: Path, rounds: int, min_nodes: int = 2) -> list[str]:
-    return ["server", "--insecure", "--host", "127.0.0.1", "--port", str(port),
-            "--run-dir", str(run_dir), "--rounds", str(rounds), "--min-nodes", str(min_nodes),
-            "--image-size", "32", "--backbone", "vgg16_bn_slim", "--batch-size", "8",
-            "--set", "model.width=0.125", "--set", "device=cpu", "--set", "threads=1",
-            "--round-timeout", "240"]
+    return [
+        "server",
+        "--insecure",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--run-dir",
+        str(run_dir),
+        "--rounds",
+        str(rounds),
+        "--min-nodes",
+        str(min_nodes),
+        "--image-size",
+        "32",
+        "--backbone",
+        "vgg16_bn_slim",
+        "--batch-size",
+        "8",
+        "--set",
+        "model.width=0.125",
+        "--set",
+        "device=cpu",
+        "--set",
+        "threads=1",
+        "--round-timeout",
+        "240",
+    ]
 
 
 def client_args(port: int, data: Path, name: str, home: Path) -> list[str]:
-    return ["client", "--server", f"127.0.0.1:{port}", "--data-path", str(data),
-            "--site-name", name, "--insecure", "--flwr-home", str(home), "--max-wait", "120"]
+    return [
+        "client",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--data-path",
+        str(data),
+        "--site-name",
+        name,
+        "--insecure",
+        "--flwr-home",
+        str(home),
+        "--max-wait",
+        "120",
+    ]
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -66,8 +101,9 @@ def test_two_supernodes_two_rounds_to_a_final_checkpoint(tmp_path, site_dirs):
     with fleet(tmp_path) as f:
         server = f.start("server", server_args(port, run_dir, rounds=2), env)
         for i in range(2):
-            f.start(f"site{i}", client_args(port, site_dirs[i], f"site{i}", tmp_path / f"n{i}"),
-                    env)
+            f.start(
+                f"site{i}", client_args(port, site_dirs[i], f"site{i}", tmp_path / f"n{i}"), env
+            )
         rc = wait(server, 360, "the federation", f, "server")
         assert rc == 0, f.log("server") + f.log("site0")
     final = load_checkpoint(run_dir / "global.pt")
@@ -88,8 +124,7 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, site_dir
     with fleet(tmp_path) as f:
         server = f.start("server", server_args(port, run_dir, rounds=2), env)
         f.start("site0", client_args(port, site_dirs[0], "site0", tmp_path / "n0"), env)
-        victim = f.start("site1", client_args(port, site_dirs[1], "site1", tmp_path / "n1"),
-                         env)
+        victim = f.start("site1", client_args(port, site_dirs[1], "site1", tmp_path / "n1"), env)
         deadline = time.monotonic() + 180
         while not _clientapp_running(victim.pid):  # round 1 training has begun at site1
             assert time.monotonic() < deadline, f.log("server") + f.log("site1")
@@ -106,14 +141,14 @@ def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, site_dir
     assert load_checkpoint(run_dir / "global.pt").round == 2
 
 
-def test_a_site_with_a_missing_data_path_tells_the_server_and_exits_nonzero(tmp_path,
-                                                                              site_dirs):
+def test_a_site_with_a_missing_data_path_tells_the_server_and_exits_nonzero(tmp_path, site_dirs):
     port, run_dir, env = free_port(), tmp_path / "run", env_for(tmp_path)
     with fleet(tmp_path) as f:
         server = f.start("server", server_args(port, run_dir, rounds=1), env)
         f.start("site0", client_args(port, site_dirs[0], "site0", tmp_path / "n0"), env)
-        lost = f.start("lost", client_args(port, tmp_path / "no-such-dir", "lost",
-                                           tmp_path / "n1"), env)
+        lost = f.start(
+            "lost", client_args(port, tmp_path / "no-such-dir", "lost", tmp_path / "n1"), env
+        )
         rc_client = wait(lost, 240, "the misconfigured client", f, "lost")
         assert rc_client == 2, f.log("lost")
         assert "does not exist" in f.log("lost")

@@ -18,18 +18,25 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     return int(exit_info.value.code or 0), capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    # TLS is the default: without certificates both refuse to start (not a plaintext fallback)
-    (["server", "--rounds", "1"], "CA certificate not found"),
-    (["client", "--server", "h:1", "--data-path", ".", "--site-name", "a"],
-     "CA certificate not found"),
-    (["client", "--server", "nohost", "--data-path", ".", "--site-name", "a", "--insecure"],
-     "HOST:PORT"),
-    (["simulate", "--dataset", "EYEQ"], "--data-root"),
-    (["simulate", "--fed-set", "trim_betta=0.1"], "unknown federation setting"),
-    (["simulate", "--fed-set", "trim-beta=0.7"], "trim_beta"),
-    (["simulate", "--strategy", "fedsgd"], "strategy"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # TLS is the default: without certificates both refuse to start (not a plaintext fallback)
+        (["server", "--rounds", "1"], "CA certificate not found"),
+        (
+            ["client", "--server", "h:1", "--data-path", ".", "--site-name", "a"],
+            "CA certificate not found",
+        ),
+        (
+            ["client", "--server", "nohost", "--data-path", ".", "--site-name", "a", "--insecure"],
+            "HOST:PORT",
+        ),
+        (["simulate", "--dataset", "EYEQ"], "--data-root"),
+        (["simulate", "--fed-set", "trim_betta=0.1"], "unknown federation setting"),
+        (["simulate", "--fed-set", "trim-beta=0.7"], "trim_beta"),
+        (["simulate", "--strategy", "fedsgd"], "strategy"),
+    ],
+)
 def test_mistakes_end_in_one_line_and_exit_2(monkeypatch, capsys, tmp_path, args, message):
     monkeypatch.chdir(tmp_path)
     code, err = run_cli(monkeypatch, capsys, *args)

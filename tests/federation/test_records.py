@@ -58,7 +58,11 @@ def test_load_rejects_wrong_shapes_and_unknown_keys_but_allows_local_keys():
 
 def test_batchnorm_keys_cover_parameters_and_buffers():
     assert batchnorm_keys(TinyNet()) == {
-        "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
     }
 
 

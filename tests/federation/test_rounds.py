@@ -29,8 +29,16 @@ from tests.federation.helpers import InProcessGrid
 
 def make_grid(sites: list[Site], **kw) -> tuple[InProcessGrid, dict[int, Context]]:
     app = make_client_app(sites, threads=1)
-    contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
-                                 state=RecordDict(), run_config={}) for i in range(len(sites))}
+    contexts = {
+        100 + i: Context(
+            run_id=1,
+            node_id=100 + i,
+            node_config={"partition-id": i},
+            state=RecordDict(),
+            run_config={},
+        )
+        for i in range(len(sites))
+    }
     return InProcessGrid({n: (app, c) for n, c in contexts.items()}, **kw), contexts
 
 
@@ -128,8 +136,10 @@ def test_non_finite_update_is_rejected_never_averaged(tmp_path, site_dirs):
     def poisoned(msg: Message, context: Context) -> Message:
         out = honest_app(msg, context)
         if msg.metadata.message_type == "train":
-            state = {k: torch.from_numpy(np.array(v.numpy()))
-                     for k, v in out.content.array_records["task_net"].items()}
+            state = {
+                k: torch.from_numpy(np.array(v.numpy()))
+                for k, v in out.content.array_records["task_net"].items()
+            }
             first = next(k for k, v in state.items() if v.is_floating_point())
             state[first].view(-1)[0] = float("inf")
             out.content["task_net"] = to_record(state)
@@ -141,8 +151,11 @@ def test_non_finite_update_is_rejected_never_averaged(tmp_path, site_dirs):
     assert record["replies"]["rejected"] == 1 and record["status"] == "ok"
     assert record["rejected"][0]["site"] == "site1"
     assert "non-finite" in record["rejected"][0]["reason"]
-    assert all(np.isfinite(v).all() for v in federation.globals.arrays["task_net"].values()
-               if v.dtype.kind == "f")
+    assert all(
+        np.isfinite(v).all()
+        for v in federation.globals.arrays["task_net"].values()
+        if v.dtype.kind == "f"
+    )
 
 
 def test_resume_after_a_server_crash_loses_no_completed_round(tmp_path, site_dirs):
@@ -170,8 +183,9 @@ def test_resume_after_a_server_crash_loses_no_completed_round(tmp_path, site_dir
     assert federation.start_round == 3
     np.testing.assert_array_equal(
         federation.globals.arrays["task_net"][next(iter(federation.globals.arrays["task_net"]))],
-        load_checkpoint(fed.run_dir / "checkpoints" / "round_0002.pt").bundle.task_net
-        .state_dict()[next(iter(federation.globals.arrays["task_net"]))].numpy(),
+        load_checkpoint(fed.run_dir / "checkpoints" / "round_0002.pt")
+        .bundle.task_net.state_dict()[next(iter(federation.globals.arrays["task_net"]))]
+        .numpy(),
     )
     doc = federation.run(grid2)
     assert [r["round"] for r in doc["rounds"]] == [1, 2, 3, 4]

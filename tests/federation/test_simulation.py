@@ -18,8 +18,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
 
 def test_two_sites_two_rounds_on_ray(tmp_path, site_dirs):
-    fed = FederationConfig(run=fed_config(), run_dir=tmp_path / "run", num_rounds=2,
-                           min_nodes=2, transport_dtype="float16")
+    fed = FederationConfig(
+        run=fed_config(),
+        run_dir=tmp_path / "run",
+        num_rounds=2,
+        min_nodes=2,
+        transport_dtype="float16",
+    )
     initial = {k: v.copy() for k, v in Federation(fed).globals.arrays["task_net"].items()}
     sites = [Site("north", site_dirs[0]), Site("south", site_dirs[2])]
     run_federated_simulation(fed, sites, Resources(cpus_per_site=1.0, total_cpus=2))
@@ -33,8 +38,11 @@ def test_two_sites_two_rounds_on_ray(tmp_path, site_dirs):
             assert site["train"]["num-examples"] > 0
             assert {"auc", "auc_hq", "auc_lq", "n"} <= set(site["eval"])
     final = load_checkpoint(fed.run_dir / "global.pt").bundle.task_net.state_dict()
-    changed = [k for k, v in initial.items()
-               if v.dtype.kind == "f" and not np.allclose(final[k].numpy(), v)]
+    changed = [
+        k
+        for k, v in initial.items()
+        if v.dtype.kind == "f" and not np.allclose(final[k].numpy(), v)
+    ]
     assert len(changed) > len(initial) // 2  # the global weights moved
 
 

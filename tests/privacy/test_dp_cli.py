@@ -16,9 +16,28 @@ from tests.conftest import cli_for
 
 cli = cli_for(core.register)
 CPU = ["--device", "cpu", "--threads", "2"]
-DP_RUN = ["--dataset", "IQAD_CT", "--method", "vanilla", "--backbone", "vgg16_bn_slim",
-          "--width", "0.125", "--image-size", "32", "--batch-size", "64", "--lr", "0.1",
-          "--set", "optim.momentum=0.9", "--set", "optim.weight_decay=0", "--seed", "3"]
+DP_RUN = [
+    "--dataset",
+    "IQAD_CT",
+    "--method",
+    "vanilla",
+    "--backbone",
+    "vgg16_bn_slim",
+    "--width",
+    "0.125",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "64",
+    "--lr",
+    "0.1",
+    "--set",
+    "optim.momentum=0.9",
+    "--set",
+    "optim.weight_decay=0",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +62,31 @@ def _error(*args: object) -> str:
 @pytest.mark.timeout(600)  # ~20 s alone; generous for a loaded 2-core machine
 def test_dp_training_learns_at_epsilon_8_and_records_its_epsilon(ct_root):
     out = ct_root / "run"
-    result = cli("train", "--data-root", ct_root / "data", *DP_RUN, *CPU, "--epochs", "6",
-                 "--dp", "sample", "--target-epsilon", "8", "--delta", "1e-4",
-                 "--max-grad-norm", "1.0", "--out", out)
+    result = cli(
+        "train",
+        "--data-root",
+        ct_root / "data",
+        *DP_RUN,
+        *CPU,
+        "--epochs",
+        "6",
+        "--dp",
+        "sample",
+        "--target-epsilon",
+        "8",
+        "--delta",
+        "1e-4",
+        "--max-grad-norm",
+        "1.0",
+        "--out",
+        out,
+    )
     assert "differential privacy: epsilon" in result.stdout
     history = json.loads((out / "metrics.json").read_text())
     assert history["test"]["auc"] > 0.7  # chance is 0.5; about 0.9 at the time of writing
     last = load_checkpoint(out / "last.ckpt")
     pc = last.cfg.privacy
-    assert (pc.mode, pc.target_epsilon, pc.delta, pc.max_grad_norm) == ("sample", 8.0, 1e-4,
-                                                                          1.0)
+    assert (pc.mode, pc.target_epsilon, pc.delta, pc.max_grad_norm) == ("sample", 8.0, 1e-4, 1.0)
     privacy = last.extra["privacy"]
     assert 7.5 < privacy["dp_epsilon"] <= 8.0
     acc = RDPAccountant()
@@ -68,11 +102,20 @@ def test_dp_training_learns_at_epsilon_8_and_records_its_epsilon(ct_root):
 
 
 def test_train_refuses_dp_settings_without_a_guarantee(ct_root):
-    base = ["train", "--data-root", ct_root / "data", *DP_RUN, *CPU, "--epochs", "1",
-            "--out", ct_root / "bad", "--force"]
+    base = [
+        "train",
+        "--data-root",
+        ct_root / "data",
+        *DP_RUN,
+        *CPU,
+        "--epochs",
+        "1",
+        "--out",
+        ct_root / "bad",
+        "--force",
+    ]
     assert "--noise-multiplier or --target-epsilon" in _error(*base, "--dp", "sample")
-    assert "1/n" in _error(*base, "--dp", "sample", "--noise-multiplier", "1", "--delta",
-                           "0.01")
+    assert "1/n" in _error(*base, "--dp", "sample", "--noise-multiplier", "1", "--delta", "0.01")
     assert "simulate" in _error(*base, "--dp", "client")
     assert "choose off, sample or client" in _error(*base, "--dp", "maybe")
     assert "delta" in _error(*base, "--dp", "sample", "--noise-multiplier", "1", "--delta", "2")
@@ -94,24 +137,72 @@ def test_simulate_flags_reach_the_federation_config(monkeypatch, tmp_path):
     sites = [Site("hospital-a", tmp_path), Site("hospital-b", tmp_path)]
     monkeypatch.setattr(scenarios, "default_sites", lambda *a, **k: (sites, tmp_path))
     sim = cli_for(federation.register)
-    result = sim("simulate", "--out", tmp_path, "--dp", "sample", "--target-epsilon", "3",
-                 "--delta", "1e-6", "--max-grad-norm", "0.5", "--site-epsilon-budget",
-                 "hospital-b=1.5", ok=False)
+    result = sim(
+        "simulate",
+        "--out",
+        tmp_path,
+        "--dp",
+        "sample",
+        "--target-epsilon",
+        "3",
+        "--delta",
+        "1e-6",
+        "--max-grad-norm",
+        "0.5",
+        "--site-epsilon-budget",
+        "hospital-b=1.5",
+        ok=False,
+    )
     assert str(result.exception) == "stop here"
     pc = seen["fed"].run.privacy
-    assert (pc.mode, pc.target_epsilon, pc.delta, pc.max_grad_norm) == ("sample", 3.0, 1e-6,
-                                                                          0.5)
+    assert (pc.mode, pc.target_epsilon, pc.delta, pc.max_grad_norm) == ("sample", 3.0, 1e-6, 0.5)
     assert seen["epsilon_budgets"] == {"hospital-b": 1.5}
-    result = sim("simulate", "--out", tmp_path, "--name", "typo", "--dp", "sample",
-                 "--noise-multiplier", "1", "--site-epsilon-budget", "hospital-z=1", ok=False)
+    result = sim(
+        "simulate",
+        "--out",
+        tmp_path,
+        "--name",
+        "typo",
+        "--dp",
+        "sample",
+        "--noise-multiplier",
+        "1",
+        "--site-epsilon-budget",
+        "hospital-z=1",
+        ok=False,
+    )
     assert "no site named hospital-z" in str(result.exception)
-    result = sim("simulate", "--out", tmp_path, "--name", "c", "--dp", "client",
-                 "--noise-multiplier", "0.8", "--max-grad-norm", "2", ok=False)
+    result = sim(
+        "simulate",
+        "--out",
+        tmp_path,
+        "--name",
+        "c",
+        "--dp",
+        "client",
+        "--noise-multiplier",
+        "0.8",
+        "--max-grad-norm",
+        "2",
+        ok=False,
+    )
     fed = seen["fed"]
     assert fed.run.privacy.mode == "client" and fed.client_dp
     assert (fed.dp_noise_multiplier, fed.dp_clipping_norm) == (0.8, 2.0)
-    result = sim("simulate", "--out", tmp_path, "--name", "p", "--dp", "sample",
-                 "--noise-multiplier", "1", "--pretrain-rounds", "1", ok=False)
+    result = sim(
+        "simulate",
+        "--out",
+        tmp_path,
+        "--name",
+        "p",
+        "--dp",
+        "sample",
+        "--noise-multiplier",
+        "1",
+        "--pretrain-rounds",
+        "1",
+        ok=False,
+    )
     assert "--dp client" in str(result.exception) and "\n" not in str(result.exception)
 
 

@@ -27,9 +27,12 @@ from tests.privacy.conftest import dp_config
 pytestmark = pytest.mark.timeout(240)
 
 
-def grid_for(sites: list[Site], budgets: dict[str, float] | None = None,
-             node_budget: dict[int, float] | None = None,
-             node_extra: dict[int, dict] | None = None) -> InProcessGrid:
+def grid_for(
+    sites: list[Site],
+    budgets: dict[str, float] | None = None,
+    node_budget: dict[int, float] | None = None,
+    node_extra: dict[int, dict] | None = None,
+) -> InProcessGrid:
     app = make_client_app(sites, threads=1, epsilon_budgets=budgets)
     apps = {}
     for i in range(len(sites)):
@@ -37,15 +40,24 @@ def grid_for(sites: list[Site], budgets: dict[str, float] | None = None,
         if node_budget and i in node_budget:
             node_config["epsilon-budget"] = node_budget[i]
         node_config.update((node_extra or {}).get(i, {}))
-        apps[100 + i] = (app, Context(run_id=1, node_id=100 + i, node_config=node_config,
-                                      state=RecordDict(), run_config={}))
+        apps[100 + i] = (
+            app,
+            Context(
+                run_id=1,
+                node_id=100 + i,
+                node_config=node_config,
+                state=RecordDict(),
+                run_config={},
+            ),
+        )
     return InProcessGrid(apps)
 
 
 def test_a_spent_budget_stops_one_site_and_the_run_finishes(tmp_path, dp_sites):
     cfg = dp_config(method="mkcnet", noise_multiplier=2.0)
-    fed = FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=3, min_nodes=2,
-                           fraction_evaluate=0.0)
+    fed = FederationConfig(
+        run=cfg, run_dir=tmp_path / "run", num_rounds=3, min_nodes=2, fraction_evaluate=0.0
+    )
     sites = [Site(f"site{i}", p) for i, p in enumerate(dp_sites)]
     # site1's privacy officer allows one round's worth of epsilon (~2.4), not two (~3.3)
     run_server(grid_for(sites, node_budget={1: 3.0}), fed)
@@ -78,8 +90,9 @@ def test_a_spent_budget_stops_one_site_and_the_run_finishes(tmp_path, dp_sites):
 
 def test_site_budget_from_the_simulation_mapping(tmp_path, dp_sites):
     cfg = dp_config(method="vanilla", noise_multiplier=1.0)
-    fed = FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=2, min_nodes=2,
-                           fraction_evaluate=0.0)
+    fed = FederationConfig(
+        run=cfg, run_dir=tmp_path / "run", num_rounds=2, min_nodes=2, fraction_evaluate=0.0
+    )
     sites = [Site(f"site{i}", p) for i, p in enumerate(dp_sites)]
     ledger = tmp_path / "site1-ledger.json"
     extra = {1: {"privacy-ledger": str(ledger)}}
@@ -95,28 +108,39 @@ def test_site_budget_from_the_simulation_mapping(tmp_path, dp_sites):
     run_server(grid_for(sites, node_extra=extra), again)
     doc = json.loads((again.run_dir / "metrics.json").read_text())
     assert doc["rounds"][0]["sites"]["site1"]["train"]["dp_epsilon"] > spent
-    assert doc["rounds"][0]["sites"]["site1"]["train"]["dp_steps"] == 3 * (
-        doc["rounds"][0]["sites"]["site0"]["train"]["dp_steps"])
+    assert (
+        doc["rounds"][0]["sites"]["site1"]["train"]["dp_steps"]
+        == 3 * (doc["rounds"][0]["sites"]["site0"]["train"]["dp_steps"])
+    )
 
 
 def _global_delta(before: dict, after: dict) -> float:
-    return math.sqrt(sum(float(((after[m][k] - before[m][k]) ** 2).sum())
-                         for m in before for k in before[m]))
+    return math.sqrt(
+        sum(float(((after[m][k] - before[m][k]) ** 2).sum()) for m in before for k in before[m])
+    )
 
 
 def test_client_level_dp_clips_each_sites_update_and_adds_noise(tmp_path, dp_sites):
     sites = [Site(f"site{i}", p) for i, p in enumerate(dp_sites)]
 
-    def one_round(noise: float, clip: float, name: str,
-                  evaluate: float = 0.0) -> tuple[float, dict]:
+    def one_round(
+        noise: float, clip: float, name: str, evaluate: float = 0.0
+    ) -> tuple[float, dict]:
         cfg = dp_config(method="mkcnet")
         cfg.privacy.mode = "client"
-        fed = FederationConfig(run=cfg, run_dir=tmp_path / name, num_rounds=1, min_nodes=2,
-                               fraction_evaluate=evaluate, dp_noise_multiplier=noise,
-                               dp_clipping_norm=clip)
+        fed = FederationConfig(
+            run=cfg,
+            run_dir=tmp_path / name,
+            num_rounds=1,
+            min_nodes=2,
+            fraction_evaluate=evaluate,
+            dp_noise_multiplier=noise,
+            dp_clipping_norm=clip,
+        )
         federation = Federation(fed)
-        before = {m: {k: v.copy() for k, v in a.items()}
-                  for m, a in federation.globals.arrays.items()}
+        before = {
+            m: {k: v.copy() for k, v in a.items()} for m, a in federation.globals.arrays.items()
+        }
         rec = federation.run_round(grid_for(sites), 1)
         assert rec["status"] == "ok", rec["status"]
         return _global_delta(before, federation.globals.arrays), rec
@@ -134,7 +158,11 @@ def test_client_level_dp_clips_each_sites_update_and_adds_noise(tmp_path, dp_sit
     acc.step(noise_multiplier=5.0, sample_rate=1.0)
     assert rec["client_dp"]["client_epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5))
     # the models use GroupNorm: nothing but parameters travels
-    assert not any("running" in k for a in Federation(
-        FederationConfig(run=dp_config(), run_dir=tmp_path / "x")).globals.arrays.values()
-        for k in a)
+    assert not any(
+        "running" in k
+        for a in Federation(
+            FederationConfig(run=dp_config(), run_dir=tmp_path / "x")
+        ).globals.arrays.values()
+        for k in a
+    )
     np.testing.assert_equal(rec["replies"]["train_ok"], 2)

@@ -88,28 +88,37 @@ def test_per_example_meta_gradient_is_the_gradient_of_example_is_own_objective()
     hp = trainer.hyper()
     trainer.close()
     batch = tiny_batch(cfg, n=3)
-    grads, _ = per_example_meta_gradients(bundle.task_net, bundle.meta_learner, batch, hp,
-                                          num_diagnosis=3, num_quality=3)
+    grads, _ = per_example_meta_gradients(
+        bundle.task_net, bundle.meta_learner, batch, hp, num_diagnosis=3, num_quality=3
+    )
     i = 1
-    one = Batch(*(t[i:i + 1] for t in (batch.image, batch.diagnosis, batch.quality,
-                                       batch.joint)))
+    one = Batch(*(t[i : i + 1] for t in (batch.image, batch.diagnosis, batch.quality, batch.joint)))
     phi = dict(bundle.meta_learner.named_parameters())
     theta = {k: v.detach().requires_grad_() for k, v in bundle.task_net.named_parameters()}
     soft = bundle.meta_learner(one.image, one.joint)
     loss, _ = task_loss(functional_call(bundle.task_net, theta, (one.image,)), one, soft, hp)
     g = torch.autograd.grad(loss, list(theta.values()), create_graph=True, allow_unused=True)
-    pseudo = {k: t - hp.lr * ((gk if gk is not None else 0) + hp.weight_decay * t)
-              for (k, t), gk in zip(theta.items(), g, strict=True)}
-    objective = (primary_losses(functional_call(bundle.task_net, pseudo, (one.image,)), one,
-                                hp.gamma) + hp.entropy_weight * per_example_entropy(soft)[0])
+    pseudo = {
+        k: t - hp.lr * ((gk if gk is not None else 0) + hp.weight_decay * t)
+        for (k, t), gk in zip(theta.items(), g, strict=True)
+    }
+    objective = (
+        primary_losses(functional_call(bundle.task_net, pseudo, (one.image,)), one, hp.gamma)
+        + hp.entropy_weight * per_example_entropy(soft)[0]
+    )
     expected = torch.autograd.grad(objective, list(phi.values()))
     for name, want in zip(phi, expected, strict=True):
         torch.testing.assert_close(grads[name][i], want, rtol=1e-3, atol=2e-6)
     # and example i's gradient does not depend on the other examples of the batch
-    swapped = Batch(*(torch.cat([t[i:i + 1], t[:i]]) for t in (
-        batch.image, batch.diagnosis, batch.quality, batch.joint)))
-    again, _ = per_example_meta_gradients(bundle.task_net, bundle.meta_learner, swapped, hp,
-                                          num_diagnosis=3, num_quality=3)
+    swapped = Batch(
+        *(
+            torch.cat([t[i : i + 1], t[:i]])
+            for t in (batch.image, batch.diagnosis, batch.quality, batch.joint)
+        )
+    )
+    again, _ = per_example_meta_gradients(
+        bundle.task_net, bundle.meta_learner, swapped, hp, num_diagnosis=3, num_quality=3
+    )
     for name in phi:
         torch.testing.assert_close(again[name][0], grads[name][i], rtol=1e-3, atol=2e-6)
 
@@ -185,8 +194,9 @@ def test_dp_models_have_no_batchnorm_and_client_and_server_agree():
     a, b = build_models(cfg), build_models(cfg.model_copy(deep=True))
     for bundle in (a, b):
         for module in bundle.modules().values():
-            assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                           for m in module.modules())
+            assert not any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()
+            )
             assert not list(module.buffers())
     for name in a.modules():
         assert a.modules()[name].state_dict().keys() == b.modules()[name].state_dict().keys()

@@ -66,8 +66,21 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TinyRun:
         mp.setenv("FEDIQAD_CACHE_DIR", str(cache_dir))
         synthesize("EYEQ", 24, 32, root / "data", seed=0)
         synthesize("IQAD_CT", 12, 32, root / "data", seed=0)
-        cli("train", "--dataset", "EYEQ", "--data-root", root / "data", *TINY, *CPU,
-            "--epochs", "1", "--seed", "1", "--out", root / "run")
+        cli(
+            "train",
+            "--dataset",
+            "EYEQ",
+            "--data-root",
+            root / "data",
+            *TINY,
+            *CPU,
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            root / "run",
+        )
     return TinyRun(root, root / "data", root / "run")
 
 

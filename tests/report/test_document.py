@@ -14,8 +14,12 @@ def test_html_escapes_text_and_embeds_figures(tmp_path: Path):
     png = tmp_path / "figures" / "a.png"
     png.parent.mkdir()
     Image.new("RGB", (4, 4), "white").save(png)
-    blocks = [Heading("<b>x</b>"), Paragraph("a & b", "warning"),
-              Table(["k|1", "v"], [["<script>", "1"]], "cap"), Figure(png, "fig 'one'")]
+    blocks = [
+        Heading("<b>x</b>"),
+        Paragraph("a & b", "warning"),
+        Table(["k|1", "v"], [["<script>", "1"]], "cap"),
+        Figure(png, "fig 'one'"),
+    ]
     page = render_html(blocks, "t<")
     assert "<script>" not in page and "&lt;script&gt;" in page and "t&lt;" in page
     assert 'src="data:image/png;base64,' in page and str(png) not in page

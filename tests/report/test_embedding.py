@@ -14,8 +14,15 @@ from tests.conftest import tiny_batch, tiny_config
 
 def _loader(cfg, n: int = 12):
     batch = tiny_batch(cfg, n)
-    return [(batch.image[i:i + 4], batch.diagnosis[i:i + 4], batch.quality[i:i + 4],
-             batch.joint[i:i + 4]) for i in range(0, n, 4)]
+    return [
+        (
+            batch.image[i : i + 4],
+            batch.diagnosis[i : i + 4],
+            batch.quality[i : i + 4],
+            batch.joint[i : i + 4],
+        )
+        for i in range(0, n, 4)
+    ]
 
 
 def test_collects_diagnosis_features_and_meta_outputs():

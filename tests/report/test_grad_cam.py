@@ -78,8 +78,9 @@ def test_gradient_matches_a_hand_computation():
     score = out.diagnosis[torch.arange(2), target].sum()
     (grad,) = torch.autograd.grad(score, act)
     cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, size=(64, 64), mode="bilinear",
-                                          align_corners=False)[:, 0].detach()
+    cam = torch.nn.functional.interpolate(cam, size=(64, 64), mode="bilinear", align_corners=False)[
+        :, 0
+    ].detach()
     peak = cam.flatten(1).amax(1)
     assert np.allclose(exp.peak["diagnosis"], peak.numpy(), rtol=1e-4, atol=1e-7)
     expected = (cam / peak.clamp_min(1e-12)[:, None, None]).numpy()

@@ -42,7 +42,7 @@ def table_rows(md: str, first_header: str) -> list[list[str]]:
     lines = md.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
@@ -82,8 +82,7 @@ def test_report_of_a_training_run(tiny: TinyRun, tmp_path: Path):
     for scope, subset, *cells in rows:
         suffix = {"all": "", "HQ": "_hq", "LQ": "_lq"}[subset]
         metrics = sections[scope]
-        for key, cell in zip(("n", "auc", "acc", "f1", "kappa", "quality_acc"), cells,
-                             strict=True):
+        for key, cell in zip(("n", "auc", "acc", "f1", "kappa", "quality_acc"), cells, strict=True):
             value = metrics.get(f"{key}{suffix}")
             assert cell == fmt(float("nan") if value is None else value, key), (scope, key)
     assert len(rows) == 6
@@ -162,11 +161,13 @@ def test_explain_writes_one_figure_per_image(tiny: TinyRun, tmp_path: Path):
 def test_explain_wrong_channels_is_named_and_others_still_drawn(tiny: TinyRun, tmp_path: Path):
     grey = sorted((tiny.data / "IQAD_CT" / "Images").glob("*.png"))[0]
     good = tiny.images(2)[1]  # a stem the grey file does not share
-    result = cli("explain", "--checkpoint", tiny.checkpoint, grey, good, "--out", tmp_path,
-                 *CPU, ok=False)
+    result = cli(
+        "explain", "--checkpoint", tiny.checkpoint, grey, good, "--out", tmp_path, *CPU, ok=False
+    )
     assert isinstance(result.exception, UserError)
     assert "greyscale image in a 3-channel" in str(result.exception) and grey.name in str(
-        result.exception)
+        result.exception
+    )
     assert png_size(tmp_path / f"{good.stem}_gradcam.png") == (1300, 440)
     assert not (tmp_path / f"{grey.stem}_gradcam.png").exists()
 
@@ -183,8 +184,20 @@ def test_explain_a_baseline_without_quality_branch(tiny: TinyRun, tmp_path: Path
 # --------------------------------------------------------------------------- embed
 def test_embed_draws_both_maps(tiny: TinyRun, tmp_path: Path):
     out = tmp_path / "tsne.png"
-    cli("embed", "--checkpoint", tiny.checkpoint, "--dataset", "EYEQ", "--data-root",
-        tiny.data, "--split", "train", "--out", out, *CPU)
+    cli(
+        "embed",
+        "--checkpoint",
+        tiny.checkpoint,
+        "--dataset",
+        "EYEQ",
+        "--data-root",
+        tiny.data,
+        "--split",
+        "train",
+        "--out",
+        out,
+        *CPU,
+    )
     assert png_size(out) == (1300, 560)
 
 
@@ -192,8 +205,18 @@ def test_embed_without_meta_learner_still_draws_features(tiny: TinyRun, tmp_path
     ck = load_checkpoint(tiny.checkpoint)
     path = save_checkpoint(tmp_path / "task_only.ckpt", ModelBundle(ck.bundle.task_net), ck.cfg)
     out = tmp_path / "tsne.png"
-    result = cli("embed", "--checkpoint", path, "--dataset", "EYEQ", "--data-root", tiny.data,
-                 "--out", out, *CPU)
+    result = cli(
+        "embed",
+        "--checkpoint",
+        path,
+        "--dataset",
+        "EYEQ",
+        "--data-root",
+        tiny.data,
+        "--out",
+        out,
+        *CPU,
+    )
     assert "no Meta Learner in this checkpoint" in result.output
     assert png_size(out) == (1300, 560)
 
@@ -206,15 +229,35 @@ def test_embed_without_meta_learner_still_draws_features(tiny: TinyRun, tmp_path
     ],
 )
 def test_embed_bad_input(tiny: TinyRun, tmp_path: Path, args: list[str], message: str):
-    result = cli("embed", "--checkpoint", tiny.checkpoint, "--data-root", tiny.data,
-                 "--out", tmp_path / "t.png", *args, *CPU, ok=False)
+    result = cli(
+        "embed",
+        "--checkpoint",
+        tiny.checkpoint,
+        "--data-root",
+        tiny.data,
+        "--out",
+        tmp_path / "t.png",
+        *args,
+        *CPU,
+        ok=False,
+    )
     assert isinstance(result.exception, UserError) and message in str(result.exception)
     assert "\n" not in str(result.exception)
 
 
 def test_embed_needs_a_png_name(tiny: TinyRun, tmp_path: Path):
-    result = cli("embed", "--checkpoint", tiny.checkpoint, "--dataset", "EYEQ", "--data-root",
-                 tiny.data, "--out", tmp_path / "t.jpg", ok=False)
+    result = cli(
+        "embed",
+        "--checkpoint",
+        tiny.checkpoint,
+        "--dataset",
+        "EYEQ",
+        "--data-root",
+        tiny.data,
+        "--out",
+        tmp_path / "t.jpg",
+        ok=False,
+    )
     assert ".png" in str(result.exception)
 
 
@@ -224,8 +267,9 @@ def test_copy_of_run_is_independent(tiny: TinyRun, run_copy: Path):
     assert (tiny.run / "metrics.json").is_file()
 
 
-def test_report_with_a_wrong_data_root_draws_the_rest(tiny: TinyRun, run_copy: Path,
-                                                      tmp_path: Path):
+def test_report_with_a_wrong_data_root_draws_the_rest(
+    tiny: TinyRun, run_copy: Path, tmp_path: Path
+):
     result = cli("report", run_copy, "--data-root", tmp_path / "nothing", *CPU)
     assert "evaluating best.ckpt failed" in result.output
     _, md = check_output(run_copy / "report")

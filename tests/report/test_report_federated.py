@@ -21,9 +21,16 @@ SUBSET = {"all": "", "HQ": "_hq", "LQ": "_lq"}
 def _metrics(auc: float | None, n: float = 7.0) -> dict:
     out = {}
     for suffix, share in (("", 1.0), ("_hq", 0.5), ("_lq", 0.5)):
-        out.update({f"auc{suffix}": auc, f"acc{suffix}": 0.5, f"f1{suffix}": 0.25,
-                    f"kappa{suffix}": 0.1, f"n{suffix}": n * share,
-                    f"quality_acc{suffix}": 0.75})
+        out.update(
+            {
+                f"auc{suffix}": auc,
+                f"acc{suffix}": 0.5,
+                f"f1{suffix}": 0.25,
+                f"kappa{suffix}": 0.1,
+                f"n{suffix}": n * share,
+                f"quality_acc{suffix}": 0.75,
+            }
+        )
     out.update(auc_hard_compat=auc, f1_compat=0.25)
     return out
 
@@ -31,20 +38,44 @@ def _metrics(auc: float | None, n: float = 7.0) -> dict:
 def _round(rnd: int, auc: float, status: str = "ok", eps: float | None = None) -> dict:
     sites = {}
     for i, name in enumerate(("hospital-a", "hospital-b")):
-        train = {"loss_diagnosis": 0.5 - 0.01 * rnd - 0.005 * i, "loss_quality": 0.4,
-                 "num-examples": 16.0}
+        train = {
+            "loss_diagnosis": 0.5 - 0.01 * rnd - 0.005 * i,
+            "loss_quality": 0.4,
+            "num-examples": 16.0,
+        }
         if eps is not None:
             train["epsilon"] = eps * (1 + i)
-        sites[name] = {"node_id": i, "bytes_down": 1_000_000, "bytes_up": 600_000,
-                       "status": "ok", "train": train, "eval": _metrics(auc - 0.1 * i)}
+        sites[name] = {
+            "node_id": i,
+            "bytes_down": 1_000_000,
+            "bytes_up": 600_000,
+            "status": "ok",
+            "train": train,
+            "eval": _metrics(auc - 0.1 * i),
+        }
     return {
-        "round": rnd, "status": status, "sites": sites, "started_at": "",
-        "failures": [{"kind": "train timed out", "site": "hospital-c", "node_id": 3,
-                      "reason": "no reply within 60 s"}] if rnd == 2 else [],
-        "rejected": [], "replies": {"sampled": 3, "train_ok": 2},
+        "round": rnd,
+        "status": status,
+        "sites": sites,
+        "started_at": "",
+        "failures": [
+            {
+                "kind": "train timed out",
+                "site": "hospital-c",
+                "node_id": 3,
+                "reason": "no reply within 60 s",
+            }
+        ]
+        if rnd == 2
+        else [],
+        "rejected": [],
+        "replies": {"sampled": 3, "train_ok": 2},
         "train": {"loss_diagnosis": 0.5 - 0.01 * rnd, "loss_auxiliary": 0.7},
-        "global": _metrics(auc, 14.0), "server_eval": _metrics(auc + 0.05),
-        "timing": {"round_s": 1.0}, "bytes_down": 2_000_000, "bytes_up": 1_200_000,
+        "global": _metrics(auc, 14.0),
+        "server_eval": _metrics(auc + 0.05),
+        "timing": {"round_s": 1.0},
+        "bytes_down": 2_000_000,
+        "bytes_up": 1_200_000,
     }
 
 
@@ -54,13 +85,23 @@ def fed_run(tiny: TinyRun, tmp_path: Path) -> Path:
     run.mkdir()
     cfg = json.loads((tiny.run / "metrics.json").read_text())["config"]
     doc = {
-        "federation": {"run": cfg, "run_dir": str(run), "num_rounds": 3, "local_epochs": 1,
-                       "strategy": "fedprox", "proximal_mu": 0.01, "transport_dtype":
-                       "float32", "server_eval_data": str(tiny.data),
-                       "server_eval_split": "test"},
+        "federation": {
+            "run": cfg,
+            "run_dir": str(run),
+            "num_rounds": 3,
+            "local_epochs": 1,
+            "strategy": "fedprox",
+            "proximal_mu": 0.01,
+            "transport_dtype": "float32",
+            "server_eval_data": str(tiny.data),
+            "server_eval_split": "test",
+        },
         "initial": _metrics(0.5),
-        "rounds": [_round(1, 0.6, eps=1.0), _round(2, 0.7, "not aggregated: 1 valid update(s)",
-                                                   eps=2.0), _round(3, 0.8, eps=3.0)],
+        "rounds": [
+            _round(1, 0.6, eps=1.0),
+            _round(2, 0.7, "not aggregated: 1 valid update(s)", eps=2.0),
+            _round(3, 0.8, eps=3.0),
+        ],
     }
     doc["rounds"][2]["global"]["auc_lq"] = float("nan")  # the federation writes NaN
     (run / "metrics.json").write_text(json.dumps(doc, allow_nan=True))
@@ -72,24 +113,30 @@ def test_federated_report_has_sites_bytes_and_epsilon(fed_run: Path):
     cli("report", fed_run, *CPU)
     out = fed_run / "report"
     page, md = check_output(out)
-    sizes = {"curves_sites.png": (1200, 380), "bytes_per_round.png": (700, 380),
-             "epsilon_per_round.png": (700, 380), "curves_losses.png": (1200, 380),
-             "roc.png": (1350, 460), "confusion.png": (1350, 460)}
+    sizes = {
+        "curves_sites.png": (1200, 380),
+        "bytes_per_round.png": (700, 380),
+        "epsilon_per_round.png": (700, 380),
+        "curves_losses.png": (1200, 380),
+        "roc.png": (1350, 460),
+        "confusion.png": (1350, 460),
+    }
     for name, size in sizes.items():
         assert png_size(out / "figures" / name) == size, name
     doc = json.loads((fed_run / "metrics.json").read_text())
     last = doc["rounds"][-1]
-    expected = {"global (site-weighted), round 3": last["global"],
-                "server held-out, round 3": last["server_eval"],
-                "hospital-a, round 3": last["sites"]["hospital-a"]["eval"],
-                "hospital-b, round 3": last["sites"]["hospital-b"]["eval"]}
+    expected = {
+        "global (site-weighted), round 3": last["global"],
+        "server held-out, round 3": last["server_eval"],
+        "hospital-a, round 3": last["sites"]["hospital-a"]["eval"],
+        "hospital-b, round 3": last["sites"]["hospital-b"]["eval"],
+    }
     rows = table_rows(md, "evaluated on")
     by_site = table_rows(md.split("### By site", 1)[1], "evaluated on")
     seen = set()
     for scope, subset, *cells in rows + by_site:
         seen.add(scope)
-        for key, cell in zip(("n", "auc", "acc", "f1", "kappa", "quality_acc"), cells,
-                             strict=True):
+        for key, cell in zip(("n", "auc", "acc", "f1", "kappa", "quality_acc"), cells, strict=True):
             assert cell == fmt(expected[scope][f"{key}{SUBSET[subset]}"], key), (scope, key)
     assert seen == set(expected)
     assert math.isnan(last["global"]["auc_lq"])
@@ -109,8 +156,11 @@ def test_federated_report_has_sites_bytes_and_epsilon(fed_run: Path):
 def test_epsilon_and_sites_are_read_per_round(fed_run: Path):
     run = load_run(fed_run)
     assert run.kind == "federated" and run.step_label == "Round"
-    assert [e for _, e in run.epsilon["hospital-b"]] == [{"epsilon": 2.0}, {"epsilon": 4.0},
-                                                          {"epsilon": 6.0}]
+    assert [e for _, e in run.epsilon["hospital-b"]] == [
+        {"epsilon": 2.0},
+        {"epsilon": 4.0},
+        {"epsilon": 6.0},
+    ]
     assert run.evals["server held-out"][0][0] == 0  # the initial evaluation is round 0
     assert run.eval_split == "test" and run.checkpoint == fed_run / "global.pt"
 
@@ -131,18 +181,28 @@ def test_real_in_process_federation(tiny: TinyRun, tmp_path: Path):
     cfg = tiny_config()
     cfg.model.width, cfg.device, cfg.threads = 0.125, "cpu", 1
     sites = [Site("site0", tiny.data), Site("site1", tiny.data)]
-    fed = FederationConfig(run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2,
-                           server_eval_data=tiny.data)
+    fed = FederationConfig(
+        run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2, server_eval_data=tiny.data
+    )
     app = make_client_app(sites, threads=1)
-    contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
-                                 state=RecordDict(), run_config={}) for i in range(2)}
+    contexts = {
+        100 + i: Context(
+            run_id=1,
+            node_id=100 + i,
+            node_config={"partition-id": i},
+            state=RecordDict(),
+            run_config={},
+        )
+        for i in range(2)
+    }
     run_server(InProcessGrid({n: (app, c) for n, c in contexts.items()}), fed)
     cli("report", fed.run_dir, *CPU)
     _, md = check_output(fed.run_dir / "report")
     doc = json.loads((fed.run_dir / "metrics.json").read_text())
     server = doc["rounds"][0]["server_eval"]
-    row = next(r for r in table_rows(md, "evaluated on") if r[:2] == ["server held-out, round 1",
-                                                                     "all"])
+    row = next(
+        r for r in table_rows(md, "evaluated on") if r[:2] == ["server held-out, round 1", "all"]
+    )
     assert row[3] == fmt(server["auc"] if server["auc"] is not None else float("nan"))
     assert "They match metrics.json (server held-out, round 1)" in md
     assert (fed.run_dir / "report" / "figures" / "bytes_per_round.png").is_file()

@@ -54,8 +54,10 @@ class FileIndex:
     def __init__(self, root: Path):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise UserError("source folder not found; pass the folder where you unpacked the "
-                            "release", path=self.root)
+            raise UserError(
+                "source folder not found; pass the folder where you unpacked the release",
+                path=self.root,
+            )
         self.by_name: dict[str, list[Path]] = defaultdict(list)
         self.by_stem: dict[str, list[Path]] = defaultdict(list)
         self.dirs: list[Path] = []
@@ -80,8 +82,11 @@ class FileIndex:
     def require(self, *names: str, what: str) -> Path:
         hit = self.file(*names)
         if hit is None:
-            raise UserError(f"{what} not found: expected a file named {' or '.join(names)} "
-                            "somewhere under the source folder", path=self.root)
+            raise UserError(
+                f"{what} not found: expected a file named {' or '.join(names)} "
+                "somewhere under the source folder",
+                path=self.root,
+            )
         return hit
 
     def image(self, name: str, under: Path | None = None) -> Path | None:
@@ -97,18 +102,23 @@ class FileIndex:
         return [d for d in self.dirs if d.name.lower() in wanted]
 
     def images_in(self, folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir()
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                      and not p.name.startswith("._"))
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("._")
+        )
 
 
 def report_missing(missing: list[tuple[str, Path, int]], allow: bool) -> None:
     """Stop on the first image a label file lists but the release lacks (unless allowed)."""
     if missing and not allow:
         name, table, line = missing[0]
-        raise UserError(f"image {name} listed here is not under the source folder "
-                        f"({len(missing)} missing in all; pass --allow-missing to skip them)",
-                        path=table, line=line)
+        raise UserError(
+            f"image {name} listed here is not under the source folder "
+            f"({len(missing)} missing in all; pass --allow-missing to skip them)",
+            path=table,
+            line=line,
+        )
 
 
 def _authors_splits(folder: Path) -> dict[str, tuple[str, str]]:
@@ -120,29 +130,35 @@ def _authors_splits(folder: Path) -> dict[str, tuple[str, str]]:
             for row in parse_split(path):
                 out[Path(row.name).stem.lower()] = (split, row.name)
     if not out:
-        raise UserError("no split files (train.txt, val.txt, test.txt) in --splits-from",
-                        path=folder)
+        raise UserError(
+            "no split files (train.txt, val.txt, test.txt) in --splits-from", path=folder
+        )
     return out
 
 
-def write_dataset(cfg: DatasetConfig, entries: list[Entry], out_root: Path, opts: Options,
-                  meta: dict[str, object]) -> Path:
+def write_dataset(
+    cfg: DatasetConfig, entries: list[Entry], out_root: Path, opts: Options, meta: dict[str, object]
+) -> Path:
     """Write OUT/NAME in the authors' layout; returns OUT/NAME."""
     if not entries:
         raise UserError("nothing to prepare: no labelled images were found in the source")
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise UserError(f"two images would both be written as Images/{dup}; the release "
-                        "seems to be unpacked twice under the source folder")
+        raise UserError(
+            f"two images would both be written as Images/{dup}; the release "
+            "seems to be unpacked twice under the source folder"
+        )
     rel_names = [f"{IMAGES}/{e.name}" for e in entries]
     split_names: list[str]
     if opts.splits_from is not None:
         authors = _authors_splits(Path(opts.splits_from))
         keep = [i for i, e in enumerate(entries) if Path(e.name).stem.lower() in authors]
         if not keep:
-            raise UserError("none of the prepared images appears in the --splits-from files",
-                            path=opts.splits_from)
+            raise UserError(
+                "none of the prepared images appears in the --splits-from files",
+                path=opts.splits_from,
+            )
         entries = [entries[i] for i in keep]
         picked = [authors[Path(e.name).stem.lower()] for e in entries]
         split_names = [s for s, _ in picked]

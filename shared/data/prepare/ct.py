@@ -32,13 +32,21 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
         dirs = [d for d in index.directories(folder) if index.images_in(d)]
         if not dirs:
             release = "COVID-CT" if folder.startswith("ct_") else "SARS-CoV-2 CT-scan"
-            raise UserError(f"{release} folder {folder!r} with images not found under the "
-                            "source folder (unpack both releases there)", path=source)
+            raise UserError(
+                f"{release} folder {folder!r} with images not found under the "
+                "source folder (unpack both releases there)",
+                path=source,
+            )
         images = index.images_in(dirs[0])
         if origin == "sars-cov-2-ct":
             images = sample(images, per_class, rng)
-        entries += [Entry(p.name, diagnosis, diagnosis, quality, src=p, source=origin)
-                    for p in images]
-    return write_dataset(cfg, entries, out, opts, {"from": "covid-ct+sars",
-                                                   "source": str(source),
-                                                   "sars_per_class": per_class})
+        entries += [
+            Entry(p.name, diagnosis, diagnosis, quality, src=p, source=origin) for p in images
+        ]
+    return write_dataset(
+        cfg,
+        entries,
+        out,
+        opts,
+        {"from": "covid-ct+sars", "source": str(source), "sars_per_class": per_class},
+    )

@@ -47,25 +47,38 @@ def _children(index: FileIndex, rng: np.random.Generator, factor: int) -> list[E
                 seen.add(p.name.lower())
                 unique.append(p)
         if not unique:
-            raise UserError(f"pediatric CXR folder {folder.upper()!r} (chest_xray/*/"
-                            f"{folder.upper()}) not found under the source folder",
-                            path=index.root)
+            raise UserError(
+                f"pediatric CXR folder {folder.upper()!r} (chest_xray/*/"
+                f"{folder.upper()}) not found under the source folder",
+                path=index.root,
+            )
         order = rng.permutation(len(unique))
         half = set(order[: len(unique) // 2].tolist())
         for i, p in enumerate(unique):
             if i in half:
-                entries.append(Entry(p.name, diagnosis, diagnosis, HQ, src=p,
-                                     source="kermany-child"))
+                entries.append(
+                    Entry(p.name, diagnosis, diagnosis, HQ, src=p, source="kermany-child")
+                )
             else:
-                entries.append(Entry(p.name, diagnosis, diagnosis, LQ_C,
-                                     pixels=low_dose(p, factor), source="kermany-child"))
+                entries.append(
+                    Entry(
+                        p.name,
+                        diagnosis,
+                        diagnosis,
+                        LQ_C,
+                        pixels=low_dose(p, factor),
+                        source="kermany-child",
+                    )
+                )
     return entries
 
 
-def _adults(index: FileIndex, rng: np.random.Generator, factor: int, n_normal: int,
-            min_age: int) -> list[Entry]:
-    table = index.require("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv",
-                          what="NIH ChestX-ray14 label file")
+def _adults(
+    index: FileIndex, rng: np.random.Generator, factor: int, n_normal: int, min_age: int
+) -> list[Entry]:
+    table = index.require(
+        "Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv", what="NIH ChestX-ray14 label file"
+    )
     normal, pneumonia = [], []
     for _line, row in read_csv(table, ["Image Index", "Finding Labels"]):
         age_text = "".join(ch for ch in row.get("Patient Age", "") if ch.isdigit())
@@ -80,11 +93,14 @@ def _adults(index: FileIndex, rng: np.random.Generator, factor: int, n_normal: i
         elif findings == {"no finding"}:
             normal.append(image)
     if not pneumonia and not normal:
-        raise UserError("no ChestX-ray14 image listed here was found under the source folder",
-                        path=table)
+        raise UserError(
+            "no ChestX-ray14 image listed here was found under the source folder", path=table
+        )
     picked = [(p, 0) for p in sample(normal, n_normal, rng)] + [(p, 1) for p in pneumonia]
-    return [Entry(p.name, d, d, LQ_A, pixels=low_dose(p, factor), source="cxr14-adult")
-            for p, d in picked]
+    return [
+        Entry(p.name, d, d, LQ_A, pixels=low_dose(p, factor), source="cxr14-adult")
+        for p, d in picked
+    ]
 
 
 def prepare(source: Path, out: Path, opts: Options) -> Path:
@@ -97,6 +113,16 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
         raise UserError(f"--downsample must be at least 1, got {factor}")
     rng = np.random.default_rng(opts.seed)
     entries = _children(index, rng, factor) + _adults(index, rng, factor, n_normal, min_age)
-    return write_dataset(cfg, entries, out, opts, {
-        "from": "kermany+cxr14", "source": str(source), "downsample": factor,
-        "cxr14_normal": n_normal, "min_adult_age": min_age})
+    return write_dataset(
+        cfg,
+        entries,
+        out,
+        opts,
+        {
+            "from": "kermany+cxr14",
+            "source": str(source),
+            "downsample": factor,
+            "cxr14_normal": n_normal,
+            "min_adult_age": min_age,
+        },
+    )

@@ -35,22 +35,33 @@ def _sources(index: FileIndex) -> dict[str, str]:
 
 
 def _evaluation(index: FileIndex) -> list[tuple[str, int, int, Path, int]]:
-    dr_table = index.require("Challenge1_labels.xlsx", "Challenge1_labels.csv",
-                             what="DeepDRiD evaluation DR labels (the test split)")
-    q_table = index.require("Challenge2_labels.xlsx", "Challenge2_labels.csv",
-                            what="DeepDRiD evaluation quality labels (the test split)")
+    dr_table = index.require(
+        "Challenge1_labels.xlsx",
+        "Challenge1_labels.csv",
+        what="DeepDRiD evaluation DR labels (the test split)",
+    )
+    q_table = index.require(
+        "Challenge2_labels.xlsx",
+        "Challenge2_labels.csv",
+        what="DeepDRiD evaluation quality labels (the test split)",
+    )
     dr_rows = read_table(dr_table, ["image_id"])
     if dr_rows and "DR_Levels" not in dr_rows[0][1] and "DR_Level" not in dr_rows[0][1]:
         raise UserError("missing column 'DR_Levels'", path=dr_table, line=1)
-    quality = {row["image_id"]: (line, row[QUALITY_COLUMN])
-               for line, row in read_table(q_table, ["image_id", QUALITY_COLUMN])}
+    quality = {
+        row["image_id"]: (line, row[QUALITY_COLUMN])
+        for line, row in read_table(q_table, ["image_id", QUALITY_COLUMN])
+    }
     out = []
     for line, row in dr_rows:
         column = "DR_Levels" if "DR_Levels" in row else "DR_Level"
         level = int_field(row[column], column, dr_table, line, range(5))
         if row["image_id"] not in quality:
-            raise UserError(f"image {row['image_id']} has no quality label in {q_table.name}",
-                            path=dr_table, line=line)
+            raise UserError(
+                f"image {row['image_id']} has no quality label in {q_table.name}",
+                path=dr_table,
+                line=line,
+            )
         q_line, q_text = quality[row["image_id"]]
         good = int_field(q_text, QUALITY_COLUMN, q_table, q_line, range(2))
         out.append((row["image_id"], level, good, dr_table, line))
@@ -63,8 +74,10 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
     sources = _sources(index)
     labelled: list[tuple[str, str, int, int, Path, int]] = []
     required = ["image_id", QUALITY_COLUMN, "left_eye_DR_Level", "right_eye_DR_Level"]
-    for split, name in (("train", "regular-fundus-training.csv"),
-                        ("val", "regular-fundus-validation.csv")):
+    for split, name in (
+        ("train", "regular-fundus-training.csv"),
+        ("val", "regular-fundus-validation.csv"),
+    ):
         table = index.require(name, what=f"DeepDRiD {split} labels")
         for line, row in read_csv(table, required):
             level = _eye_level(row, row["image_id"], table, line)
@@ -78,8 +91,18 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
         if image is None:
             missing.append((image_id, table, line))
             continue
-        entries.append(Entry(image.name, level, map_five_grade(level), 0 if good == 1 else 1,
-                             src=image, split=split, source=sources.get(image_id, "")))
+        entries.append(
+            Entry(
+                image.name,
+                level,
+                map_five_grade(level),
+                0 if good == 1 else 1,
+                src=image,
+                split=split,
+                source=sources.get(image_id, ""),
+            )
+        )
     report_missing(missing, opts.allow_missing)
-    return write_dataset(cfg, entries, out, opts, {"from": "deepdr", "source": str(source),
-                                                   "missing": len(missing)})
+    return write_dataset(
+        cfg, entries, out, opts, {"from": "deepdr", "source": str(source), "missing": len(missing)}
+    )

@@ -26,8 +26,10 @@ QUALITY = "a. DRAC2022_ Image Quality Assessment_Training Labels.csv"
 def _find(index: FileIndex, fragment: str, what: str) -> Path:
     hits = [p for name, paths in index.by_name.items() if fragment.lower() in name for p in paths]
     if not hits:
-        raise UserError(f"{what} not found: expected a file named like {fragment!r} under the "
-                        "source folder", path=index.root)
+        raise UserError(
+            f"{what} not found: expected a file named like {fragment!r} under the source folder",
+            path=index.root,
+        )
     return sorted(hits)[0]
 
 
@@ -38,8 +40,7 @@ def _digest(path: Path) -> str:
 def prepare(source: Path, out: Path, opts: Options) -> Path:
     cfg = preset("DRAC").dataset
     index = FileIndex(source)
-    grading = _find(index, "Diabetic Retinopathy Grading_Training Labels",
-                    "DRAC DR-grading labels")
+    grading = _find(index, "Diabetic Retinopathy Grading_Training Labels", "DRAC DR-grading labels")
     quality = _find(index, "Image Quality Assessment_Training Labels", "DRAC quality labels")
     match = str(opts.extra.get("drac_match", "content"))
     hq_min = int(opts.extra.get("drac_hq_min", 1))  # type: ignore[call-overload]
@@ -48,13 +49,15 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
 
     levels: dict[str, int] = {}
     for line, row in read_csv(quality, ["image name", "image quality level"]):
-        level = int_field(row["image quality level"], "image quality level", quality, line,
-                          range(3))
+        level = int_field(
+            row["image quality level"], "image quality level", quality, line, range(3)
+        )
         if match == "name":
             levels[row["image name"].lower()] = level
         else:
-            image = index.image(row["image name"], under=quality_dir if quality_dir.is_dir()
-                                else None)
+            image = index.image(
+                row["image name"], under=quality_dir if quality_dir.is_dir() else None
+            )
             if image is not None:
                 levels[_digest(image)] = level
 
@@ -63,8 +66,7 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
     unlabelled = 0
     for line, row in read_csv(grading, ["image name", "DR grade"]):
         grade = int_field(row["DR grade"], "DR grade", grading, line, range(3))
-        image = index.image(row["image name"], under=grading_dir if grading_dir.is_dir()
-                            else None)
+        image = index.image(row["image name"], under=grading_dir if grading_dir.is_dir() else None)
         if image is None:
             missing.append((row["image name"], grading, line))
             continue
@@ -76,8 +78,22 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
         entries.append(Entry(image.name, grade, grade, 0 if hq else 1, src=image))
     report_missing(missing, opts.allow_missing)
     if not entries:
-        raise UserError(f"no DR-grading image has a quality label (matched by {match}); try "
-                        "--drac-match name if the two tasks share file names", path=grading)
-    return write_dataset(cfg, entries, out, opts, {
-        "from": "drac", "source": str(source), "match": match, "hq_min_level": hq_min,
-        "without_quality": unlabelled, "missing": len(missing)})
+        raise UserError(
+            f"no DR-grading image has a quality label (matched by {match}); try "
+            "--drac-match name if the two tasks share file names",
+            path=grading,
+        )
+    return write_dataset(
+        cfg,
+        entries,
+        out,
+        opts,
+        {
+            "from": "drac",
+            "source": str(source),
+            "match": match,
+            "hq_min_level": hq_min,
+            "without_quality": unlabelled,
+            "missing": len(missing),
+        },
+    )

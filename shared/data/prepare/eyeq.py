@@ -33,5 +33,6 @@ def prepare(source: Path, out: Path, opts: Options) -> Path:
                 continue
             entries.append(Entry(image.name, grade, map_five_grade(grade), quality, src=image))
     report_missing(missing, opts.allow_missing)
-    return write_dataset(cfg, entries, out, opts, {"from": "eyeq", "source": str(source),
-                                                   "missing": len(missing)})
+    return write_dataset(
+        cfg, entries, out, opts, {"from": "eyeq", "source": str(source), "missing": len(missing)}
+    )

@@ -38,8 +38,15 @@ def read_csv(path: Path, required: list[str]) -> list[Row]:
             for values in reader:
                 if not any(v.strip() for v in values):
                     continue
-                rows.append((reader.line_num, {n: (values[i].strip() if i < len(values) else "")
-                                               for i, n in enumerate(names)}))
+                rows.append(
+                    (
+                        reader.line_num,
+                        {
+                            n: (values[i].strip() if i < len(values) else "")
+                            for i, n in enumerate(names)
+                        },
+                    )
+                )
             return rows
     except UnicodeDecodeError:
         raise UserError("label file is not UTF-8 text", path=path) from None
@@ -75,8 +82,9 @@ def read_xlsx(path: Path, required: list[str]) -> list[Row]:
                 root = ElementTree.fromstring(zf.read("xl/sharedStrings.xml"))
                 for si in root.findall("m:si", _NS):
                     shared.append("".join(t.text or "" for t in si.iter(f"{{{_NS['m']}}}t")))
-            sheets = sorted(n for n in zf.namelist()
-                            if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
+            sheets = sorted(
+                n for n in zf.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)
+            )
             if not sheets:
                 raise UserError("spreadsheet has no worksheet", path=path)
             sheet = ElementTree.fromstring(zf.read(sheets[0]))
@@ -96,8 +104,10 @@ def read_xlsx(path: Path, required: list[str]) -> list[Row]:
         raise UserError("empty spreadsheet", path=path)
     header_line, header = table[0]
     names = _columns(header, path, required, header_line)
-    return [(n, {name: (vals[i].strip() if i < len(vals) else "") for i, name in enumerate(names)})
-            for n, vals in table[1:]]
+    return [
+        (n, {name: (vals[i].strip() if i < len(vals) else "") for i, name in enumerate(names)})
+        for n, vals in table[1:]
+    ]
 
 
 def read_table(path: Path, required: list[str]) -> list[Row]:
@@ -113,6 +123,10 @@ def int_field(value: str, column: str, path: Path, line: int, allowed: range) ->
     if text.endswith(".0"):
         text = text[:-2]
     if not text.lstrip("-").isdigit() or int(text) not in allowed:
-        raise UserError(f"column {column!r}: expected an integer {allowed.start}-"
-                        f"{allowed.stop - 1}, got {value!r}", path=path, line=line)
+        raise UserError(
+            f"column {column!r}: expected an integer {allowed.start}-"
+            f"{allowed.stop - 1}, got {value!r}",
+            path=path,
+            line=line,
+        )
     return int(text)

@@ -42,16 +42,24 @@ class QualityStyle:
 
 
 STYLES: dict[str, dict[str, QualityStyle]] = {
-    "EYEQ": {"HQ": QualityStyle(None), "LQ-U": QualityStyle((0.3, 0.6)),
-             "LQ-P": QualityStyle((0.65, 1.0))},
+    "EYEQ": {
+        "HQ": QualityStyle(None),
+        "LQ-U": QualityStyle((0.3, 0.6)),
+        "LQ-P": QualityStyle((0.65, 1.0)),
+    },
     "DEEPDR": {"HQ": QualityStyle(None), "LQ": QualityStyle((0.35, 0.95))},
     "DRAC": {"HQ": QualityStyle(None), "LQ": QualityStyle((0.4, 0.95))},
-    "IQAD_CT": {"HQ": QualityStyle(None, source="sars-cov-2-ct"),
-                "LQ": QualityStyle((0.35, 0.9), source="covid-ct")},
-    "IQAD_CXR": {"HQ": QualityStyle(None, "child", "child"),
-                 "LQ-C": QualityStyle((0.3, 0.75), "child", "child"),
-                 "LQ-A": QualityStyle((0.3, 0.75), "adult", "adult")},
+    "IQAD_CT": {
+        "HQ": QualityStyle(None, source="sars-cov-2-ct"),
+        "LQ": QualityStyle((0.35, 0.9), source="covid-ct"),
+    },
+    "IQAD_CXR": {
+        "HQ": QualityStyle(None, "child", "child"),
+        "LQ-C": QualityStyle((0.3, 0.75), "child", "child"),
+        "LQ-A": QualityStyle((0.3, 0.75), "adult", "adult"),
+    },
 }
+
 
 @dataclass(frozen=True)
 class Task:
@@ -64,8 +72,9 @@ class Task:
     out_dir: str
 
 
-def render_sample(cfg: DatasetConfig, diagnosis: int, quality: int, seed: int, index: int,
-                  size: int) -> tuple[np.ndarray, list[Lesion], int, str]:
+def render_sample(
+    cfg: DatasetConfig, diagnosis: int, quality: int, seed: int, index: int, size: int
+) -> tuple[np.ndarray, list[Lesion], int, str]:
     """One synthetic image: (uint8 image, lesions, file diagnosis label, source)."""
     rng = np.random.default_rng([seed, index])
     style = STYLES[cfg.name][cfg.quality_names[quality]]
@@ -89,14 +98,16 @@ def render_sample(cfg: DatasetConfig, diagnosis: int, quality: int, seed: int, i
 
 def _work(args: tuple[DatasetConfig, Task]) -> tuple[int, int, list[Lesion], str]:
     cfg, t = args
-    image, lesions, file_dx, source = render_sample(cfg, t.diagnosis, t.quality, t.seed,
-                                                    t.index, t.size)
+    image, lesions, file_dx, source = render_sample(
+        cfg, t.diagnosis, t.quality, t.seed, t.index, t.size
+    )
     Image.fromarray(image).save(os.path.join(t.out_dir, t.name), compress_level=1)
     return t.index, file_dx, lesions, source
 
 
-def _labels(cfg: DatasetConfig, n: int, lq_ratio: float | None, seed: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _labels(
+    cfg: DatasetConfig, n: int, lq_ratio: float | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     counts = class_counts(cfg, n, lq_ratio)
     d = np.repeat(np.repeat(np.arange(cfg.num_diagnosis), cfg.num_quality), counts.ravel())
     q = np.repeat(np.tile(np.arange(cfg.num_quality), cfg.num_diagnosis), counts.ravel())
@@ -104,9 +115,16 @@ def _labels(cfg: DatasetConfig, n: int, lq_ratio: float | None, seed: int
     return d[order], q[order], counts
 
 
-def synthesize(like: str, n: int, image_size: int, out: Path, seed: int = 0,
-               lq_ratio: float | None = None, workers: int | None = None,
-               force: bool = False) -> Path:
+def synthesize(
+    like: str,
+    n: int,
+    image_size: int,
+    out: Path,
+    seed: int = 0,
+    lq_ratio: float | None = None,
+    workers: int | None = None,
+    force: bool = False,
+) -> Path:
     """Write OUT/NAME with n synthetic images like dataset NAME; returns OUT/NAME.
 
     The diagnosis x quality mix follows Table 1 (or keeps Table 1's diagnosis mix with
@@ -125,10 +143,18 @@ def synthesize(like: str, n: int, image_size: int, out: Path, seed: int = 0,
     names = [f"syn_{i:0{width}d}.png" for i in range(n)]
     with staged_dir(target, force=force) as stage:
         (stage / IMAGES).mkdir()
-        tasks = [(cfg, Task(i, names[i], int(diag[i]), int(qual[i]), seed, image_size,
-                            str(stage / IMAGES))) for i in range(n)]
-        workers = workers if workers is not None else (min(os.cpu_count() or 1, 8)
-                                                       if n >= 256 else 1)
+        tasks = [
+            (
+                cfg,
+                Task(
+                    i, names[i], int(diag[i]), int(qual[i]), seed, image_size, str(stage / IMAGES)
+                ),
+            )
+            for i in range(n)
+        ]
+        workers = (
+            workers if workers is not None else (min(os.cpu_count() or 1, 8) if n >= 256 else 1)
+        )
         if workers > 1:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             with ctx.Pool(workers) as pool:
@@ -137,18 +163,35 @@ def synthesize(like: str, n: int, image_size: int, out: Path, seed: int = 0,
             results = [_work(t) for t in tasks]
         results.sort(key=lambda r: r[0])
         _write_tables(stage, cfg, names, diag, qual, results, seed)
-        meta = {"like": cfg.name, "n": n, "image_size": image_size, "seed": seed,
-                "lq_ratio": lq_ratio, "generator_version": GENERATOR_VERSION,
-                "counts": {f"{cfg.diagnosis_names[d]}/{cfg.quality_names[q]}": int(counts[d, q])
-                           for d in range(cfg.num_diagnosis) for q in range(cfg.num_quality)}}
+        meta = {
+            "like": cfg.name,
+            "n": n,
+            "image_size": image_size,
+            "seed": seed,
+            "lq_ratio": lq_ratio,
+            "generator_version": GENERATOR_VERSION,
+            "counts": {
+                f"{cfg.diagnosis_names[d]}/{cfg.quality_names[q]}": int(counts[d, q])
+                for d in range(cfg.num_diagnosis)
+                for q in range(cfg.num_quality)
+            },
+        }
         (stage / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return target
 
 
-def _write_tables(stage: Path, cfg: DatasetConfig, names: list[str], diag: np.ndarray,
-                  qual: np.ndarray, results: list, seed: int) -> None:
-    joint = [joint_label(int(d), int(q), cfg.num_diagnosis) for d, q in zip(diag, qual,
-                                                                           strict=True)]
+def _write_tables(
+    stage: Path,
+    cfg: DatasetConfig,
+    names: list[str],
+    diag: np.ndarray,
+    qual: np.ndarray,
+    results: list,
+    seed: int,
+) -> None:
+    joint = [
+        joint_label(int(d), int(q), cfg.num_diagnosis) for d, q in zip(diag, qual, strict=True)
+    ]
     split_of = stratified_assign(joint, cfg.split_fractions, seed)
     rows: dict[int, list[SplitRow]] = {k: [] for k in range(len(cfg.splits))}
     lesion_lines = ["image,x0,y0,x1,y1,kind"]
@@ -156,8 +199,7 @@ def _write_tables(stage: Path, cfg: DatasetConfig, names: list[str], diag: np.nd
     for (index, file_dx, lesions, source), split in zip(results, split_of, strict=True):
         rel = f"{IMAGES}/{names[index]}"
         rows[split].append(file_row(rel, file_dx, int(qual[index]), cfg))
-        lesion_lines += [f"{rel},{les.x0},{les.y0},{les.x1},{les.y1},{les.kind}"
-                         for les in lesions]
+        lesion_lines += [f"{rel},{les.x0},{les.y0},{les.x1},{les.y1},{les.kind}" for les in lesions]
         if source:
             source_lines.append(f"{rel},{source}")
     for k, split in enumerate(cfg.splits):

@@ -14,8 +14,9 @@ _ANATOMY = {  # chest half-width, lung height, lung top, heart half-width, rib c
 }
 
 
-def render(rng: np.random.Generator, size: int, pneumonia: int, anatomy: str = "child"
-           ) -> tuple[np.ndarray, list[Lesion]]:
+def render(
+    rng: np.random.Generator, size: int, pneumonia: int, anatomy: str = "child"
+) -> tuple[np.ndarray, list[Lesion]]:
     """uint8 H x W radiograph; `pneumonia` is the diagnosis (0 normal, 1 pneumonia)."""
     s = size
     chest_w, lung_h, lung_top, heart_w, n_ribs = _ANATOMY[anatomy]
@@ -57,8 +58,17 @@ def render(rng: np.random.Generator, size: int, pneumonia: int, anatomy: str = "
     if anatomy == "adult":
         for side in (-1, 1):
             xs = np.linspace(cx + side * 0.03 * s, cx + side * chest_w * s, 8)
-            ribs.polyline(np.stack([xs, np.full_like(xs, fields[0][1] - fields[0][3])
-                                    + 0.02 * s * np.abs(xs - cx) / s * 8], 1), 1.4 * s / 64)
+            ribs.polyline(
+                np.stack(
+                    [
+                        xs,
+                        np.full_like(xs, fields[0][1] - fields[0][3])
+                        + 0.02 * s * np.abs(xs - cx) / s * 8,
+                    ],
+                    1,
+                ),
+                1.4 * s / 64,
+            )
     img = img + 0.12 * ribs.array() * (0.4 + 0.6 * lung)
     img = img + 0.18 * gaussian_blob(yy, xx, 0.5 * s, cx, 0.6 * s, 0.035 * s)  # spine
 
@@ -72,8 +82,7 @@ def render(rng: np.random.Generator, size: int, pneumonia: int, anatomy: str = "
             lx, ly, lw, ry = fields[int(rng.integers(0, 2))]
             px = lx + rng.uniform(-0.5, 0.5) * lw
             py = ly + rng.uniform(-0.2, 0.6) * ry
-            gx, gy = ((rng.uniform(0.08, 0.12, 2) if lobar else rng.uniform(0.04, 0.07, 2))
-                      * s)
+            gx, gy = (rng.uniform(0.08, 0.12, 2) if lobar else rng.uniform(0.04, 0.07, 2)) * s
             opac = np.maximum(opac, gaussian_blob(yy, xx, py, px, gy, gx))
             lesions.append(box(px, py, 1.6 * gx, 1.6 * gy, s, "consolidation"))
         img = img + 0.5 * np.clip(opac * 1.5, 0, 1) * texture * lung

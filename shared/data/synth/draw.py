@@ -41,8 +41,7 @@ class Layer:
 
     def ellipse(self, cx: float, cy: float, rx: float, ry: float, value: int = 255) -> None:
         s = SCALE
-        self.draw.ellipse([(cx - rx) * s, (cy - ry) * s, (cx + rx) * s, (cy + ry) * s],
-                          fill=value)
+        self.draw.ellipse([(cx - rx) * s, (cy - ry) * s, (cx + rx) * s, (cy + ry) * s], fill=value)
 
     def polyline(self, pts: np.ndarray, width: float, value: int = 255) -> None:
         w = max(1, int(round(width * SCALE)))
@@ -50,8 +49,7 @@ class Layer:
         self.draw.line(flat, fill=value, width=w, joint="curve" if w > 2 else None)
 
     def polygon(self, pts: np.ndarray, value: int = 255) -> None:
-        self.draw.polygon((np.asarray(pts, dtype=np.float64) * SCALE).ravel().tolist(),
-                          fill=value)
+        self.draw.polygon((np.asarray(pts, dtype=np.float64) * SCALE).ravel().tolist(), fill=value)
 
     def array(self) -> np.ndarray:
         return np.asarray(self.image.reduce(SCALE), dtype=np.float32) / 255.0
@@ -71,8 +69,9 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy + 0.5, xx + 0.5
 
 
-def gaussian_blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float,
-                  rx: float) -> np.ndarray:
+def gaussian_blob(
+    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float
+) -> np.ndarray:
     """exp(-d^2 / 2) for the ellipse-normalised distance d, in float32."""
     f = np.float32
     dy = (yy - f(cy)) * f(1.0 / max(ry, 1e-3))
@@ -80,8 +79,15 @@ def gaussian_blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: floa
     return np.exp(f(-0.5) * (dy * dy + dx * dx))
 
 
-def random_walk(rng: np.random.Generator, start: tuple[float, float], angle: float,
-                steps: int, step: float, turn: float, bend: float = 0.0) -> np.ndarray:
+def random_walk(
+    rng: np.random.Generator,
+    start: tuple[float, float],
+    angle: float,
+    steps: int,
+    step: float,
+    turn: float,
+    bend: float = 0.0,
+) -> np.ndarray:
     """A wandering path: heading changes by `bend` plus up to `turn` radians per step."""
     headings = angle + np.cumsum(bend + rng.uniform(-turn, turn, steps))
     pts = np.empty((steps + 1, 2), dtype=np.float32)

@@ -22,9 +22,13 @@ from shared.data.synth.draw import (
 )
 
 # (microaneurysms, haemorrhages, exudates) ranges per five-grade level
-_COUNTS = {0: ((0, 0), (0, 0), (0, 0)), 1: ((4, 7), (0, 1), (0, 1)),
-           2: ((5, 9), (2, 5), (2, 6)), 3: ((7, 12), (7, 13), (4, 9)),
-           4: ((3, 7), (3, 8), (0, 5))}
+_COUNTS = {
+    0: ((0, 0), (0, 0), (0, 0)),
+    1: ((4, 7), (0, 1), (0, 1)),
+    2: ((5, 9), (2, 5), (2, 6)),
+    3: ((7, 12), (7, 13), (4, 9)),
+    4: ((3, 7), (3, 8), (0, 5)),
+}
 
 
 class Geometry:
@@ -66,8 +70,9 @@ def _vessels(rng: np.random.Generator, g: Geometry, layer: Layer) -> None:
             heading = angle + bend * steps
             layer.polyline(pts, width * g.size / 64)
             for j in rng.choice(np.arange(4, steps - 3), size=2, replace=False):
-                branch = random_walk(rng, tuple(pts[j]), heading + rng.choice([-1, 1]) * 0.9,
-                                     8, g.r * 0.06, 0.25)
+                branch = random_walk(
+                    rng, tuple(pts[j]), heading + rng.choice([-1, 1]) * 0.9, 8, g.r * 0.06, 0.25
+                )
                 layer.polyline(branch, 0.6 * g.size / 64, 180)
 
 
@@ -78,8 +83,9 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     rho = np.hypot(yy - np.float32(g.cy), xx - np.float32(g.cx)) / np.float32(g.r)
     fov = np.clip((1.0 - rho) * np.float32(g.r * 0.8), 0, 1)  # soft one-pixel edge
     f32 = np.float32
-    tint = (np.array([0.80, 0.38, 0.17]) * rng.uniform(0.85, 1.1)
-            * rng.uniform(0.93, 1.07, 3)).astype(f32)
+    tint = (
+        np.array([0.80, 0.38, 0.17]) * rng.uniform(0.85, 1.1) * rng.uniform(0.93, 1.07, 3)
+    ).astype(f32)
     shade = (1.0 - 0.35 * rho**2) * (1.0 + 0.08 * (smooth_noise(rng, size, 6) - 0.5))
     shade *= 1.0 - 0.35 * gaussian_blob(yy, xx, g.fovea[1], g.fovea[0], 0.12 * g.r, 0.12 * g.r)
     img = shade[..., None] * tint[None, None, :]
@@ -92,7 +98,7 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     img = img * (1 - 0.5 * v * np.array([0.6, 1.0, 1.0], f32))
 
     lesions: list[Lesion] = []
-    red = Layer(size)   # dark red: microaneurysms, haemorrhages, new vessels
+    red = Layer(size)  # dark red: microaneurysms, haemorrhages, new vessels
     yellow = Layer(size)  # bright: exudates
     unit = g.r / 29.0  # lesion sizes are set for a 64 px image (r ~ 29 px)
     (ma_lo, ma_hi), (h_lo, h_hi), (e_lo, e_hi) = _COUNTS[grade]

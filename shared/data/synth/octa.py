@@ -18,7 +18,7 @@ def _mesh(rng: np.random.Generator, size: int) -> np.ndarray:
     out = np.zeros((size, size), dtype=np.float32)
     for _ in range(2):
         n = smooth_noise(rng, size, cells)
-        out = np.maximum(out, np.exp(-((n - 0.5) / 0.06) ** 2))
+        out = np.maximum(out, np.exp(-(((n - 0.5) / 0.06) ** 2)))
     return out
 
 
@@ -31,9 +31,15 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     phi = np.arctan2(yy - cy, xx - cx)
     wobble = 0.05 if grade == 0 else 0.18
     harmonics = rng.uniform(-1, 1, (3, 2))
-    edge = r_faz * (1 + wobble * sum(
-        harmonics[k, 0] * np.cos((k + 2) * phi) + harmonics[k, 1] * np.sin((k + 2) * phi)
-        for k in range(3)) / 2)
+    edge = r_faz * (
+        1
+        + wobble
+        * sum(
+            harmonics[k, 0] * np.cos((k + 2) * phi) + harmonics[k, 1] * np.sin((k + 2) * phi)
+            for k in range(3)
+        )
+        / 2
+    )
     dist = np.hypot(yy - cy, xx - cx)
     perfused = np.clip((dist - edge) / 1.5, 0, 1)
 
@@ -53,15 +59,20 @@ def render(rng: np.random.Generator, size: int, grade: int) -> tuple[np.ndarray,
     for _ in range(int(rng.integers(6, 10))):
         ang = rng.uniform(0, 2 * np.pi)
         start = (cx + 0.75 * size * np.cos(ang), cy + 0.75 * size * np.sin(ang))
-        path = random_walk(rng, start, ang + np.pi + rng.uniform(-0.4, 0.4), 16,
-                           0.04 * size, 0.18)
+        path = random_walk(rng, start, ang + np.pi + rng.uniform(-0.4, 0.4), 16, 0.04 * size, 0.18)
         keep = np.hypot(path[:, 0] - cx, path[:, 1] - cy) > r_faz * 1.3
         if keep.sum() > 1:
             path = path[: int(np.argmin(keep)) or len(path)]
             vessels.polyline(path, rng.uniform(0.8, 1.4) * size / 64, 230)
             branch_at = int(rng.integers(2, max(3, len(path) - 1)))
-            branch = random_walk(rng, tuple(path[min(branch_at, len(path) - 1)]),
-                                 rng.uniform(0, 2 * np.pi), 6, 0.03 * size, 0.3)
+            branch = random_walk(
+                rng,
+                tuple(path[min(branch_at, len(path) - 1)]),
+                rng.uniform(0, 2 * np.pi),
+                6,
+                0.03 * size,
+                0.3,
+            )
             vessels.polyline(branch, 0.7 * size / 64, 200)
     v = vessels.array() * np.clip((dist - r_faz) / 2.0, 0, 1)
 
