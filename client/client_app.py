@@ -105,7 +105,7 @@ def train(
     models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
     cfg, record, bundle, local = _prepare(msg, context, site, models, threads)
     device = resolve_device(cfg.device)
-    dataset = site_split(site, cfg, "train", augment=True)
+    dataset = site_split(site, cfg, "train", augment=cfg.augment)
     epochs = int(record.get(CFG_EPOCHS, 1))
     generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
     ledger = dp_trainer = None

@@ -270,3 +270,22 @@ def load_checkpoint(path: str | Path, expect: RunConfig | None = None) -> Checkp
         metrics=dict(data.get("metrics") or {}),
         extra=dict(data.get("extra") or {}),
     )
+
+
+# What a FedBN global checkpoint's BatchNorm statistics are (extra["batchnorm"]).
+BN_SERVER = "re-estimated by the server on its held-out data"
+BN_SITE_SPECIFIC = (
+    "site-specific: FedBN keeps BatchNorm at the sites; the statistics in this file "
+    "are the initial ones"
+)
+
+
+def require_usable_batchnorm(extra: dict[str, Any], path: Path) -> None:
+    """Refuse to score a FedBN global model whose BatchNorm statistics never left the sites."""
+    if extra.get("batchnorm") == BN_SITE_SPECIFIC:
+        raise UserError(
+            "a FedBN global model: its BatchNorm statistics stay at the sites, so it "
+            "cannot predict on its own; use the per-site scores in the run's metrics.json, "
+            "or rerun with server-eval-data so the server re-estimates them",
+            path=path,
+        )

@@ -55,3 +55,34 @@ def evaluate(
     del cfg  # metrics depend only on the labels and probabilities
     p = predict(bundle, loader, device)
     return compute_metrics(p.diagnosis_true, p.diagnosis_prob, p.quality_true, p.quality_prob)
+
+
+@torch.no_grad()
+def reestimate_batchnorm(
+    module: torch.nn.Module, loader: Iterable[Any], device: torch.device | str = "cpu"
+) -> int:
+    """Replace every BatchNorm's running statistics by their average over `loader`'s
+    images (AdaBN-style; for a FedBN global model, whose statistics stay at the sites).
+    Parameters are untouched; returns the number of images seen (0: no BatchNorm)."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [(m, m.momentum) for m in norms]
+    was_training = module.training
+    module.to(device).eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches
+        m.train()
+    seen = 0
+    try:
+        for image, *_ in loader:
+            if len(image) < 2:  # one image cannot give batch statistics of a 1x1 map
+                continue
+            module(image.to(device))
+            seen += len(image)
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        module.train(was_training)
+    return seen

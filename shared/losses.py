@@ -28,7 +28,12 @@ def auxiliary_loss(
     return focal_loss(logits, soft_target, gamma) / float(meta_length)
 
 
-def entropy_regulariser(soft_labels: torch.Tensor) -> torch.Tensor:
-    """R = sum_k p_k log p_k of the batch-mean y_w; minimising it spreads the embedding."""
+def entropy_regulariser(soft_labels: torch.Tensor, per_example: bool = False) -> torch.Tensor:
+    """R = sum_k p_k log p_k of the batch-mean y_w; minimising it spreads the embedding.
+
+    `per_example`: the batch mean of each y_w's own sum_k y_k log y_k instead, the form
+    DP training needs (docs/privacy.md: it pushes every y_w towards uniform)."""
+    if per_example:
+        return (soft_labels * torch.log(soft_labels + LOG_FLOOR)).sum(dim=1).mean()
     mean = soft_labels.mean(dim=0)
     return (mean * torch.log(mean + LOG_FLOOR)).sum()

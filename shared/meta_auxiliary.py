@@ -37,6 +37,7 @@ class MetaHyper:
     gamma: float = 2.0
     momentum: float = 0.0
     fd_epsilon: float = 0.01
+    per_example_entropy: bool = False  # the DP objective's regulariser (an ablation)
 
 
 @dataclass
@@ -65,23 +66,23 @@ Params = dict[str, torch.Tensor]
 
 
 def primary_losses(out: TaskOutputs, batch: Batch, gamma: float) -> torch.Tensor:
-    """L_D + L_Q: the losses the meta step wants the pseudo-updated Task Net to lower."""
-    assert out.quality is not None
-    return focal_loss(out.diagnosis, batch.diagnosis, gamma) + focal_loss(
-        out.quality, batch.quality, gamma
-    )
+    """L_D + L_Q: the losses the meta step wants the pseudo-updated Task Net to lower
+    (L_D alone for a model without a quality head: MAXL)."""
+    loss = focal_loss(out.diagnosis, batch.diagnosis, gamma)
+    if out.quality is not None:
+        loss = loss + focal_loss(out.quality, batch.quality, gamma)
+    return loss
 
 
 def task_loss(
     out: TaskOutputs, batch: Batch, soft_target: torch.Tensor, hp: MetaHyper
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Stage I's L_D + L_Q + L_W, with its terms for logging."""
-    assert out.quality is not None and out.auxiliary is not None
-    parts = {
-        "loss_diagnosis": focal_loss(out.diagnosis, batch.diagnosis, hp.gamma),
-        "loss_quality": focal_loss(out.quality, batch.quality, hp.gamma),
-        "loss_auxiliary": auxiliary_loss(out.auxiliary, soft_target, hp.meta_length, hp.gamma),
-    }
+    """Stage I's L_D + L_Q + L_W (no L_Q without a quality head), with its terms."""
+    assert out.auxiliary is not None
+    parts = {"loss_diagnosis": focal_loss(out.diagnosis, batch.diagnosis, hp.gamma)}
+    if out.quality is not None:
+        parts["loss_quality"] = focal_loss(out.quality, batch.quality, hp.gamma)
+    parts["loss_auxiliary"] = auxiliary_loss(out.auxiliary, soft_target, hp.meta_length, hp.gamma)
     return sum(parts.values()), parts  # type: ignore[return-value]
 
 
@@ -126,7 +127,7 @@ def meta_objective(
     theta_tilde = _pseudo_update(theta, grads, hp, momentum)
     pseudo_out = _call(task_net, theta_tilde, batch.image)
     return primary_losses(pseudo_out, batch, hp.gamma) + hp.entropy_weight * entropy_regulariser(
-        soft_target
+        soft_target, hp.per_example_entropy
     )
 
 
@@ -201,7 +202,7 @@ def meta_gradient(
             (direction,),
         )
 
-    entropy = entropy_regulariser(soft_target)
+    entropy = entropy_regulariser(soft_target, hp.per_example_entropy)
     d_entropy = torch.autograd.grad(entropy, soft_target, retain_graph=True)[0]
     upstream = hp.entropy_weight * d_entropy - hp.lr * mixed.detach()
     meta_grads = torch.autograd.grad(

@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from shared.config import RunConfig
-from shared.losses import auxiliary_loss, focal_loss
+from shared.losses import focal_loss
 from shared.meta_auxiliary import Batch, MetaHyper, MetaStep, meta_gradient, task_loss
-from shared.models import META_METHODS, ModelBundle
+from shared.methods import MethodSpec, get_method
+from shared.models import ModelBundle
+from shared.models.outputs import TaskOutputs
 
 BatchHook = Callable[[str], None]
 
@@ -59,8 +61,12 @@ class LocalTrainer:
 
     # ----------------------------------------------------------------- public API
     @property
+    def method(self) -> MethodSpec:
+        return get_method(self.cfg.method)
+
+    @property
     def uses_meta(self) -> bool:
-        return self.cfg.method in META_METHODS
+        return self.method.step == "meta-auxiliary"
 
     def passes_per_epoch(self) -> int:
         """How many times an epoch walks the loader (the paper schedule walks it twice)."""
@@ -136,21 +142,29 @@ class LocalTrainer:
             lr=self.current_lr,
             weight_decay=opt.weight_decay,
             entropy_weight=opt.entropy_weight,
+            per_example_entropy=opt.entropy_per_example,
             meta_length=self.cfg.model.meta_length,
             gamma=opt.focal_gamma,
             momentum=opt.momentum,
         )
 
     # ------------------------------------------------------------------- steps
-    def _supervised_step(self, batch: Batch) -> dict[str, float]:
-        """Baselines and MKCNet w/o Meta: focal losses on hard labels only."""
+    def supervised_losses(self, out: TaskOutputs, batch: Batch) -> dict[str, torch.Tensor]:
+        """Baselines, CANet, DETACH and MKCNet w/o Meta: focal losses on hard labels."""
         gamma = self.cfg.optim.focal_gamma
-        out = self.bundle.task_net(batch.image)
         parts = {"loss_diagnosis": focal_loss(out.diagnosis, batch.diagnosis, gamma)}
         if out.quality is not None:
             parts["loss_quality"] = focal_loss(out.quality, batch.quality, gamma)
-        if out.auxiliary is not None:  # w/o Meta: the joint label itself is the target
-            parts["loss_auxiliary"] = auxiliary_loss(out.auxiliary, batch.joint, 1, gamma)
+        if out.side is not None:  # deep supervision of task-specific features
+            side_d, side_q = out.side
+            parts["loss_side"] = self.method.side_weight * (
+                focal_loss(side_d, batch.diagnosis, gamma)
+                + focal_loss(side_q, batch.quality, gamma)
+            )
+        return parts
+
+    def _supervised_step(self, batch: Batch) -> dict[str, float]:
+        parts = self.supervised_losses(self.bundle.task_net(batch.image), batch)
         self._apply(self.task_optimizer, self.bundle.task_net, sum(parts.values()))
         return {k: float(v.detach()) for k, v in parts.items()}
 
@@ -184,7 +198,7 @@ class LocalTrainer:
             self.bundle.meta_learner,
             batch,
             self.hyper(),
-            first_order=self.cfg.method == "mkcnet-first-order",
+            first_order=self.method.first_order,
             momentum=self._momentum(),
             return_task_grads=return_task_grads,
         )

@@ -34,6 +34,7 @@ from fediqad.commands.privacy_options import (
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import build_config, config_from_dict, preset
 from shared.errors import UserError
+from shared.methods import methods_help
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,9 +70,7 @@ def train(
     ] = None,
     method: Annotated[
         str | None,
-        typer.Option(
-            help="mkcnet, mkcnet-first-order, vanilla, multitask, mkcnet-no-meta, mkcnet-no-mab."
-        ),
+        typer.Option(help=methods_help()),
     ] = None,
     schedule: Annotated[str | None, typer.Option(help="paper (two passes) or fused.")] = None,
     backbone: Annotated[str | None, typer.Option(help="vgg16_bn, vgg16_bn_slim, ...")] = None,
@@ -83,6 +82,13 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs to train (in total).")] = None,
     batch_size: BatchOpt = None,
     lr: Annotated[float | None, typer.Option(help="Task Net learning rate.")] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Training augmentation (flip, affine, brightness); off as in the paper.",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Config file (.toml / .yaml).")] = None,
     set_items: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.field=value.")
@@ -115,7 +121,7 @@ def train(
     config_flags = {
         "method": method, "schedule": schedule, "model.backbone": backbone,
         "model.width": width, "model.gab": gab, "image_size": image_size,
-        "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
+        "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed, "augment": augment,
         "model.pretrained_weights": init_encoder,
         **privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
     }  # fmt: skip
@@ -239,13 +245,14 @@ def evaluate_cmd(
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
     from fediqad.train_loop import plain_worker_errors
-    from shared.checkpoint import load_checkpoint
+    from shared.checkpoint import load_checkpoint, require_usable_batchnorm
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import evaluate
 
     wanted = preset(dataset).dataset.name
     dev = _setup_torch(device, threads)
     ck = load_checkpoint(checkpoint)
+    require_usable_batchnorm(ck.extra, checkpoint)
     if ck.cfg.dataset.name != wanted:
         raise UserError(
             f"checkpoint is for dataset {ck.cfg.dataset.name}, not {wanted}", path=checkpoint
@@ -275,10 +282,11 @@ def predict(
 ) -> None:
     """Diagnosis and quality of each image, with class probabilities, as CSV."""
     from fediqad.inference import predict_rows, to_csv
-    from shared.checkpoint import load_checkpoint
+    from shared.checkpoint import load_checkpoint, require_usable_batchnorm
 
     dev = _setup_torch(device, threads)
     ck = load_checkpoint(checkpoint)
+    require_usable_batchnorm(ck.extra, checkpoint)
     head, rows = predict_rows(ck, images, dev, batch_size or 16)
     text = to_csv(head, rows)
     if out is None:

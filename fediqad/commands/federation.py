@@ -23,6 +23,7 @@ from fediqad.commands.privacy_options import (
     privacy_flags,
 )
 from shared.errors import UserError
+from shared.methods import methods_help
 
 console = Console()
 err_console = Console(stderr=True)
@@ -113,7 +114,7 @@ MethodOpt = Annotated[
     str | None,
     Opt(
         "--method",
-        help="mkcnet, mkcnet-first-order, vanilla, multitask, mkcnet-no-meta, mkcnet-no-mab.",
+        help=methods_help(),
     ),
 ]
 DatasetOpt = Annotated[str | None, Opt("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT, IQAD_CXR.")]

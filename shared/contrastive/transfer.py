@@ -39,6 +39,7 @@ class EncoderFile:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     epochs: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def _split_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
@@ -62,8 +63,12 @@ def save_encoder(
     *,
     metrics: Mapping[str, float] | None = None,
     epochs: int = 0,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a ContrastiveModel state (keys backbone.*, head.*) as an encoder file."""
+    """Write a ContrastiveModel state (keys backbone.*, head.*) as an encoder file.
+
+    `provenance` defaults to the pretraining config's: its dataset and privacy mode,
+    and the epsilon in `metrics` (`dp_epsilon` / `dp_client_epsilon`) if any."""
     backbone, head = _split_state(model_state)
     payload = {
         "format": FORMAT,
@@ -76,8 +81,20 @@ def save_encoder(
         "config": cfg.model_dump(mode="json"),
         "metrics": {str(k): float(v) for k, v in (metrics or {}).items()},
         "epochs": int(epochs),
+        "provenance": dict(provenance or default_provenance(cfg, metrics or {})),
     }
     return atomic_torch_save(payload, Path(path))
+
+
+def default_provenance(cfg: RunConfig, metrics: Mapping[str, float]) -> dict[str, Any]:
+    """What an encoder saw: the dataset, and the DP mode and epsilon of its training."""
+    epsilon = metrics.get("dp_epsilon", metrics.get("dp_client_epsilon"))
+    return {
+        "dataset": cfg.dataset.name,
+        "privacy": cfg.privacy.mode,
+        "epsilon": float(epsilon) if epsilon is not None else None,
+        "delta": float(cfg.privacy.delta) if cfg.privacy.mode != "off" else None,
+    }
 
 
 def read_encoder(path: Path) -> EncoderFile:
@@ -106,6 +123,7 @@ def read_encoder(path: Path) -> EncoderFile:
         dict(data.get("config") or {}),
         dict(data.get("metrics") or {}),
         int(data.get("epochs") or 0),
+        dict(data.get("provenance") or {}),
     )
 
 

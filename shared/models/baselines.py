@@ -1,6 +1,7 @@
-"""Comparison models: Vanilla (diagnosis only) and multi-task Vanilla + quality head.
+"""Comparison models: Vanilla (diagnosis only), multi-task Vanilla + quality head, and
+MAXL's multi-task network (diagnosis + auxiliary head, Liu et al. 2019).
 
-MKCNet w/o Meta and w/o MAB are Task Net variants (see `bundle.build_models`).
+MKCNet's ablations are Task Net variants; CANet and DETACH live in `comparison`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from shared.models.outputs import TaskOutputs
 
 
 class VanillaNet(nn.Module):
-    def __init__(self, backbone: Backbone, num_diagnosis: int, num_quality: int | None = None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_diagnosis: int,
+        num_quality: int | None = None,
+        auxiliary_size: int | None = None,
+    ):
         super().__init__()
         channels = backbone.feature_size
         self.model = backbone
@@ -29,6 +36,15 @@ class VanillaNet(nn.Module):
             if num_quality
             else None
         )
+        self.classifier2 = (
+            nn.Sequential(
+                nn.Linear(channels, channels),
+                nn.ReLU(inplace=True),
+                nn.Linear(channels, auxiliary_size),
+            )
+            if auxiliary_size
+            else None
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -36,4 +52,5 @@ class VanillaNet(nn.Module):
     def forward(self, x: torch.Tensor) -> TaskOutputs:
         pooled = self.features(x).mean(dim=(2, 3))
         quality = self.classifier3(pooled) if self.classifier3 is not None else None
-        return TaskOutputs(self.classifier1(pooled), None, quality)
+        auxiliary = self.classifier2(pooled) if self.classifier2 is not None else None
+        return TaskOutputs(self.classifier1(pooled), auxiliary, quality)

@@ -1,4 +1,4 @@
-"""Build the models a method needs from a RunConfig; one place for the method table."""
+"""Build the models a method needs from a RunConfig, as its registry entry says."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from torch import nn
 
 from shared.config import RunConfig
+from shared.methods import METHODS, get_method
 from shared.models.attention import _SpatialConv
 from shared.models.backbones import build_backbone
 from shared.models.baselines import VanillaNet
+from shared.models.comparison import DETACH, CANet
 from shared.models.meta_learner import MetaLearner
 from shared.models.task_net import TaskNet
 
 # Methods whose auxiliary target comes from a Meta Learner trained by meta-auxiliary learning.
-META_METHODS = ("mkcnet", "mkcnet-first-order", "mkcnet-no-mab")
+META_METHODS = tuple(name for name, spec in METHODS.items() if spec.meta_learner)
 
 
 @dataclass
@@ -44,10 +46,13 @@ class ModelBundle:
         return self.train(False)
 
 
-def auxiliary_size(cfg: RunConfig) -> int:
-    """D*Q*L for meta methods; D*Q (hard joint label, L = 1) for MKCNet w/o Meta."""
-    joint = cfg.dataset.joint_classes
-    return joint if cfg.method == "mkcnet-no-meta" else joint * cfg.model.meta_length
+def auxiliary_size(cfg: RunConfig) -> int | None:
+    """Size of the auxiliary head: D*Q*L (D*L when masked by diagnosis); None without one."""
+    spec = get_method(cfg.method)
+    if not spec.auxiliary_head:
+        return None
+    blocks = cfg.dataset.num_diagnosis if spec.masking == "diagnosis" else cfg.dataset.joint_classes
+    return blocks * cfg.model.meta_length
 
 
 def build_models(cfg: RunConfig) -> ModelBundle:
@@ -78,22 +83,36 @@ def build_models(cfg: RunConfig) -> ModelBundle:
 
 def _build_models(cfg: RunConfig) -> ModelBundle:
     ds, mc = cfg.dataset, cfg.model
+    spec = get_method(cfg.method)
 
     def backbone() -> nn.Module:
         return build_backbone(mc.backbone, ds.channels, mc.width, mc.pretrained_weights)
 
-    if cfg.method in ("vanilla", "multitask"):
-        quality = ds.num_quality if cfg.method == "multitask" else None
-        return ModelBundle(VanillaNet(backbone(), ds.num_diagnosis, quality))
-    task_net = TaskNet(
-        backbone(),
-        ds.num_diagnosis,
-        ds.num_quality,
-        auxiliary_size(cfg),
-        gab=mc.gab,
-        use_mab=cfg.method != "mkcnet-no-mab",
-    )
+    quality = ds.num_quality if spec.quality_head else None
+    task_net: nn.Module
+    if spec.architecture == "vanilla":
+        task_net = VanillaNet(backbone(), ds.num_diagnosis, quality, auxiliary_size(cfg))
+    elif spec.architecture == "canet":
+        task_net = CANet(backbone(), ds.num_diagnosis, ds.num_quality)
+    elif spec.architecture == "detach":
+        task_net = DETACH(backbone(), ds.num_diagnosis, ds.num_quality)
+    else:
+        task_net = TaskNet(
+            backbone(),
+            ds.num_diagnosis,
+            ds.num_quality,
+            auxiliary_size(cfg),
+            gab=mc.gab,
+            assist=spec.assist,
+            fusion=spec.fusion,
+        )
     meta = None
-    if cfg.method in META_METHODS:
-        meta = MetaLearner(backbone(), ds.joint_classes, mc.meta_length)
+    if spec.meta_learner:
+        meta = MetaLearner(
+            backbone(),
+            ds.joint_classes,
+            mc.meta_length,
+            masking=spec.masking,
+            num_diagnosis=ds.num_diagnosis,
+        )
     return ModelBundle(task_net, meta)

@@ -2,7 +2,9 @@
 
 The output has D*Q blocks of L positions; joint-encoding masking keeps block
 `y_dq = y_q * D + y_d` and takes a softmax over it (other positions weigh 1e-8,
-as in the authors' code, so gradients stay finite).
+as in the authors' code, so gradients stay finite). The masking ablations (and
+MAXL) mask by the diagnosis class only (D blocks of L, block `y_dq mod D = y_d`)
+or not at all (one block of D*Q*L positions).
 """
 
 from __future__ import annotations
@@ -18,21 +20,44 @@ MASK_FLOOR = 1e-8
 
 
 class MetaLearner(nn.Module):
-    def __init__(self, backbone: Backbone, joint_classes: int, meta_length: int):
+    """`masking`: "joint" (MKCNet), "diagnosis" (needs `num_diagnosis`) or "none"."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        joint_classes: int,
+        meta_length: int,
+        masking: str = "joint",
+        num_diagnosis: int | None = None,
+    ):
         super().__init__()
         channels = backbone.feature_size
-        self.joint_classes = joint_classes
-        self.meta_length = meta_length
+        if masking == "diagnosis" and not num_diagnosis:
+            raise ValueError("masking by diagnosis needs num_diagnosis")
+        self.masking = masking
+        self.num_diagnosis = num_diagnosis or 1
+        blocks = {"joint": joint_classes, "diagnosis": self.num_diagnosis, "none": 1}[masking]
+        # the number of mask blocks and the positions in each
+        self.joint_classes = blocks
+        self.meta_length = meta_length * (joint_classes if masking == "none" else 1)
         self.model = backbone
         self.classifier = nn.Sequential(
             nn.Linear(channels, channels),
             nn.ReLU(inplace=True),
-            nn.Linear(channels, joint_classes * meta_length),
+            nn.Linear(channels, self.joint_classes * self.meta_length),
         )
+
+    def block_of(self, joint: torch.Tensor) -> torch.Tensor:
+        """The mask block of each example, from its joint label y_dq = y_q * D + y_d."""
+        if self.masking == "diagnosis":
+            return joint % self.num_diagnosis
+        if self.masking == "none":
+            return torch.zeros_like(joint)
+        return joint
 
     def forward(self, x: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         logits = self.classifier(self.model(x).mean(dim=(2, 3)))
-        return masked_softmax(logits, joint, self.joint_classes, self.meta_length)
+        return masked_softmax(logits, self.block_of(joint), self.joint_classes, self.meta_length)
 
 
 def joint_mask_log(joint: torch.Tensor, joint_classes: int, meta_length: int) -> torch.Tensor:

@@ -8,8 +8,13 @@ import torch
 
 
 class TaskOutputs(NamedTuple):
-    """Logits; `auxiliary` and `quality` are None for models without those heads."""
+    """Logits; `auxiliary` and `quality` are None for models without those heads.
+
+    `side`: (diagnosis, quality) logits of deeply supervised task-specific features
+    (CANet, DETACH); trained, never used for prediction.
+    """
 
     diagnosis: torch.Tensor
     auxiliary: torch.Tensor | None = None
     quality: torch.Tensor | None = None
+    side: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -46,30 +46,52 @@ class MetaKnowledgeAssistance(nn.Sequential):
         return super().forward(feature[:, :, None, None])
 
 
+def _fusion(kind: str, half: int) -> nn.Module:
+    """What the assisting feature passes before it joins f^d (the MAB and its ablations)."""
+    if kind == "mab":
+        return MetaKnowledgeAssistance(half)
+    if kind == "fc":
+        return nn.Sequential(nn.Linear(half, half), nn.ReLU(inplace=True))
+    if kind == "concat":
+        return nn.Identity()
+    raise ValueError(f"fusion must be 'mab', 'fc' or 'concat', got {kind!r}")
+
+
 class TaskNet(nn.Module):
+    """`assist`: the feature that assists diagnosis - "auxiliary" (MKCNet's f^w),
+    "quality" (f^q: the paper's w/o Meta, which has no auxiliary branch) or "none";
+    `fusion`: how it is combined ("mab", or the ablations "fc" and "concat")."""
+
     def __init__(
         self,
         backbone: Backbone,
         num_diagnosis: int,
         num_quality: int,
-        auxiliary_size: int,
+        auxiliary_size: int | None,
         gab: str = "pooled",
         use_mab: bool = True,
+        *,
+        assist: str | None = None,
+        fusion: str = "mab",
     ):
         super().__init__()
         if gab not in ("pooled", "spatial"):
             raise ValueError(f"gab must be 'pooled' or 'spatial', got {gab!r}")
+        assist = assist or ("auxiliary" if use_mab else "none")
+        if assist == "auxiliary" and not auxiliary_size:
+            raise ValueError("f^w cannot assist diagnosis without an auxiliary branch")
         channels = backbone.feature_size
         half = channels // 2
         self.gab = gab
-        self.use_mab = use_mab
+        self.assist = assist
+        self.use_mab = assist != "none"
         self.model = backbone
         self.branch_bam1 = GlobalAttentionBlock(channels)
-        self.branch_bam2 = GlobalAttentionBlock(channels)
+        self.branch_bam2 = GlobalAttentionBlock(channels) if auxiliary_size else None
         self.branch_bam3 = GlobalAttentionBlock(channels)
-        self.branch_cor = MetaKnowledgeAssistance(half) if use_mab else None
-        self.classifier1 = _head(channels if use_mab else half, num_diagnosis)
-        self.classifier2 = _head(half, auxiliary_size)
+        self.branch_cor = _fusion(fusion, half) if self.use_mab else None
+        self.classifier1 = _head(channels if self.use_mab else half, num_diagnosis)
+        self.classifier2 = _head(half, auxiliary_size) if auxiliary_size else None
         self.classifier3 = _head(half, num_quality)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,10 +103,10 @@ class TaskNet(nn.Module):
     def forward(self, x: torch.Tensor) -> TaskOutputs:
         feature = self.features(x)
         diagnosis = self.branch_bam1(feature)
-        auxiliary = self.branch_bam2(feature)
         quality = self.branch_bam3(feature)
+        auxiliary = self.branch_bam2(feature) if self.branch_bam2 is not None else None
         if self.branch_cor is not None:
-            diagnosis = torch.cat([diagnosis, self.branch_cor(auxiliary)], dim=1)
-        return TaskOutputs(
-            self.classifier1(diagnosis), self.classifier2(auxiliary), self.classifier3(quality)
-        )
+            helper = auxiliary if self.assist == "auxiliary" else quality
+            diagnosis = torch.cat([diagnosis, self.branch_cor(helper)], dim=1)
+        aux_logits = self.classifier2(auxiliary) if self.classifier2 is not None else None
+        return TaskOutputs(self.classifier1(diagnosis), aux_logits, self.classifier3(quality))

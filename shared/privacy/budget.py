@@ -91,6 +91,41 @@ def calibrate(pc: PrivacyConfig, sample_rate: float, steps: int) -> float:
         raise UserError(f"--target-epsilon {pc.target_epsilon:g}: {err}") from None
 
 
+def calibrate_remaining(
+    pc: PrivacyConfig, history: History, sample_rate: float, steps: int
+) -> float:
+    """sigma for `steps` more steps after `history` so that the whole run ends at the
+    target epsilon (a resumed run whose number of epochs changed); the given noise
+    multiplier if there is one. Bisection like Opacus' `get_noise_multiplier`, with the
+    spent history in the accountant."""
+    if pc.noise_multiplier is not None or not history:
+        return calibrate(pc, sample_rate, steps)
+    assert pc.target_epsilon is not None
+    target = pc.target_epsilon
+
+    def eps(sigma: float) -> float:
+        return epsilon_of(pc.accountant, [*history, (sigma, sample_rate, max(steps, 1))], pc.delta)
+
+    if epsilon_of(pc.accountant, history, pc.delta) >= target:
+        return float(history[-1][0])  # nothing left to spend: the budget check stops the run
+    low, high = 0.0, 10.0
+    while eps(high) > target:
+        low, high = high, 2 * high
+        if high > 1e6:
+            raise UserError(f"--target-epsilon {target:g}: the privacy budget is too low")
+    while True:
+        mid = (low + high) / 2
+        if high - low < 1e-4:
+            return high
+        value = eps(mid)
+        if value < target:
+            high = mid
+            if target - value <= 0.01:  # Opacus' tolerance
+                return high
+        else:
+            low = mid
+
+
 @dataclass
 class PrivacyLedger:
     """One site's (or one centralized run's) spending: the noise, the rate, the history."""
@@ -101,26 +136,31 @@ class PrivacyLedger:
     sample_rate: float
     budget: float | None = None
     history: History = field(default_factory=list)
+    # (epsilon, delta) already spent by DP-trained initial weights (an encoder), added
+    # to this ledger's by basic composition
+    prior_epsilon: float = 0.0
+    prior_delta: float = 0.0
 
     @property
     def steps(self) -> int:
         return sum(int(s) for _, _, s in self.history)
 
-    def step(self, count: int = 1) -> None:
-        """Record `count` noisy steps at this ledger's sigma and q (merged like Opacus)."""
+    def step(self, count: int = 1, *, sigma: float | None = None) -> None:
+        """Record `count` noisy steps (merged like Opacus). `sigma`: the noise multiplier
+        the optimiser actually used (the trainers always pass it); default this ledger's."""
         if count <= 0:
             return
-        if self.history and self.history[-1][:2] == (self.noise_multiplier, self.sample_rate):
-            sigma, q, n = self.history[-1]
-            self.history[-1] = (sigma, q, n + count)
+        sigma = float(self.noise_multiplier if sigma is None else sigma)
+        if self.history and self.history[-1][:2] == (sigma, self.sample_rate):
+            self.history[-1] = (sigma, self.sample_rate, self.history[-1][2] + count)
         else:
-            self.history.append((self.noise_multiplier, self.sample_rate, count))
+            self.history.append((sigma, self.sample_rate, count))
 
     def epsilon(self, extra_steps: int = 0) -> float:
         history = list(self.history)
         if extra_steps:
             history.append((self.noise_multiplier, self.sample_rate, extra_steps))
-        return epsilon_of(self.accountant, history, self.delta)
+        return epsilon_of(self.accountant, history, self.delta) + self.prior_epsilon
 
     def exhausted(self, planned_steps: int) -> bool:
         """Whether `planned_steps` more would go past the budget (or it is already spent)."""
@@ -132,7 +172,7 @@ class PrivacyLedger:
         """What a site reports each round (every key says `dp_`; epsilon keys say so)."""
         out = {
             "dp_epsilon": self.epsilon(),
-            "dp_delta": self.delta,
+            "dp_delta": self.delta + self.prior_delta,
             "dp_noise_multiplier": self.noise_multiplier,
             "dp_sample_rate": self.sample_rate,
             "dp_steps": float(self.steps),
@@ -150,6 +190,8 @@ class PrivacyLedger:
                 "sample_rate": self.sample_rate,
                 "budget": self.budget,
                 "history": [list(h) for h in self.history],
+                "prior_epsilon": self.prior_epsilon,
+                "prior_delta": self.prior_delta,
             }
         )
 
@@ -165,4 +207,5 @@ class PrivacyLedger:
             **self.metrics(),
             "accountant": self.accountant,
             "history": [list(h) for h in self.history],
+            "prior_epsilon": self.prior_epsilon,
         }

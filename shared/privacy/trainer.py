@@ -29,12 +29,13 @@ from opacus.optimizers import DPOptimizer
 # isort: on
 
 from shared.config import RunConfig
-from shared.losses import auxiliary_loss, focal_loss
+from shared.errors import UserError
 from shared.meta_auxiliary import Batch, task_loss
+from shared.methods import get_method
 from shared.models import ModelBundle
-from shared.privacy.budget import PrivacyLedger, calibrate, check_delta
+from shared.privacy.budget import PrivacyLedger, calibrate, calibrate_remaining, check_delta
 from shared.privacy.meta import per_example_meta_gradients
-from shared.privacy.rules import check_sample_dp
+from shared.privacy.rules import check_sample_dp, pretrained_privacy
 from shared.training import LocalTrainer
 
 
@@ -101,6 +102,26 @@ class DPLocalTrainer(LocalTrainer):
             generator=self.generator,
         )
 
+    @property
+    def optimizers(self) -> list[DPOptimizer]:
+        return [o for o in (self.task_dp, self.meta_dp) if o is not None]
+
+    def set_noise_multiplier(self, sigma: float) -> None:
+        """Noise of every later step (a resumed run recalibrated for its remaining steps)."""
+        for optimizer in self.optimizers:
+            optimizer.noise_multiplier = sigma
+        self.ledger.noise_multiplier = sigma
+
+    def fit(self, loader, epochs: int = 1, on_batch=None):  # type: ignore[no-untyped-def]
+        """`LocalTrainer.fit` on Poisson batches of the ledger's rate (checked: the
+        accountant's q must be the sampler's)."""
+        rate = getattr(loader, "sample_rate", None)
+        if rate is None or abs(float(rate) - self.ledger.sample_rate) > 1e-12:
+            raise ValueError(
+                f"DP training needs a Poisson loader at q = {self.ledger.sample_rate}, got {rate}"
+            )
+        return super().fit(loader, epochs, on_batch)
+
     def close(self) -> None:
         """Remove Opacus' hooks and per-sample attributes: the bundle is plain again."""
         self.task_gsm._close()
@@ -122,19 +143,13 @@ class DPLocalTrainer(LocalTrainer):
             loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self.ledger.step()
+        self.ledger.step(sigma=optimizer.noise_multiplier)
 
     def _supervised_step(self, batch: Batch) -> dict[str, float]:
         if not len(batch.image):
             self._private_step(self.task_dp, None, self.bundle.task_net)
             return {}
-        gamma = self.cfg.optim.focal_gamma
-        out = self.task_gsm(batch.image)
-        parts = {"loss_diagnosis": focal_loss(out.diagnosis, batch.diagnosis, gamma)}
-        if out.quality is not None:
-            parts["loss_quality"] = focal_loss(out.quality, batch.quality, gamma)
-        if out.auxiliary is not None:
-            parts["loss_auxiliary"] = auxiliary_loss(out.auxiliary, batch.joint, 1, gamma)
+        parts = self.supervised_losses(self.task_gsm(batch.image), batch)
         self._private_step(self.task_dp, sum(parts.values()), self.bundle.task_net)
         return {k: float(v.detach()) for k, v in parts.items()}
 
@@ -171,15 +186,13 @@ class DPLocalTrainer(LocalTrainer):
             p.grad_sample = grads[name]
         self.meta_dp.step()
         self.meta_dp.zero_grad(set_to_none=True)
-        self.ledger.step()
+        self.ledger.step(sigma=self.meta_dp.noise_multiplier)
         return logs
 
 
 def passes_per_epoch(cfg: RunConfig) -> int:
     """Noisy passes per epoch: stage I and stage II for meta methods, else one."""
-    from shared.models import META_METHODS
-
-    return 2 if cfg.method in META_METHODS else 1
+    return 2 if get_method(cfg.method).step == "meta-auxiliary" else 1
 
 
 def planned_steps(cfg: RunConfig, n: int, epochs: int) -> int:
@@ -194,6 +207,42 @@ def new_ledger(
     pc = cfg.privacy
     check_delta(pc.delta, n)
     q = sample_rate(cfg, n)
+    prior = pretrained_privacy(cfg) or {"epsilon": 0.0, "delta": 0.0}
+    if prior["epsilon"] and pc.target_epsilon is not None:
+        left = pc.target_epsilon - prior["epsilon"]
+        if left <= 0:
+            raise UserError(
+                f"--target-epsilon {pc.target_epsilon:g} is already spent by the initial "
+                f"weights (epsilon {prior['epsilon']:g}); choose a larger target"
+            )
+        pc = pc.model_copy(update={"target_epsilon": left})
     sigma = calibrate(pc, q, total_steps)
-    limit = budget if budget is not None else (pc.epsilon_budget or pc.target_epsilon)
-    return PrivacyLedger(pc.accountant, pc.delta, sigma, q, limit)
+    limit = (
+        budget if budget is not None else (cfg.privacy.epsilon_budget or cfg.privacy.target_epsilon)
+    )
+    return PrivacyLedger(
+        pc.accountant,
+        pc.delta,
+        sigma,
+        q,
+        limit,
+        prior_epsilon=float(prior["epsilon"]),
+        prior_delta=float(prior["delta"]),
+    )
+
+
+def resumed_ledger(cfg: RunConfig, n: int, saved_json: str, remaining_steps: int) -> PrivacyLedger:
+    """A saved ledger continuing: its history kept, sigma recalibrated so that the
+    remaining steps end at the target (exact either way: every step records its sigma)."""
+    spent = PrivacyLedger.from_json(saved_json)
+    q = sample_rate(cfg, n)
+    if abs(spent.sample_rate - q) > 1e-12:
+        raise UserError(
+            f"the privacy ledger was kept at sampling rate {spent.sample_rate:g}, this "
+            f"training set gives {q:g}: the data changed since the run started"
+        )
+    pc = cfg.privacy
+    if spent.prior_epsilon and pc.target_epsilon is not None:
+        pc = pc.model_copy(update={"target_epsilon": pc.target_epsilon - spent.prior_epsilon})
+    spent.noise_multiplier = calibrate_remaining(pc, spent.history, q, remaining_steps)
+    return spent

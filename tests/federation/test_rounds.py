@@ -17,10 +17,16 @@ from flwr.app import Context, Message, RecordDict
 
 from client.client_app import make_client_app
 from client.site import STATUS_ENV, Site
+from server.central_eval import make_evaluate_fn
 from server.config import FederationConfig
 from server.federation import Federation
 from server.server_app import run_server
-from shared.checkpoint import load_checkpoint
+from shared.checkpoint import (
+    BN_SERVER,
+    BN_SITE_SPECIFIC,
+    load_checkpoint,
+    require_usable_batchnorm,
+)
 from shared.errors import UserError
 from shared.records import CFG_ROUND, CONFIG, to_record
 from tests.federation.conftest import fed_config
@@ -96,8 +102,31 @@ def test_fedbn_keeps_each_sites_batchnorm(tmp_path, site_dirs):
     key = next(k for k in locals_[0] if k.endswith("running_mean"))
     a, b = (np.asarray(rec[key].numpy()) for rec in locals_)
     assert not np.allclose(a, b)  # each site kept its own statistics
-    final = load_checkpoint(fed.run_dir / "global.pt").bundle.task_net.state_dict()
-    assert torch.equal(final[key], torch.zeros_like(final[key]))  # the server never saw them
+    final = load_checkpoint(fed.run_dir / "global.pt")
+    state = final.bundle.task_net.state_dict()
+    assert torch.equal(state[key], torch.zeros_like(state[key]))  # the server never saw them
+    assert final.extra["batchnorm"] == BN_SITE_SPECIFIC  # and says so
+    with pytest.raises(UserError, match="FedBN global model"):
+        require_usable_batchnorm(final.extra, fed.run_dir / "global.pt")
+
+
+def test_fedbn_server_evaluation_reestimates_batchnorm_on_its_own_data(tmp_path, site_dirs):
+    fed = make_fed(tmp_path, strategy="fedbn", num_rounds=1, server_eval_data=site_dirs[2])
+    grid, _ = make_grid(sites_of(site_dirs))
+    doc = Federation(fed, evaluate_fn=make_evaluate_fn(fed)).run(grid)
+    final = load_checkpoint(fed.run_dir / "global.pt")
+    assert final.extra["batchnorm"] == BN_SERVER
+    state = final.bundle.task_net.state_dict()
+    means = [k for k in state if k.endswith("running_mean")]
+    assert means and all(state[k].abs().sum() > 0 for k in means)  # no longer the initial 0
+    require_usable_batchnorm(final.extra, fed.run_dir / "global.pt")
+    # the score is the re-estimated model's: evaluating global.pt again gives it exactly
+    from shared.data.dataset import make_loader, open_split
+    from shared.evaluation import evaluate
+
+    data = open_split(site_dirs[2], fed.run, fed.server_eval_split)
+    again = evaluate(final.bundle, make_loader(data, fed.run, train=False), fed.run)
+    assert again["auc"] == pytest.approx(doc["rounds"][0]["server_eval"]["auc"])
 
 
 def test_a_failing_site_does_not_stop_the_round(tmp_path, site_dirs):

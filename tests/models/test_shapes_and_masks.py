@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from shared.errors import UserError
+from shared.methods import list_methods
 from shared.models import build_models
 from shared.models.backbones import build_backbone
 from shared.models.meta_learner import MASK_FLOOR, masked_softmax
@@ -65,9 +66,16 @@ def test_mask_keeps_only_the_joint_block() -> None:
         ("mkcnet", True, 45),
         ("mkcnet-first-order", True, 45),
         ("mkcnet-no-mab", True, 45),
-        ("mkcnet-no-meta", False, 9),
+        ("mkcnet-mab-fc", True, 45),
+        ("mkcnet-mab-concat", True, 45),
+        ("mkcnet-mask-diagnosis", True, 15),
+        ("mkcnet-no-mask", True, 45),
+        ("mkcnet-no-meta", False, None),
         ("vanilla", False, None),
         ("multitask", False, None),
+        ("canet", False, None),
+        ("detach", False, None),
+        ("maxl", True, 15),
     ],
 )
 def test_method_table(method: str, has_meta: bool, aux_size: int | None) -> None:
@@ -75,9 +83,82 @@ def test_method_table(method: str, has_meta: bool, aux_size: int | None) -> None
     assert (bundle.meta_learner is not None) == has_meta
     out = bundle.task_net(torch.randn(2, 3, 32, 32))
     assert (out.auxiliary.shape[1] if out.auxiliary is not None else None) == aux_size
-    assert (out.quality is not None) == (method != "vanilla")
-    if method == "mkcnet-no-mab":
-        assert bundle.task_net.branch_cor is None
+    assert (out.quality is not None) == (method not in ("vanilla", "maxl"))
+    assert (out.side is not None) == (method in ("canet", "detach"))
+    if has_meta:  # the Meta Learner's output matches the auxiliary head
+        y_w = bundle.meta_learner(torch.randn(2, 3, 32, 32), torch.tensor([0, 8]))
+        assert y_w.shape == out.auxiliary.shape
+
+
+def test_every_registered_method_is_in_the_table_above() -> None:
+    table = test_method_table.pytestmark[0].args[1]
+    assert sorted(m for m, *_ in table) == sorted(list_methods())
+
+
+def _diagnosis_after_zeroing(task_net: torch.nn.Module, branch: str, x: torch.Tensor):
+    with torch.no_grad():
+        before = task_net(x).diagnosis.clone()
+        for p in getattr(task_net, branch).parameters():
+            p.zero_()
+        return before, task_net(x).diagnosis
+
+
+@pytest.mark.parametrize(
+    ("method", "helper", "bystander"),
+    [
+        ("mkcnet", "branch_bam2", "branch_bam3"),  # f^w assists diagnosis, f^q does not
+        ("mkcnet-no-meta", "branch_bam3", None),  # the paper's w/o Meta: f^q assists
+        ("mkcnet-no-mab", None, "branch_bam2"),  # nothing assists
+    ],
+)
+def test_which_feature_assists_diagnosis(method: str, helper, bystander) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 32, 32)
+    for branch, moves in ((helper, True), (bystander, False)):
+        if branch is None:
+            continue
+        task_net = build_models(tiny_config(method=method)).task_net.eval()
+        before, after = _diagnosis_after_zeroing(task_net, branch, x)
+        assert (not torch.allclose(before, after)) == moves, (method, branch)
+
+
+@pytest.mark.parametrize(
+    ("method", "kind"), [("mkcnet-mab-fc", "Sequential"), ("mkcnet-mab-concat", "Identity")]
+)
+def test_mab_ablations_replace_the_filter(method: str, kind: str) -> None:
+    task_net = build_models(tiny_config(method=method)).task_net
+    assert type(task_net.branch_cor).__name__ == kind
+    assert not any("ChannelGate" in k for k in task_net.state_dict() if k.startswith("branch_cor"))
+
+
+def test_masking_ablations() -> None:
+    cfg = tiny_config()  # EYEQ: D = 3, Q = 3, L = 5
+    x = torch.randn(4, 3, 32, 32)
+    joint = torch.tensor([0, 4, 5, 8])  # y_d = joint % 3 = 0, 1, 2, 2
+    by_diagnosis = build_models(tiny_config(method="mkcnet-mask-diagnosis")).meta_learner(x, joint)
+    by_diagnosis = by_diagnosis.detach()
+    for row, d in enumerate((joint % 3).tolist()):
+        assert float(by_diagnosis[row, d * 5 : (d + 1) * 5].sum()) == pytest.approx(1, abs=1e-6)
+    unmasked = build_models(tiny_config(method="mkcnet-no-mask")).meta_learner(x, joint)
+    assert float(unmasked.min()) > 1e-4  # a plain softmax over all D*Q*L positions
+    del cfg
+
+
+def test_detach_stops_the_other_tasks_gradient() -> None:
+    """DETACH: the diagnosis head reads the quality feature, but L_D never trains it."""
+    task_net = build_models(tiny_config(method="detach")).task_net
+    out = task_net(torch.randn(2, 3, 32, 32))
+    out.diagnosis.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in task_net.branch_quality.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in task_net.branch_diagnosis.parameters())
+
+
+def test_canet_quality_feature_reaches_diagnosis() -> None:
+    """CANet: the task-dependent module feeds the quality feature into diagnosis."""
+    task_net = build_models(tiny_config(method="canet")).task_net
+    out = task_net(torch.randn(2, 3, 32, 32))
+    out.diagnosis.sum().backward()
+    assert any(p.grad is not None and p.grad.any() for p in task_net.specific_quality.parameters())
 
 
 def test_reference_vgg_matches_the_authors_layout() -> None:
