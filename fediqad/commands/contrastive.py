@@ -72,13 +72,13 @@ def pretrain(
     import torch
 
     from fediqad.reporting import dumps, write_text_atomic
-    from fediqad.train_loop import pick_device, seed_everything
     from shared.config import build_config
     from shared.contrastive.boxes import choose_source
     from shared.contrastive.patches import describe, patch_px, skipped_terms, split_bank
     from shared.contrastive.pretrain import ContrastivePretrainer, build_contrastive_model
     from shared.contrastive.transfer import save_encoder
     from shared.data.dataset import resolve_dataset_dir
+    from shared.training.setup import pick_device, seed_everything
 
     flags: dict[str, Any] = {
         "contrastive.epochs": epochs, "model.backbone": backbone, "model.width": width,
@@ -155,8 +155,8 @@ def bench_pretrain_step(
     repeats: Annotated[int, Opt(help="Timed steps (median reported).")] = 3,
 ) -> None:
     """Patches per second of one CoMCL pretraining step (views, forward, backward, Adam)."""
-    from fediqad.train_loop import pick_device
     from shared.contrastive.bench import run_pretrain_bench
+    from shared.training.setup import pick_device
 
     if batch < 4:
         raise UserError(f"--batch must be at least 4, got {batch}")
