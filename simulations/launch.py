@@ -67,7 +67,7 @@ def run_dir_of(req: SimulationRequest) -> Path:
 
 def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> SimulationResult:
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
-    from server.settings import federation_settings
+    from server.settings import committed_round, federation_settings
     from simulations import federated, scenarios
     from simulations.resources import PeakMemory
 
@@ -124,9 +124,11 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             len(site_list), max_parallel=req.max_parallel, gpus_per_site=req.gpus_per_site
         )
     )
+    done = committed_round(run_dir) if req.resume else None
+    resuming = f" (resuming after round {done})" if done else ""
     say(
-        f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s), {fed.strategy}, "
-        f"{fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
+        f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s){resuming}, "
+        f"{fed.strategy}, {fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
         f"{res.cpus_per_site:g} CPU per site -> {run_dir}"
     )
     budgets = {"epsilon_budgets": req.epsilon_budgets} if req.epsilon_budgets else {}
