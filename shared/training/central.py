@@ -1,4 +1,4 @@
-"""Centralised training for `fediqad train`: epochs, model selection, checkpoints, history.
+"""Central training (`fediqad train` or a notebook): epochs, model selection, checkpoints.
 
 Each epoch runs `LocalTrainer.fit(loader, 1)` then `evaluate` on the selection split
 (val, else test, else train for DRAC's train-only protocol). `best.ckpt` holds the
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from fediqad.reporting import dumps, json_ready, write_text_atomic
+from shared.atomic_write import write_text_atomic
 from shared.checkpoint import load_checkpoint, read_payload, save_checkpoint
 from shared.config import RunConfig
 from shared.data.dataset import make_loader, open_split, resolve_dataset_dir
@@ -31,7 +28,9 @@ from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import PrivacyLedger
 from shared.privacy.rules import check_sample_dp
-from shared.training import LocalTrainer, resolve_device
+from shared.strict_json import dumps, json_ready
+from shared.training.local import LocalTrainer
+from shared.training.setup import pick_device, plain_worker_errors, seed_everything
 
 BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
 
@@ -56,33 +55,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@contextmanager
-def plain_worker_errors() -> Iterator[None]:
-    """A UserError raised in a DataLoader worker comes back wrapped in its traceback
-    text; keep only the original one-line message."""
-    try:
-        yield
-    except UserError as err:
-        text = str(err)
-        if "Original Traceback" not in text:
-            raise
-        last = text.strip().splitlines()[-1]
-        raise UserError(last.split("UserError: ", 1)[-1]) from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    device = resolve_device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use cpu or auto")
-    return device
-
-
 def selection_split(data_root: Path, cfg: RunConfig) -> str:
     """val if its file exists, else test, else train (the train-only protocol)."""
     folder = resolve_dataset_dir(Path(data_root), cfg.dataset.name)
@@ -92,9 +64,19 @@ def selection_split(data_root: Path, cfg: RunConfig) -> str:
     return "train"
 
 
-def _score(metrics: dict[str, float]) -> float:
-    auc = metrics.get("auc", float("nan"))
+def _score(metrics: dict[str, float], key: str = "auc") -> float:
+    auc = metrics.get(key, float("nan"))
     return auc if math.isfinite(auc) else -math.inf
+
+
+def selection_rule(cfg: RunConfig, eval_split: str) -> str:
+    """How `best.ckpt` is chosen, in words (metrics.json `selection`, the CLI title)."""
+    if cfg.dataset.report_last_epoch:
+        return "last epoch"
+    sel = cfg.selection
+    metric = "AUC" if sel.metric == "auc" else "hard-prediction AUC (authors' compatibility metric)"
+    cadence = "" if sel.every_epochs == 1 else f", validated every {sel.every_epochs} epochs"
+    return f"best {eval_split} {metric}{cadence}"
 
 
 def check_out_dir(out: Path, force: bool, resume: bool) -> None:
@@ -124,7 +106,7 @@ class TrainRun:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        self.train_set = open_split(self.data_root, cfg, "train", augment=True)
+        self.train_set = open_split(self.data_root, cfg, "train", augment=cfg.augment)
         self.eval_split = selection_split(self.data_root, cfg)
         self.eval_set = open_split(self.data_root, cfg, self.eval_split)
         self.generator = torch.Generator()
@@ -151,9 +133,7 @@ class TrainRun:
                 self.train_set, cfg, train=True, generator=self.generator
             )
         self.eval_loader = make_loader(self.eval_set, cfg, train=False)
-        self.selection = (
-            "last epoch" if cfg.dataset.report_last_epoch else f"best {self.eval_split} AUC"
-        )
+        self.selection = selection_rule(cfg, self.eval_split)
         self.history: list[dict[str, Any]] = []
         self.best_epoch = 0
         self.best: dict[str, float] = {}
@@ -190,9 +170,7 @@ class TrainRun:
                 raise UserError(
                     "has no privacy ledger: a DP run cannot resume a non-DP one", path=ck.path
                 )
-            spent = PrivacyLedger.from_json(saved)
-            self.ledger.history = spent.history  # epsilon keeps counting from there
-            self.ledger.noise_multiplier = spent.noise_multiplier
+            self._resume_ledger(saved, done_epochs=ck.epoch or 0)
         self.start_epoch = (ck.epoch or 0) + 1
         self.best_epoch = int(ck.extra.get("best_epoch", 0))
         history_file = self.out / HISTORY
@@ -210,6 +188,26 @@ class TrainRun:
         if not self.best:
             self.best_epoch = 0  # nothing to compare with: the next epoch is selected
 
+    def _resume_ledger(self, saved: str, done_epochs: int) -> None:
+        """Epsilon keeps counting from the saved history; sigma for the epochs left is
+        recalibrated (the epoch count may have changed) and given to the optimisers and
+        the ledger alike, so every later step is recorded at the sigma it used."""
+        from shared.privacy.trainer import planned_steps, resumed_ledger
+
+        assert self.ledger is not None
+        left = max(self.cfg.optim.epochs - done_epochs, 0)
+        n = len(self.train_set)
+        spent = resumed_ledger(self.cfg, n, saved, planned_steps(self.cfg, n, left))
+        self.ledger.history = spent.history
+        self.ledger.prior_epsilon, self.ledger.prior_delta = spent.prior_epsilon, spent.prior_delta
+        self.trainer.set_noise_multiplier(spent.noise_multiplier)  # type: ignore[attr-defined]
+
+    def validates(self, epoch: int) -> bool:
+        """Whether `epoch` is scored on the selection split (`selection.every_epochs`;
+        the last epoch always is)."""
+        every = self.cfg.selection.every_epochs
+        return epoch % every == 0 or epoch == self.cfg.optim.epochs
+
     def run(self, hooks: EpochHooks | None = None) -> TrainResult:
         with plain_worker_errors():
             return self._run(hooks or EpochHooks())
@@ -225,9 +223,16 @@ class TrainRun:
             train_logs = self.trainer.fit(self.train_loader, 1, on_batch=hooks.batch)
             if self.ledger is not None:
                 train_logs.update(self.ledger.metrics())
+            if not self.validates(epoch):  # the authors' cadence: no score this epoch
+                self.history.append({"epoch": epoch, "train": train_logs})
+                self._save(LAST, epoch, {}, with_optimizer=True)
+                self._write_history()
+                hooks.end_epoch(epoch, {})
+                continue
             metrics = evaluate(self.bundle, self.eval_loader, cfg, self.device)
             self.history.append({"epoch": epoch, "train": train_logs, "eval": metrics})
-            improved = self.best_epoch == 0 or _score(metrics) > _score(self.best)
+            key = cfg.selection.metric
+            improved = self.best_epoch == 0 or _score(metrics, key) > _score(self.best, key)
             if cfg.dataset.report_last_epoch or improved:
                 self.best_epoch, self.best = epoch, metrics
                 self._save(BEST, epoch, metrics, with_optimizer=False)
@@ -287,6 +292,7 @@ class TrainRun:
             "data_root": str(self.data_root.resolve()),
             "eval_split": self.eval_split,
             "selection": self.selection,
+            "augment": self.cfg.augment,
             "best_epoch": self.best_epoch,
             "best": self.best,
             "test": test,
