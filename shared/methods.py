@@ -167,6 +167,8 @@ _METHODS: tuple[MethodSpec, ...] = (
     ),
 )
 METHODS: dict[str, MethodSpec] = {m.name: m for m in _METHODS}
+# The MKCNet paper's Table-2 methods this project implements, and its Vanilla.
+TABLE2_METHODS = ("vanilla", "canet", "maxl", "detach", "mkcnet")
 
 
 def list_methods() -> list[str]:

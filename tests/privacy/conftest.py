@@ -42,3 +42,35 @@ def dp_sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         synthesize("EYEQ", 40, 32, root / f"site{i}", seed=10 + i, lq_ratio=0.3)
         out.append(root / f"site{i}")
     return out
+
+
+@pytest.fixture
+def releases(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The noise multiplier of every noise addition any Opacus DPOptimizer makes: one
+    entry per noisy release, whatever the code under test reports."""
+    from opacus.optimizers import DPOptimizer
+
+    made: list[float] = []
+    add_noise = DPOptimizer.add_noise
+
+    def spy(self: DPOptimizer) -> None:
+        made.append(float(self.noise_multiplier))
+        add_noise(self)
+
+    monkeypatch.setattr(DPOptimizer, "add_noise", spy)
+    return made
+
+
+def expanded(history) -> list[float]:
+    """A ledger history [(sigma, q, steps), ...] as one sigma per step."""
+    return [float(sigma) for sigma, _, steps in history for _ in range(int(steps))]
+
+
+def opacus_epsilon(sigmas: list[float], q: float, delta: float) -> float:
+    """Epsilon of these releases from a fresh Opacus RDP accountant, one step each."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    for sigma in sigmas:
+        accountant.step(noise_multiplier=sigma, sample_rate=q)
+    return accountant.get_epsilon(delta=delta)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from opacus.accountants import RDPAccountant
-from opacus.optimizers import DPOptimizer
 from torch.utils.data import TensorDataset
 
 from shared.errors import UserError
@@ -25,34 +23,9 @@ from shared.privacy.trainer import (
     steps_per_epoch,
 )
 from tests.conftest import tiny_batch
-from tests.privacy.conftest import dp_config
+from tests.privacy.conftest import dp_config, expanded, opacus_epsilon
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def releases(monkeypatch) -> list[float]:
-    """The noise multiplier of every noise addition any DPOptimizer makes."""
-    made: list[float] = []
-    add_noise = DPOptimizer.add_noise
-
-    def spy(self: DPOptimizer) -> None:
-        made.append(float(self.noise_multiplier))
-        add_noise(self)
-
-    monkeypatch.setattr(DPOptimizer, "add_noise", spy)
-    return made
-
-
-def expanded(history) -> list[float]:
-    return [float(sigma) for sigma, _, steps in history for _ in range(int(steps))]
-
-
-def opacus_epsilon(sigmas: list[float], q: float, delta: float) -> float:
-    accountant = RDPAccountant()
-    for sigma in sigmas:
-        accountant.step(noise_multiplier=sigma, sample_rate=q)
-    return accountant.get_epsilon(delta=delta)
 
 
 def dataset(cfg, n: int = 24) -> TensorDataset:
