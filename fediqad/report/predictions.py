@@ -40,7 +40,7 @@ def compute_predictions(
     batch_size: int | None = None,
 ) -> tuple[PredictionSet | None, str | None]:
     """(predictions, None) or (None, why they could not be computed)."""
-    from shared.checkpoint import load_checkpoint
+    from shared.checkpoint import load_checkpoint, require_usable_batchnorm
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import predict
     from shared.training.setup import plain_worker_errors
@@ -55,6 +55,7 @@ def compute_predictions(
         )
     try:
         ck = load_checkpoint(run.checkpoint)
+        require_usable_batchnorm(ck.extra, run.checkpoint)  # FedBN without server statistics
         cfg = ck.cfg.model_copy(deep=True)
         cfg.num_workers = 0
         chosen = split or _default_split(run, list(cfg.dataset.splits))
