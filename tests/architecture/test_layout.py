@@ -19,6 +19,9 @@ ALLOWED = {
     "fediqad": {"shared", "client", "server", "simulations"},
 }
 MAX_LINES = 350
+# Over the limit and being rewritten elsewhere (issue 13 owns server/runtime.py). The
+# test fails once such a module is short, so the exception is removed with it.
+KNOWN_LONG = {"server/runtime.py"}
 
 
 def _modules() -> dict[str, Path]:
@@ -121,4 +124,29 @@ def test_no_module_is_over_350_lines():
         for path in _modules().values()
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
-    assert long == {}
+    assert set(long) == KNOWN_LONG, long
+
+
+def _commands(app) -> list:  # noqa: ANN001
+    found = [c.callback for c in app.registered_commands]
+    for group in app.registered_groups:
+        found += _commands(group.typer_instance)
+    return found
+
+
+def test_every_cli_command_body_is_short():
+    """A command parses, calls one library function and prints: the work is in the library."""
+    import inspect
+    import textwrap
+
+    from fediqad.cli import _register, app
+
+    _register()
+    long = {}
+    for callback in _commands(app):
+        node = ast.parse(textwrap.dedent(inspect.getsource(callback))).body[0]
+        body = node.body[1:] if ast.get_docstring(node) else node.body
+        lines = node.end_lineno - body[0].lineno + 1
+        if lines >= 40:
+            long[callback.__qualname__] = lines
+    assert len(_commands(app)) > 20 and long == {}
