@@ -31,12 +31,11 @@ from opacus.optimizers import DPOptimizer
 from shared.config import RunConfig
 from shared.errors import UserError
 from shared.meta_auxiliary import Batch, task_loss
-from shared.methods import get_method
 from shared.models import ModelBundle
 from shared.privacy.budget import PrivacyLedger, calibrate, calibrate_remaining, check_delta
 from shared.privacy.meta import per_example_meta_gradients
 from shared.privacy.rules import check_sample_dp, pretrained_privacy
-from shared.training import LocalTrainer
+from shared.training.local import LocalTrainer, passes_per_epoch
 
 
 def sample_rate(cfg: RunConfig, n: int) -> float:
@@ -188,11 +187,6 @@ class DPLocalTrainer(LocalTrainer):
         self.meta_dp.zero_grad(set_to_none=True)
         self.ledger.step(sigma=self.meta_dp.noise_multiplier)
         return logs
-
-
-def passes_per_epoch(cfg: RunConfig) -> int:
-    """Noisy passes per epoch: stage I and stage II for meta methods, else one."""
-    return 2 if get_method(cfg.method).step == "meta-auxiliary" else 1
 
 
 def planned_steps(cfg: RunConfig, n: int, epochs: int) -> int:
