@@ -24,6 +24,7 @@ from rich.console import Console
 
 from server.aggregation import AggregationFailed, Update, aggregate
 from server.config import FederationConfig
+from server.fedbn import ServerBatchNorm
 from server.layout import GlobalModels, ModelLayout
 from server.messaging import Exchange, exchange, payload_bytes
 from server.persistence import RunStore, restore_strategy_state, strategy_state
@@ -42,7 +43,6 @@ from server.strategies import (
     privacy_summary,
 )
 from server.validation import RejectedUpdate, budget_exhausted, decode_train_reply
-from shared.checkpoint import BN_SERVER, BN_SITE_SPECIFIC
 from shared.errors import UserError
 from shared.models import ModelBundle, build_models
 from shared.records import (
@@ -93,9 +93,7 @@ class Federation:
         self.start_round = 1
         self._resume_or_refuse()
         self.globals = GlobalModels.from_bundle(self.layout, self.bundle)
-        # FedBN: the Task Net's BatchNorm statistics the server re-estimated on its own
-        # held-out data this round (None: none; the saved model is then site-specific)
-        self._server_bn: dict[str, torch.Tensor] | None = None
+        self.server_bn = ServerBatchNorm.for_run(fed, self.layout)  # FedBN's global BN
 
     # ------------------------------------------------------------------ set-up
     def _resume_or_refuse(self) -> None:
@@ -158,7 +156,7 @@ class Federation:
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
         """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
         t0 = time.perf_counter()
-        self._server_bn = None
+        self.server_bn.new_round()
         rec: dict[str, Any] = {
             "round": rnd,
             "status": "ok",
@@ -328,29 +326,12 @@ class Federation:
             module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
 
     def _server_eval(self) -> dict[str, float] | None:
-        """Score the global model on the server's held-out data; under FedBN the
-        evaluate function first re-estimates BatchNorm statistics on that data."""
         assert self.evaluate_fn is not None
         self._load_globals_into_bundle()
-        metrics = self.evaluate_fn(self.bundle)
-        if self.fed.fedbn:
-            local = self.layout.local.get("task_net", frozenset())
-            state = self.bundle.task_net.state_dict()
-            self._server_bn = {k: state[k].clone() for k in local}
-        return metrics
-
-    def _batchnorm_note(self) -> dict[str, Any]:
-        """Checkpoint metadata saying whose BatchNorm statistics a FedBN model carries."""
-        if not self.fed.fedbn:
-            return {}
-        if self._server_bn is not None:
-            self.bundle.task_net.load_state_dict(self._server_bn, strict=False)
-            return {"batchnorm": BN_SERVER, "batchnorm_data": str(self.fed.server_eval_data)}
-        return {"batchnorm": BN_SITE_SPECIFIC}
+        return self.server_bn.keep(self.evaluate_fn(self.bundle), self.bundle)
 
     def _commit(self, rnd: int, rec: dict[str, Any]) -> None:
         self._load_globals_into_bundle()
-        batchnorm = self._batchnorm_note()
         summary = {f"global_{k}": v for k, v in (rec.get("global") or {}).items()}
         self.store.save_round(
             rnd,
@@ -364,6 +345,6 @@ class Federation:
                     f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys
                 ),
                 "privacy": privacy_summary(self.fed, self.log.rounds + [rec]),
-                **batchnorm,
+                **self.server_bn.apply(self.bundle),
             },
         )
