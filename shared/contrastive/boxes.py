@@ -1,15 +1,17 @@
 """Where the lesions are: boxes from an annotation CSV, a torchvision detector, or an
-unsupervised proposal fallback. Every source answers in pixels of the image as loaded
-(`image_size` x `image_size`).
+unsupervised proposal fallback. Every source answers in pixels of the image it is
+given (the full-resolution file for CoMCL's patches).
 
 Annotation CSV: header `image,x0,y0,x1,y1[,kind]`, one row per lesion, coordinates in
 pixels of the image file, `image` relative to the dataset folder (the synthetic data's
 `lesions.csv`) or absolute.
 
-Detector checkpoint: a file written with `torch.save` holding either the state dict of
-a torchvision detection model, or `{"arch": NAME, "num_classes": K, "state_dict": ...}`
-(optionally `"score_threshold"`). NAME is one of DETECTOR_ARCHS; it is inferred from
-the keys when absent. Only this file's weights are used; nothing is downloaded.
+Detector checkpoint: the file `fediqad detector train` writes (`detector.py`: FCOS on a
+slim backbone, arch `fcos_slim`), or a file written with `torch.save` holding either the
+state dict of a torchvision detection model, or `{"arch": NAME, "num_classes": K,
+"state_dict": ...}` (optionally `"score_threshold"`). NAME is one of DETECTOR_ARCHS; it
+is inferred from the keys when absent. Only this file's weights are used; nothing is
+downloaded.
 
 Proposal fallback (no boxes, no detector): lesions are small spots that differ from
 their surroundings. On the green channel (fundus) or the grey image, subtract a local
@@ -35,6 +37,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from shared.contrastive.detector import SLIM_ARCH, build_slim_detector
 from shared.errors import UserError
 
 DETECTOR_ARCHS: tuple[str, ...] = (
@@ -79,6 +82,7 @@ class CsvBoxes:
 
     def __init__(self, path: Path, dataset_dir: Path):
         self.path = Path(path)
+        self.label = f"annotations ({self.path.name})"
         if not self.path.is_file():
             raise UserError("lesion annotation file not found", path=self.path)
         self.by_image: dict[str, list[Box]] = {}
@@ -165,6 +169,7 @@ class DetectorBoxes:
     name = "detector"
 
     def __init__(self, path: Path, score_threshold: float = 0.5, device: str = "cpu"):
+        self.label = f"detector ({Path(path).name})"
         self.path = Path(path)
         self.device = torch.device(device)
         self.model, self.score_threshold = self._load(score_threshold)
@@ -173,7 +178,8 @@ class DetectorBoxes:
         return UserError(
             f"not a usable detector checkpoint: {why}; expected a torchvision detection "
             f"model's state_dict, or {{'arch', 'num_classes', 'state_dict'}} with arch one "
-            f"of {', '.join(DETECTOR_ARCHS)}",
+            f"of {', '.join((SLIM_ARCH, *DETECTOR_ARCHS))} (`fediqad detector train` "
+            "writes one)",
             path=self.path,
         )
 
@@ -197,6 +203,19 @@ class DetectorBoxes:
             isinstance(v, torch.Tensor) for v in state.values()
         ):
             raise self._fail("its state_dict is not a mapping of tensors")
+        threshold = float(data.get("score_threshold", score_threshold))
+        if data.get("arch") == SLIM_ARCH:
+            model = build_slim_detector(
+                int(data.get("input_size", 512)),
+                int(data.get("num_classes", 2)),
+                int(data.get("width", 32)),
+                int(data.get("min_box", 8)),
+            )
+            why = _mismatch(model, state)
+            if why:
+                raise self._fail(f"weights do not fit {SLIM_ARCH} ({why})")
+            model.load_state_dict(state)
+            return model.eval().to(self.device), threshold
         if "arch" in data:
             archs, classes = (str(data["arch"]),), int(data.get("num_classes", 2))
             if archs[0] not in DETECTOR_ARCHS:
@@ -219,7 +238,6 @@ class DetectorBoxes:
             raise self._fail(
                 f"weights do not fit {' or '.join(archs)} with {classes} classes ({why})"
             )
-        threshold = float(data.get("score_threshold", score_threshold))
         return model.eval().to(self.device), threshold
 
     @torch.no_grad()
@@ -237,19 +255,29 @@ class ProposalBoxes:
     """The unsupervised fallback described in the module docstring."""
 
     name = "proposals"
+    label = "proposals (unsupervised heuristic fallback, not a trained detector)"
+    work_px = 512  # full-resolution photographs are searched at this size
 
     def __init__(self, max_boxes: int = 8, k_std: float = 3.0):
         self.max_boxes = max_boxes
         self.k_std = k_std
 
     def __call__(self, path: Path, image: torch.Tensor) -> list[Box]:
-        return propose(image, self.max_boxes, self.k_std)
+        height, width = image.shape[-2:]
+        scale = self.work_px / max(height, width)
+        if scale >= 1:
+            return propose(image, self.max_boxes, self.k_std)
+        from torchvision.transforms.v2 import functional as TF
+
+        small = TF.resize(image, [round(height * scale), round(width * scale)], antialias=True)
+        found = propose(small, self.max_boxes, self.k_std)
+        return [b.scaled(width / small.shape[-1], height / small.shape[-2]) for b in found]
 
 
 def propose(image: torch.Tensor, max_boxes: int = 8, k_std: float = 3.0) -> list[Box]:
     """Candidate lesion boxes in one uint8 [C, S, S] image (see module docstring)."""
     arr = image.numpy().astype(np.float32)
-    size = arr.shape[-1]
+    size = max(arr.shape[-2:])
     grey = arr[1] if arr.shape[0] == 3 else arr[0]
     background = ndimage.gaussian_filter(grey, sigma=max(size / 24, 1.0))
     residual = np.abs(grey - background)
@@ -311,6 +339,11 @@ def choose_source(
             "folder): using the unsupervised proposal fallback (docs/comcl.md)"
         )
     return ProposalBoxes()
+
+
+def source_label(source: BoxSource) -> str:
+    """What logs and reports call this box source (the fallback says it is one)."""
+    return str(getattr(source, "label", getattr(source, "name", "custom")))
 
 
 def boxes_for(

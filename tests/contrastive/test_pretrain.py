@@ -61,7 +61,7 @@ def test_a_few_steps_lower_the_loss(bank: PatchBank, multi_level: bool) -> None:
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):
         for index in bank.batches(64, generator):
-            trainer.step(bank.patches[index], bank.subset[index], index, epoch=0)
+            trainer.step(bank.patches[index], bank.subset[index], index, step=0)
     after = _fixed_loss(trainer, bank, views, 0)
     assert after < before, (before, after)
 
