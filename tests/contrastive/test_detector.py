@@ -4,6 +4,7 @@ and bad input ends in one clear line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from shared.contrastive.detector import (
     build_slim_detector,
     load_samples,
     pad_boxes,
+    save_detector,
     score_detector,
     train_detector,
 )
@@ -49,21 +51,48 @@ def test_padding_keeps_centres_and_grows_small_boxes_only() -> None:
     assert torch.equal(padded[1], boxes[1])
 
 
-def test_detector_finds_held_out_lesions(lesion_root: Path, tmp_path: Path) -> None:
-    """Recall at IoU 0.3 on the test split (never seen in training) above a floor, with
-    most kept boxes on a lesion: a detector predicting everywhere or nowhere fails."""
+@pytest.fixture(scope="module")
+def trained(lesion_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(model, settings, history, checkpoint path) trained once on the train split."""
     torch.set_num_threads(1)
-    cfg = preset("EYEQ")
     csv = lesion_root / "EYEQ" / "lesions.csv"
-    train = load_samples(lesion_root, cfg, "train", csv)
-    test = load_samples(lesion_root, cfg, "test", csv)
+    train = load_samples(lesion_root, preset("EYEQ"), "train", csv)
     settings = DetectorSettings(**SETTINGS)
     model, history = train_detector(train, settings)
+    path = save_detector(tmp_path_factory.mktemp("ckpt") / "detector.pt", model, settings)
+    return model, settings, history, path
+
+
+def test_detector_finds_held_out_lesions(lesion_root: Path, trained: tuple) -> None:
+    """Recall at IoU 0.3 on the test split (never seen in training) above a floor, with
+    most kept boxes on a lesion: a detector predicting everywhere or nowhere fails."""
+    model, settings, history, _ = trained
     assert history[-1]["loss"] < history[0]["loss"]
+    csv = lesion_root / "EYEQ" / "lesions.csv"
+    test = load_samples(lesion_root, preset("EYEQ"), "test", csv)
     report = score_detector(model, test, settings, iou=0.3)
     assert report.gt_boxes > 50
     assert report.recall >= 0.5, report
     assert report.precision >= 0.4, report
+
+
+def test_pretrain_uses_the_detector_and_says_so(
+    lesion_root: Path, trained: tuple, tmp_path: Path
+) -> None:
+    from fediqad.commands import contrastive
+
+    path = trained[3]
+    pretrain = cli_for(contrastive.register)
+    result = pretrain(
+        "pretrain", "--data-root", lesion_root, "--backbone", "vgg16_bn_slim",
+        "--image-size", "64", "--device", "cpu", "--threads", "1", "--epochs", "1",
+        "--batch-size", "32", "--set", "contrastive.patch_size=16",
+        "--detector", path, "--out", tmp_path,
+    )  # fmt: skip
+    assert "lesion box source: detector (detector.pt)" in result.output
+    assert "fallback" not in result.output
+    history = json.loads((tmp_path / "pretrain.json").read_text())
+    assert history["box_source"] == "detector" and history["patches"]["L"] > 0
 
 
 def test_cli_writes_a_checkpoint_pretrain_can_use(lesion_root: Path, tmp_path: Path) -> None:
