@@ -43,6 +43,8 @@ def run_comcl(out: Path, s: EvidenceSettings, say: Say) -> list[dict[str, Any]]:
             patch_size=s.comcl_patch,
         )
         cfg = evidence_config(c)
+        cfg.optim.lr = s.lr  # as in (a) and (b): SGD, halved after half the epochs
+        cfg.optim.lr_step_epochs = max(1, c.finetune_epochs // 2)
         for ratio in s.comcl_ratios:
             root = Path(out) / f"comcl-seed{seed}-lq{round(ratio * 100)}"
             synthesize("EYEQ", c.n, c.image_size, root, seed=seed, lq_ratio=ratio, force=True)

@@ -25,28 +25,38 @@ Say = Callable[[str], None]
 KEYS = ("kappa", "acc", "auc", "f1", "kappa_hq", "acc_hq", "kappa_lq", "acc_lq", "auc_lq")
 
 
-def run_config(s: EvidenceSettings, method: str, seed: int) -> RunConfig:
-    """EyeQ preset at the evidence scale (slim backbone, tiny images, no augmentation)."""
+def run_config(
+    s: EvidenceSettings,
+    method: str,
+    seed: int,
+    *,
+    image_size: int | None = None,
+    epochs: int | None = None,
+) -> RunConfig:
+    """EyeQ preset at the evidence scale (slim backbone, tiny images, no augmentation,
+    SGD halved after half the epochs)."""
     cfg = preset("EYEQ")
     cfg.method = method  # type: ignore[assignment]
-    cfg.image_size = s.image_size
+    cfg.schedule = s.schedule  # type: ignore[assignment]
+    cfg.image_size = image_size or s.image_size
     cfg.model.backbone = s.backbone
     cfg.optim.batch_size = s.batch_size
     cfg.optim.lr = s.lr
-    cfg.optim.epochs = s.epochs
+    cfg.optim.epochs = epochs or s.epochs
+    cfg.optim.lr_step_epochs = max(1, cfg.optim.epochs // 2)
     cfg.seed = seed
     cfg.device = "cpu"
     cfg.contrastive.backbone = None
     return cfg
 
 
-def make_data(out: Path, s: EvidenceSettings, seed: int, lq_ratio: float | None = None) -> Path:
+def make_data(out: Path, s: EvidenceSettings, seed: int, image_size: int | None = None) -> Path:
     """ROOT with EYEQ/ synthesised for this seed (the data differ between seeds)."""
     from shared.data.synth import synthesize
 
-    ratio = s.lq_ratio if lq_ratio is None else lq_ratio
-    root = Path(out) / f"data-seed{seed}-lq{round(ratio * 100)}"
-    synthesize("EYEQ", s.n, s.image_size, root, seed=seed, lq_ratio=ratio, workers=1, force=True)
+    size = image_size or s.image_size
+    root = Path(out) / f"data-seed{seed}-{size}px"
+    synthesize("EYEQ", s.n, size, root, seed=seed, lq_ratio=s.lq_ratio, workers=1, force=True)
     return root
 
 

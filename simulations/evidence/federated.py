@@ -119,8 +119,8 @@ def run_federated(out: Path, s: EvidenceSettings, say: Say) -> list[dict[str, An
     rows = []
     epochs = s.rounds * s.local_epochs
     for seed in s.seeds:
-        root = make_data(out, s, seed)
-        cfg = run_config(s, s.federated_method, seed)
+        root = make_data(out, s, seed, s.fed_image_size)
+        cfg = run_config(s, s.federated_method, seed, image_size=s.fed_image_size, epochs=epochs)
         clock = Timer()
         central = train_central(cfg, root, epochs)
         row = {"part": "federated", "seed": seed, "split": "-", "setting": "centralised"}
