@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 from fediqad.commands import contrastive, evidence
+from shared.errors import UserError
 from simulations.evidence.common import make_data, run_config
 from simulations.evidence.federated import federate
 from simulations.evidence.report import mean_sd
 from simulations.evidence.settings import EvidenceSettings
 from simulations.site_partition import partition
-from shared.errors import UserError
 from tests.conftest import cli_for
 
 cli = cli_for(contrastive.register, evidence.register)
