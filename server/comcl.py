@@ -152,6 +152,8 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
             entry["sites"][name] = {
                 k: float(v) for k, v in metrics.items() if not isinstance(v, list)
             }
+            if site is not None and "box-source" in site:  # annotations / detector / fallback
+                entry["sites"][name]["box_source"] = str(site["box-source"])
         for node, reason in ex.errors.items():
             entry["failures"].append({"site": f"node-{node}", "reason": reason})
             log.warning("CoMCL round %s: node %s failed: %s", rnd, node, reason)

@@ -23,7 +23,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from shared.config import RunConfig
-from shared.contrastive.boxes import Box, BoxSource
+from shared.contrastive.boxes import Box, BoxSource, source_label
 
 LESION_HQ, LESION_LQ, HEALTHY_HQ, HEALTHY_LQ = 0, 1, 2, 3
 SUBSETS: tuple[str, ...] = ("L", "L~", "H", "H~")
@@ -53,6 +53,7 @@ class PatchBank:
     patches: torch.Tensor
     subset: torch.Tensor
     source: torch.Tensor
+    box_source: str = ""  # what found the lesion boxes (`boxes.source_label`)
 
     def __len__(self) -> int:
         return int(self.patches.shape[0])
@@ -184,7 +185,10 @@ def build_bank(
         torch.stack(crops) if crops else torch.zeros(0, channels, out_px, out_px, dtype=torch.uint8)
     )
     return PatchBank(
-        patches, torch.tensor(subsets, dtype=torch.int64), torch.tensor(sources, dtype=torch.int64)
+        patches,
+        torch.tensor(subsets, dtype=torch.int64),
+        torch.tensor(sources, dtype=torch.int64),
+        source_label(source),
     )
 
 
