@@ -14,6 +14,7 @@ BatchNorm; alone: its own model) and the predictions are pooled.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,7 @@ def federate(
 
 
 def run_federated(out: Path, s: EvidenceSettings, say: Say) -> list[dict[str, Any]]:
+    logging.getLogger("flwr").setLevel(logging.WARNING)  # no INFO line per aggregation
     rows = []
     epochs = s.rounds * s.local_epochs
     for seed in s.seeds:

@@ -16,12 +16,9 @@ from simulations.evidence.settings import EvidenceSettings
 
 def run_evidence(out: Path, s: EvidenceSettings, say: Say = print) -> dict[str, Any]:
     """Every requested part; returns {settings, rows, seconds per part, tables}."""
-    import logging
-
     import torch
 
     torch.set_num_threads(s.threads)
-    logging.getLogger("flwr").setLevel(logging.WARNING)  # one INFO line per aggregation
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
