@@ -12,8 +12,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shared.errors import UserError
-
 console = Console()
 err_console = Console(stderr=True)
 Opt = typer.Option
@@ -47,41 +45,20 @@ def train_detector(
     force: Annotated[bool, Opt("--force", help="Replace an existing checkpoint.")] = False,
 ) -> None:
     """Train a lesion detector (torchvision FCOS, slim backbone, no pretrained weights)."""
-    for name, value, low in (
-        ("--epochs", epochs, 1),
-        ("--batch-size", batch_size, 1),
-        ("--width", width, 4),
-        ("--min-box", min_box, 1),
-        ("--input-size", input_size, 16),
-    ):
-        if value < low:
-            raise UserError(f"{name} must be at least {low}, got {value}")
-    if not 0.0 <= score_threshold <= 1.0:
-        raise UserError(f"--score-threshold must lie in [0, 1], got {score_threshold}")
-    if out.exists() and not force:
-        raise UserError("already exists; pass --force or another --out", path=out)
-
     import torch
 
     from shared.config import preset
-    from shared.contrastive.detector import DetectorSettings, fit_detector
-    from shared.data.layout import resolve_dataset_dir
+    from shared.contrastive.detector import DetectorSettings
+    from shared.contrastive.detector_fit import fit_detector
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = preset(dataset)
-    folder = resolve_dataset_dir(data_root, cfg.dataset.name)
-    boxes = annotations or folder / "lesions.csv"
-    if not boxes.is_file():
-        raise UserError(
-            "no lesion box annotations; pass --annotations FILE (image,x0,y0,x1,y1[,kind])",
-            path=boxes,
-        )
     settings = DetectorSettings(
         input_size, width, min_box, epochs, batch_size, lr, seed, score_threshold
     )
+    say = lambda text: err_console.print(text, highlight=False)  # noqa: E731
     report = fit_detector(
-        data_root, cfg, boxes, settings, out, say=lambda t: err_console.print(t, highlight=False)
+        data_root, preset(dataset), annotations, settings, out, force=force, say=say
     )
     console.print(
         f"detector {out}: recall {report.recall:.3f}, precision {report.precision:.3f} at IoU "

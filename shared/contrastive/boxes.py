@@ -13,13 +13,7 @@ state dict of a torchvision detection model, or `{"arch": NAME, "num_classes": K
 is inferred from the keys when absent. Only this file's weights are used; nothing is
 downloaded.
 
-Proposal fallback (no boxes, no detector): lesions are small spots that differ from
-their surroundings. On the green channel (fundus) or the grey image, subtract a local
-background (Gaussian blur, sigma = S/24); threshold the absolute residual at mean + 3
-std inside the field of view (pixels brighter than 4 % of full scale, eroded by S/32 so
-the rim's edge does not count); label connected components; drop components larger
-than (S/8)^2 pixels (vessels, optic disc) and keep the strongest (summed residual).
-It is a heuristic: it also proposes vessel crossings and artefact spots.
+Proposal fallback (no boxes, no detector): `proposals.py`, a labelled heuristic.
 """
 
 from __future__ import annotations
@@ -28,17 +22,26 @@ import csv
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
+from shared.contrastive.box import Box, BoxSource
 from shared.contrastive.detector import SLIM_ARCH, build_slim_detector
+from shared.contrastive.proposals import ProposalBoxes, propose
 from shared.errors import UserError
+
+__all__ = [
+    "Box",
+    "BoxSource",
+    "CsvBoxes",
+    "DetectorBoxes",
+    "ProposalBoxes",
+    "choose_source",
+    "propose",
+]
 
 DETECTOR_ARCHS: tuple[str, ...] = (
     "fasterrcnn_resnet50_fpn",
@@ -48,27 +51,6 @@ DETECTOR_ARCHS: tuple[str, ...] = (
     "retinanet_resnet50_fpn",
     "fcos_resnet50_fpn",
 )
-
-
-@dataclass(frozen=True)
-class Box:
-    """A lesion box in pixels of the image as loaded: [x0, x1) x [y0, y1)."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    @property
-    def area(self) -> float:
-        return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
-
-    def scaled(self, sx: float, sy: float) -> Box:
-        return Box(self.x0 * sx, self.y0 * sy, self.x1 * sx, self.y1 * sy)
-
-
-# A box source maps (image path, uint8 image [C, S, S]) to boxes in that image.
-BoxSource = Callable[[Path, torch.Tensor], list[Box]]
 
 
 def _key(path: str | Path) -> str:
@@ -248,59 +230,6 @@ class DetectorBoxes:
         out = self.model([x])[0]
         keep = out["scores"] >= self.score_threshold
         return [Box(*map(float, b)) for b in out["boxes"][keep].cpu()]
-
-
-# ----------------------------------------------------------------------- proposals
-class ProposalBoxes:
-    """The unsupervised fallback described in the module docstring."""
-
-    name = "proposals"
-    label = "proposals (unsupervised heuristic fallback, not a trained detector)"
-    work_px = 512  # full-resolution photographs are searched at this size
-
-    def __init__(self, max_boxes: int = 8, k_std: float = 3.0):
-        self.max_boxes = max_boxes
-        self.k_std = k_std
-
-    def __call__(self, path: Path, image: torch.Tensor) -> list[Box]:
-        height, width = image.shape[-2:]
-        scale = self.work_px / max(height, width)
-        if scale >= 1:
-            return propose(image, self.max_boxes, self.k_std)
-        from torchvision.transforms.v2 import functional as TF
-
-        small = TF.resize(image, [round(height * scale), round(width * scale)], antialias=True)
-        found = propose(small, self.max_boxes, self.k_std)
-        return [b.scaled(width / small.shape[-1], height / small.shape[-2]) for b in found]
-
-
-def propose(image: torch.Tensor, max_boxes: int = 8, k_std: float = 3.0) -> list[Box]:
-    """Candidate lesion boxes in one uint8 [C, S, S] image (see module docstring)."""
-    arr = image.numpy().astype(np.float32)
-    size = max(arr.shape[-2:])
-    grey = arr[1] if arr.shape[0] == 3 else arr[0]
-    background = ndimage.gaussian_filter(grey, sigma=max(size / 24, 1.0))
-    residual = np.abs(grey - background)
-    fov = arr.max(axis=0) > 0.04 * 255
-    fov = ndimage.binary_erosion(fov, iterations=max(1, size // 32))
-    if fov.sum() < 16:
-        return []
-    inside = residual[fov]
-    peaks = (residual > inside.mean() + k_std * inside.std()) & fov
-    labels, count = ndimage.label(peaks)
-    if count == 0:
-        return []
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(np.ones_like(grey), labels, index)
-    strength = ndimage.sum_labels(residual, labels, index)
-    slices = ndimage.find_objects(labels)
-    limit = (size / 8) ** 2
-    ranked = sorted((i for i in range(count) if areas[i] <= limit), key=lambda i: -strength[i])
-    out = []
-    for i in ranked[:max_boxes]:
-        ys, xs = slices[i]
-        out.append(Box(float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)))
-    return out
 
 
 def choose_source(

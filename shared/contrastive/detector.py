@@ -14,7 +14,6 @@ matters. Images listed in the split file without any box are lesion-free negativ
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +91,22 @@ class DetectorSettings:
     lr: float = 1e-3
     seed: int = 0
     score_threshold: float = 0.5
+
+    def check(self) -> None:
+        """UserError naming the `fediqad detector train` flag that is out of range."""
+        from shared.errors import UserError
+
+        for flag, value, low in (
+            ("--epochs", self.epochs, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--width", self.width, 4),
+            ("--min-box", self.min_box, 1),
+            ("--input-size", self.input_size, 16),
+        ):
+            if value < low:
+                raise UserError(f"{flag} must be at least {low}, got {value}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise UserError(f"--score-threshold must lie in [0, 1], got {self.score_threshold}")
 
 
 @dataclass
@@ -232,59 +247,3 @@ def save_detector(
         **(extra or {}),
     }
     return atomic_torch_save(payload, Path(path))
-
-
-def load_samples(data_root: Path, cfg: Any, split: str, annotations: Path) -> list[DetectionSample]:
-    """Every image of one split at its file resolution with its annotated boxes."""
-    from shared.contrastive.boxes import CsvBoxes
-    from shared.data.dataset import open_split, resolve_dataset_dir
-    from shared.data.images import load_image
-
-    folder = resolve_dataset_dir(Path(data_root), cfg.dataset.name)
-    table = CsvBoxes(annotations, folder)
-    data = open_split(data_root, cfg, split, cache=False)
-    out = []
-    for record in data.records:
-        image = load_image(record.image, cfg.dataset.channels, 0)
-        boxes = table(record.image, image)
-        tensor = torch.tensor([[b.x0, b.y0, b.x1, b.y1] for b in boxes], dtype=torch.float32)
-        out.append(DetectionSample(image, tensor.reshape(-1, 4)))
-    return out
-
-
-def fit_detector(
-    data_root: Path,
-    cfg: Any,
-    annotations: Path,
-    s: DetectorSettings,
-    out: Path,
-    say: Callable[[str], None] = print,
-) -> DetectorReport:
-    """Train on the `train` split, score on `test` (else `val`), write `out`."""
-    from shared.data.layout import present_splits, resolve_dataset_dir
-
-    start = time.perf_counter()
-    train = load_samples(data_root, cfg, "train", annotations)
-    say(
-        f"detector: {len(train)} training images, "
-        f"{sum(len(x.boxes) for x in train)} lesion boxes, input {s.input_size} px"
-    )
-    model, history = train_detector(
-        train, s, on_epoch=lambda e, loss: say(f"epoch {e}/{s.epochs}: loss {loss:.4f}")
-    )
-    present = present_splits(resolve_dataset_dir(Path(data_root), cfg.dataset.name))
-    held = next((x for x in ("test", "val") if x in present), "train")
-    report = score_detector(model, load_samples(data_root, cfg, held, annotations), s)
-    report.history = history
-    report.seconds = time.perf_counter() - start
-    save_detector(
-        out,
-        model,
-        s,
-        {
-            "scored_on": held,
-            "recall": report.recall,
-            "precision": report.precision,
-        },
-    )
-    return report

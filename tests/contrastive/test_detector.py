@@ -16,12 +16,12 @@ from shared.contrastive.boxes import DetectorBoxes, source_label
 from shared.contrastive.detector import (
     DetectorSettings,
     build_slim_detector,
-    load_samples,
     pad_boxes,
     save_detector,
     score_detector,
     train_detector,
 )
+from shared.contrastive.detector_fit import load_samples
 from shared.errors import UserError
 from tests.conftest import cli_for
 
