@@ -105,21 +105,10 @@ def checkpoint_payload(
     return payload
 
 
-def save_checkpoint(
-    path: str | Path,
-    bundle: ModelBundle,
-    cfg: RunConfig,
-    *,
-    epoch: int | None = None,
-    round: int | None = None,
-    metrics: Mapping[str, float] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a checkpoint atomically; returns its path."""
-    payload = checkpoint_payload(
-        bundle, cfg, epoch=epoch, round=round, metrics=metrics, extra=extra
-    )
-    return atomic_torch_save(payload, Path(path))
+def save_checkpoint(path: str | Path, bundle: ModelBundle, cfg: RunConfig, **fields: Any) -> Path:
+    """Write a checkpoint atomically; `fields` (epoch, round, metrics, extra) as for
+    `checkpoint_payload`. Returns its path."""
+    return atomic_torch_save(checkpoint_payload(bundle, cfg, **fields), Path(path))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:

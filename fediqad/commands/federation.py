@@ -12,14 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from fediqad.commands.privacy_options import (
-    DeltaOpt,
-    DpOpt,
-    MaxGradNormOpt,
-    NoiseMultiplierOpt,
-    TargetEpsilonOpt,
-    privacy_flags,
-)
+from fediqad.commands import privacy_options as dp_opts
 from shared.errors import UserError
 
 console = Console()
@@ -100,7 +93,7 @@ def _simulate_privacy(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
     the noise and clipping norm are the server's (per site update), else per sample."""
-    run = privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    run = dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
     fed: dict[str, Any] = {}
     if dp == "client":
         fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
@@ -154,11 +147,11 @@ def simulate(
     fed_set: FedSetOpt = None,
     resume: ResumeOpt = False,
     verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
-    dp: DpOpt = None,
-    target_epsilon: TargetEpsilonOpt = None,
-    delta: DeltaOpt = None,
-    noise_multiplier: NoiseMultiplierOpt = None,
-    max_grad_norm: MaxGradNormOpt = None,
+    dp: dp_opts.DpOpt = None,
+    target_epsilon: dp_opts.TargetEpsilonOpt = None,
+    delta: dp_opts.DeltaOpt = None,
+    noise_multiplier: dp_opts.NoiseMultiplierOpt = None,
+    max_grad_norm: dp_opts.MaxGradNormOpt = None,
     site_epsilon_budget: Annotated[
         list[str] | None,
         Opt(
