@@ -25,6 +25,7 @@ from shared.atomic_write import atomic_open
 from shared.config import RunConfig, config_from_dict
 from shared.errors import UserError
 from shared.models import ModelBundle, build_models
+from shared.torch_io import load_torch_file
 
 FORMAT = "fediqad-checkpoint"
 VERSION = 1
@@ -121,13 +122,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
 def read_payload(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, validated as ours; UserError naming the file otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("checkpoint not found", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"not a readable fediqad checkpoint ({reason[:200]})", path=path) from None
+    data = load_torch_file(path, "checkpoint not found", "not a readable fediqad checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         hint = ""
         if (

@@ -255,28 +255,19 @@ def server(
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     run_dir = run_dir.resolve()
+    eval_data = server_eval_data.resolve() if server_eval_data else None
     fed = federation_settings(
-        run_dir=run_dir,
-        resume=resume,
-        dataset=dataset,
-        config=config,
-        set_items=set_items,
+        run_dir=run_dir, resume=resume, dataset=dataset, config=config, set_items=set_items,
         run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
         fed_flags={
-            "num_rounds": rounds,
-            "local_epochs": local_epochs,
-            "pretrain_rounds": pretrain_rounds,
-            "pretrain_epochs": pretrain_epochs,
-            "strategy": strategy,
-            "proximal_mu": proximal_mu,
-            "min_nodes": min_nodes,
-            "min_replies": min_replies,
-            "round_timeout": round_timeout,
-            "transport_dtype": transport_dtype,
-            "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
+            "num_rounds": rounds, "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
+            "strategy": strategy, "proximal_mu": proximal_mu, "min_nodes": min_nodes,
+            "min_replies": min_replies, "round_timeout": round_timeout,
+            "transport_dtype": transport_dtype, "server_eval_data": eval_data,
             **parse_fed_set(fed_set),
         },
-    )
+    )  # fmt: skip
     code = serve(fed, host=host, port=port, console=console, tls=tls)
     raise typer.Exit(code)
 
