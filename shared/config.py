@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import UserError
 from shared.methods import METHODS
+from shared.privacy.config import PrivacyConfig, PrivacyMode  # noqa: F401  (part of the schema)
 
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 DatasetName = Literal["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
 Schedule = Literal["paper", "fused"]
 GabPlacement = Literal["pooled", "spatial"]
 NormLayer = Literal["batch", "group"]
-PrivacyMode = Literal["off", "sample", "client"]
 
 
 class Strict(BaseModel):
@@ -102,31 +102,6 @@ class ContrastiveConfig(Strict):
     # Self-paced floor: fewer anchors than this fraction passing loss < 1/K_t -> keep
     # the easiest ones up to it (0 = the paper's rule alone; see docs/comcl.md).
     min_selected_fraction: float = Field(0.5, ge=0.0, le=1.0)
-
-
-class PrivacyConfig(Strict):
-    """Differential privacy of what a site sends (docs/privacy.md).
-
-    `sample`: DP-SGD at each site (Opacus) for the Task Net / baseline and the Meta
-    Learner; `client`: Flower's fixed-clipping wrapper on the server (its noise and
-    clipping norm are federation settings). Give a noise multiplier, or a target
-    epsilon from which the noise is calibrated for the whole run.
-    """
-
-    mode: PrivacyMode = "off"
-    target_epsilon: float | None = Field(None, gt=0.0, le=1000.0)
-    delta: float = Field(1e-5, gt=0.0, lt=1.0)
-    noise_multiplier: float | None = Field(None, ge=0.0, le=1000.0)
-    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6)
-    accountant: Literal["rdp", "prv"] = "rdp"
-    # Stop training once spending more would exceed this (default: target_epsilon);
-    # a site may set its own lower limit (node config `epsilon-budget`).
-    epsilon_budget: float | None = Field(None, gt=0.0, le=1000.0)
-    # Seed of the DP noise (None: fresh OS entropy each run, as a deployment should)
-    noise_seed: int | None = Field(None, ge=0)
-    # The user's statement that `model.pretrained_weights` saw no private data (e.g.
-    # ImageNet, or a public dataset): only then may non-DP weights initialise a DP run.
-    public_pretrained: bool = False
 
 
 class SelectionConfig(Strict):
