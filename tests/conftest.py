@@ -11,8 +11,9 @@ import typer
 from typer.testing import CliRunner, Result
 
 from shared.config import RunConfig, preset
+from shared.reference_files import reference_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = reference_dir()  # shipped package data: every clone and install has it
 
 
 def tiny_config(dataset: str = "EYEQ", method: str = "mkcnet", **model: object) -> RunConfig:
@@ -38,10 +39,8 @@ def tiny_batch(cfg: RunConfig, n: int = 8, seed: int = 0, dtype=torch.float32):
     return Batch(image, diagnosis, quality, quality * ds.num_diagnosis + diagnosis)
 
 
-@pytest.fixture
-def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not present")
+@pytest.fixture(name="reference_dir")
+def reference_dir_fixture() -> Path:
     return REFERENCE
 
 
