@@ -7,10 +7,10 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from shared.reference_files import reference_dir
+
 
 def reference() -> Path:
     """The shipped reference files (package data, present in every clone and install)."""
