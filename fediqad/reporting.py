@@ -1,19 +1,17 @@
 """What the core commands show and write: metric tables and atomic text files.
 
-Numbers are written by `shared.report.format`, JSON by `shared.report.jsonlog`.
+Numbers are written by `shared.report.format`, JSON by `shared.strict_json`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from rich.table import Table
 
+from shared.atomic_write import write_text_atomic
 from shared.report.format import number
-from shared.report.jsonlog import dumps, json_ready
+from shared.strict_json import dumps, json_ready
 
 __all__ = ["compat_line", "dumps", "json_ready", "metrics_table", "write_text_atomic"]
 
@@ -26,20 +24,6 @@ COLUMNS = (
     ("Kappa", "kappa"),
     ("Q-ACC", "quality_acc"),
 )
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Temp file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def metrics_table(sections: Iterable[tuple[str, Mapping[str, float]]], title: str) -> Table:

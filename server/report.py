@@ -1,7 +1,7 @@
 """What a study team reads: a per-round table, `metrics.json`, `report.md` and plots.
 
 `metrics.json` is rewritten atomically after every round (strict JSON, NaN -> null:
-`shared.report.jsonlog`), so it is always a complete log of the committed rounds (and a
+`shared.strict_json`), so it is always a complete log of the committed rounds (and a
 resumed run continues it); the report is rebuilt from it (`shared.report.build`).
 """
 
@@ -18,7 +18,7 @@ from rich.table import Table
 from shared.report.alarms import degenerate_model
 from shared.report.build import Report, write_run_report
 from shared.report.format import megabytes, number, seconds
-from shared.report.jsonlog import write_json
+from shared.strict_json import write_json
 
 METRICS_FILE = "metrics.json"
 # (column header, metric key): what fits a per-round table at 80 columns; the rest

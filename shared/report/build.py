@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.data.layout import write_text_atomic
+from shared.atomic_write import write_text_atomic
 from shared.metric_details import BOOTSTRAP_RESAMPLES
 from shared.report import curves, set_figures
 from shared.report.alarms import degenerate_model
@@ -309,9 +309,7 @@ def _clear_old_figures(fig_dir: Path, keep: list[Path]) -> None:
 
 def _publish(path: Path, text: str) -> Path:
     """Atomic write, readable by others (a report is meant to be shared)."""
-    write_text_atomic(path, text)
-    path.chmod(0o644)
-    return path
+    return write_text_atomic(path, text, mode=0o644)
 
 
 def write_run_report(run_dir: Path, out: Path | None = None) -> Report:

@@ -17,7 +17,7 @@ from shared.metric_details import (
 )
 from shared.metrics import compute_metrics, probability_auc
 from shared.report.alarms import degenerate_model
-from shared.report.jsonlog import dumps
+from shared.strict_json import dumps
 
 DR = ["NoDR", "NPDR", "PDR"]
 QUALITY = ["HQ", "LQ-U", "LQ-P"]

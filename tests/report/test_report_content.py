@@ -19,7 +19,7 @@ from shared.metrics import compute_metrics
 from shared.report.build import write_run_report
 from shared.report.curves import integer_steps
 from shared.report.format import interval, number
-from shared.report.jsonlog import write_json
+from shared.strict_json import write_json
 from tests.report.conftest import png_size
 from tests.report.test_report_cli import table_rows
 
