@@ -6,10 +6,12 @@ Numbers are written by `shared.report.format`, JSON by `shared.strict_json`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rich.table import Table
 
 from shared.atomic_write import write_text_atomic
+from shared.report.alarms import degenerate_model
 from shared.report.format import number
 from shared.strict_json import dumps, json_ready
 
@@ -26,12 +28,26 @@ COLUMNS = (
 )
 
 
-def metrics_table(sections: Iterable[tuple[str, Mapping[str, float]]], title: str) -> Table:
+def metrics_table(
+    sections: Iterable[tuple[str, Mapping[str, float]]], title: str, dataset: Any = None
+) -> Table:
     """One row per (section, quality subset): n, AUC, ACC, macro F1, kappa, quality ACC.
 
-    '-' marks a metric that is undefined on that subset (e.g. AUC with one class).
+    '-' marks a metric that is undefined on that subset (e.g. AUC with one class). Signs
+    of a degenerate model (`shared.report.alarms`) go under the table, in red; `dataset`
+    (a DatasetConfig) names the classes in them.
     """
-    table = Table(title=title, title_justify="left")
+    sections = list(sections)
+    diagnosis = list(getattr(dataset, "diagnosis_names", []))
+    quality = list(getattr(dataset, "quality_names", []))
+    alarms = [
+        text for name, m in sections for text in degenerate_model(name, m, diagnosis, quality)
+    ]
+    caption = "\n".join(f"WARNING {text}" for text in alarms) or None
+    table = Table(
+        title=title, title_justify="left", caption=caption, caption_style="bold red",
+        caption_justify="left",
+    )  # fmt: skip
     table.add_column("split")
     table.add_column("images")
     for label, _ in COLUMNS:

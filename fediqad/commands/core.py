@@ -136,7 +136,7 @@ def train(
     if result.test is not None:
         sections.append(("test", result.test))
     title = f"{cfg.dataset.name} {cfg.method}: selected by {result.selection}"
-    console.print(metrics_table(sections, title))
+    console.print(metrics_table(sections, title, cfg.dataset))
     console.print(compat_line(result.test or result.best), highlight=False)
     if run.ledger is not None:
         console.print(_dp_line(run.ledger), highlight=False)
@@ -226,7 +226,7 @@ def evaluate_cmd(
         sys.stdout.write(dumps({**doc, "metrics": metrics}) + "\n")
         return
     title = f"{wanted} {cfg.method} ({checkpoint})"
-    console.print(metrics_table([(split, metrics)], title))
+    console.print(metrics_table([(split, metrics)], title, cfg.dataset))
     console.print(compat_line(metrics), highlight=False)
 
 

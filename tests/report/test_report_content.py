@@ -189,3 +189,17 @@ def test_metrics_log_is_strict_json(tmp_path: Path, name: str):
     text = (tmp_path / name).read_text()
     doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {name}"))
     assert doc["rounds"][0]["global"] == {"auc_lq": None, "auc": 0.5}
+
+
+def test_train_and_evaluate_tables_warn_under_a_useless_model():
+    from fediqad.reporting import metrics_table
+
+    dataset = preset("EYEQ").dataset
+    console = Console(width=100, record=True, color_system=None)
+    console.print(metrics_table([("test", _useless())], "EYEQ mkcnet", dataset))
+    text = " ".join(console.export_text().split())  # the caption wraps at the table's width
+    assert "WARNING test: the diagnosis head predicts NoDR for 100 % of 19 images" in text
+    assert "WARNING test: the quality head says HQ for 100 %" in text
+    console = Console(width=100, record=True, color_system=None)
+    console.print(metrics_table([("test", _useful())], "EYEQ mkcnet", dataset))
+    assert "WARNING" not in console.export_text()
