@@ -34,6 +34,7 @@ from fediqad.commands.privacy_options import (
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
 from shared.errors import UserError
+from shared.report.format import number
 
 console = Console()
 err_console = Console(stderr=True)
@@ -176,9 +177,9 @@ def _run_with_progress(run: Any) -> Any:
             progress.advance(epochs)
             mark = " (selected)" if epoch == run.best_epoch else ""
             progress.console.print(
-                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {m['auc']:.4f} "
-                f"ACC {m['acc']:.4f} F1 {m['f1']:.4f} "
-                f"(HQ AUC {m['auc_hq']:.4f}, LQ AUC {m['auc_lq']:.4f}){mark}",
+                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {number(m['auc'])} "
+                f"ACC {number(m['acc'])} F1 {number(m['f1'])} "
+                f"(HQ AUC {number(m['auc_hq'])}, LQ AUC {number(m['auc_lq'])}){mark}",
                 highlight=False,
             )
 

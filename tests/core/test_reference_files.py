@@ -1,4 +1,5 @@
-"""The reference facts ship with the package, and the code agrees with them.
+"""The reference facts ship with the package, the code agrees with them, and a plain
+clone runs its tests with bare `pytest`.
 
 A plain clone or a non-editable install has no `../shared/reference`; these files
 are package data, so every test that checks code against the papers runs everywhere.
@@ -88,3 +89,20 @@ def test_a_built_wheel_carries_the_reference_files(tmp_path: Path):
     for name in SHIPPED:
         assert f"shared/reference/{name}" in names
     assert sum(n.startswith("shared/reference/splits/") for n in names) == 13
+
+
+def test_bare_pytest_imports_the_tests_package():
+    """`pytest` (not only `python -m pytest`) finds `tests.*` imports from the repo root."""
+    pytest_script = Path(sys.executable).with_name("pytest")
+    if not pytest_script.is_file():
+        pytest.skip(f"no pytest script beside {sys.executable}")
+    done = subprocess.run(
+        # a folder with its own conftest.py is where `tests.*` imports broke
+        [str(pytest_script), "--collect-only", "-q", "-p", "no:cacheprovider", "tests/contrastive"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "ModuleNotFoundError" not in done.stdout
