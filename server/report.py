@@ -116,17 +116,16 @@ def round_alarms(record: dict[str, Any], diagnosis: list[str], quality: list[str
     return [text for scope, m in sets for text in degenerate_model(scope, m, diagnosis, quality)]
 
 
-def print_round(
-    record: dict[str, Any],
-    console: Console,
-    diagnosis: list[str] | None = None,
-    quality: list[str] | None = None,
-) -> None:
+def print_round(record: dict[str, Any], console: Console, dataset: Any = None) -> None:
+    """The round's tables, a line per site and the degenerate-model warnings; `dataset`
+    (a DatasetConfig) names the classes in them."""
+    diagnosis = list(getattr(dataset, "diagnosis_names", []))
+    quality = list(getattr(dataset, "quality_names", []))
     for table in round_tables(record):
         console.print(table)
     for line in site_lines(record):
         console.print(line, highlight=False)
-    for text in round_alarms(record, diagnosis or [], quality or []):
+    for text in round_alarms(record, diagnosis, quality):
         console.print(f"[bold red]WARNING[/] {text}", highlight=False)
     t = record["timing"]
     console.print(

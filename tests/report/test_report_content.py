@@ -168,7 +168,7 @@ def test_round_table_reads_at_80_columns():
     sites = {"hospital-mostly-lq": _useless(), "hospital-a": _useful()}
     record = _round(sites, _useful(62, seed=5))
     console = Console(width=80, record=True, color_system=None)
-    print_round(record, console, DR, QUALITY)
+    print_round(record, console, preset("EYEQ").dataset)
     text = console.export_text()
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
