@@ -203,3 +203,18 @@ def test_train_and_evaluate_tables_warn_under_a_useless_model():
     console = Console(width=100, record=True, color_system=None)
     console.print(metrics_table([("test", _useful())], "EYEQ mkcnet", dataset))
     assert "WARNING" not in console.export_text()
+
+
+def test_the_strict_metrics_check_finds_nan_literals(tmp_path: Path):
+    from tests.conftest import non_strict_metrics_files
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "a" / "metrics.json").write_text('{"auc": NaN}')
+    (tmp_path / "b" / "metrics.json").write_text('{"auc": null}')
+    (tmp_path / "c" / "metrics.json").write_text("{ damaged on purpose")
+    try:
+        assert non_strict_metrics_files(tmp_path) == [tmp_path / "a" / "metrics.json"]
+    finally:
+        (tmp_path / "a" / "metrics.json").unlink()  # the session-wide check would flag it
