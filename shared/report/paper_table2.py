@@ -12,6 +12,7 @@ predictions and binary F1 (`auc_hard_compat` / `f1_compat` in our metrics).
 from __future__ import annotations
 
 import csv
+from functools import cache
 
 from shared.reference_files import reference_file
 
@@ -30,8 +31,12 @@ PAPER_DATASET = {
 }
 
 
-def _read_table2() -> dict[str, dict[str, tuple[float, float, float]]]:
-    """method -> paper dataset -> (AUC, ACC, F1) in percent, from the shipped TSV."""
+@cache
+def table2() -> dict[str, dict[str, tuple[float, float, float]]]:
+    """method -> paper dataset -> (AUC, ACC, F1) in percent, from the shipped TSV.
+
+    Read on first use, not at import: a Flower App Bundle (the deployed ServerApp)
+    carries only code, and its report then leaves this table out (FileNotFoundError)."""
     path = reference_file("table2_paper_results.tsv")
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -44,12 +49,9 @@ def _read_table2() -> dict[str, dict[str, tuple[float, float, float]]]:
     }
 
 
-TABLE2 = _read_table2()
-
-
 def paper_rows(dataset: str) -> list[tuple[str, tuple[float, float, float]]]:
     """(method, (AUC, ACC, F1) %) for one of our dataset names; [] if not in the paper."""
     column = PAPER_DATASET.get(dataset.upper().replace("-", "_"))
     if column is None:
         return []
-    return [(method, cols[column]) for method, cols in TABLE2.items()]
+    return [(method, cols[column]) for method, cols in table2().items()]
