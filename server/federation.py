@@ -43,6 +43,7 @@ from server.strategies import (
 )
 from server.validation import RejectedUpdate, budget_exhausted, decode_train_reply
 from shared.errors import UserError
+from shared.metric_details import site_weighted
 from shared.models import ModelBundle, build_models
 from shared.records import (
     CFG_DTYPE,
@@ -122,7 +123,7 @@ class Federation:
             record = self.run_round(grid, rnd)
             self.log.add(record)
             self.log.write()
-            print_round(record, self.console)
+            print_round(record, self.console, self.cfg.dataset)
         write_report(self.fed.run_dir, self.log.doc)
         self.log.doc["finished"] = True
         self.log.write()
@@ -311,7 +312,8 @@ class Federation:
         rec["replies"]["eval_ok"] = len(views)
         if views:
             try:
-                rec["global"] = plain_metrics(self.strategy.aggregate_evaluate(rnd, views))
+                averaged = self.strategy.aggregate_evaluate(rnd, views)
+                rec["global"] = site_weighted(plain_metrics(averaged))
             except InconsistentMessageReplies as err:
                 log.warning("round %s: evaluation not aggregated: %s", rnd, err)
         return ex

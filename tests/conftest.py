@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import typer
 from typer.testing import CliRunner, Result
 
 from shared.config import RunConfig, preset
+from shared.reference_files import reference_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = reference_dir()  # shipped package data: every clone and install has it
 
 
 def tiny_config(dataset: str = "EYEQ", method: str = "mkcnet", **model: object) -> RunConfig:
@@ -38,11 +40,37 @@ def tiny_batch(cfg: RunConfig, n: int = 8, seed: int = 0, dtype=torch.float32):
     return Batch(image, diagnosis, quality, quality * ds.num_diagnosis + diagnosis)
 
 
-@pytest.fixture
-def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not present")
+@pytest.fixture(name="reference_dir")
+def reference_dir_fixture() -> Path:
     return REFERENCE
+
+
+def non_strict_metrics_files(root: Path) -> list[Path]:
+    """metrics.json files under `root` that parse only with NaN / Infinity allowed."""
+    bad = []
+    for path in root.rglob("metrics.json"):
+        text = path.read_text(errors="replace")
+        try:
+            json.loads(text)
+        except ValueError:
+            continue  # not JSON at all: a test damaged it on purpose
+        try:
+            json.loads(text, parse_constant=_refuse_constant)
+        except ValueError:
+            bad.append(path)
+    return bad
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_metrics_json_is_strict(tmp_path_factory: pytest.TempPathFactory):
+    """One JSON policy: each metrics.json any test's run wrote has null, never NaN."""
+    yield
+    bad = non_strict_metrics_files(tmp_path_factory.getbasetemp())
+    assert not bad, f"metrics.json with NaN / Infinity literals: {bad}"
 
 
 def cli_for(*registers: Callable[[typer.Typer], None]) -> Callable[..., Result]:

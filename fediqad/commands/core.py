@@ -27,6 +27,7 @@ from fediqad.commands import privacy_options as dp_opts
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
 from shared.errors import UserError
+from shared.report.format import number
 
 console = Console()
 err_console = Console(stderr=True)
@@ -129,7 +130,7 @@ def train(
     if result.test is not None:
         sections.append(("test", result.test))
     title = f"{cfg.dataset.name} {cfg.method}: selected by {result.selection}"
-    console.print(metrics_table(sections, title))
+    console.print(metrics_table(sections, title, cfg.dataset))
     console.print(compat_line(result.test or result.best), highlight=False)
     if run.ledger is not None:
         console.print(_dp_line(run.ledger), highlight=False)
@@ -169,9 +170,9 @@ def _run_with_progress(run: Any) -> Any:
             progress.advance(epochs)
             mark = " (selected)" if epoch == run.best_epoch else ""
             progress.console.print(
-                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {m['auc']:.4f} "
-                f"ACC {m['acc']:.4f} F1 {m['f1']:.4f} "
-                f"(HQ AUC {m['auc_hq']:.4f}, LQ AUC {m['auc_lq']:.4f}){mark}",
+                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {number(m['auc'])} "
+                f"ACC {number(m['acc'])} F1 {number(m['f1'])} "
+                f"(HQ AUC {number(m['auc_hq'])}, LQ AUC {number(m['auc_lq'])}){mark}",
                 highlight=False,
             )
 
@@ -210,7 +211,7 @@ def evaluate_cmd(
         sys.stdout.write(dumps({**doc, "metrics": metrics}) + "\n")
         return
     title = f"{wanted} {score.method} ({checkpoint})"
-    console.print(metrics_table([(split, metrics)], title))
+    console.print(metrics_table([(split, metrics)], title, preset(wanted).dataset))
     console.print(compat_line(metrics), highlight=False)
 
 

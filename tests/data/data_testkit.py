@@ -7,16 +7,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-import pytest
 from PIL import Image
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+from shared.reference_files import reference_dir
 
 
 def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not present")
-    return REFERENCE
+    """The shipped reference files (package data, present in every clone and install)."""
+    return reference_dir()
 
 
 def write_image(

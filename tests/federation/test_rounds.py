@@ -79,7 +79,7 @@ def test_two_rounds_train_evaluate_checkpoint_and_report(tmp_path, site_dirs):
     final = load_checkpoint(run / "global.pt")
     assert final.round == 2
     assert not np.allclose(final.bundle.task_net.state_dict()[first_key].numpy(), initial)
-    assert (run / "report.md").is_file() and (run / "plots" / "auc_per_round.png").is_file()
+    assert (run / "report.md").is_file() and (run / "figures" / "curves_metrics.png").is_file()
     assert all("fediqad.optimizer" in c.state.config_records for c in contexts.values())
     # both models travelled in separate ArrayRecords
     train_msgs = [m for m in grid.pushed if m.metadata.message_type == "train"]

@@ -85,7 +85,9 @@ def test_a_spent_budget_stops_one_site_and_the_run_finishes(tmp_path, dp_sites):
     assert privacy["mode"] == "sample"
     assert privacy["sites"]["site0"]["dp_epsilon"] == pytest.approx(eps0[-1])
     assert privacy["sites"]["site1"]["status"].startswith("stopped")
-    assert "privacy" in (fed.run_dir / "report.md").read_text().lower()
+    report = (fed.run_dir / "report.md").read_text()
+    assert "*Sample-level DP: epsilon spent per site (delta " in report
+    assert report.count(" (stopped) |") == 2  # site1 in rounds 2 and 3
 
 
 def test_site_budget_from_the_simulation_mapping(tmp_path, dp_sites):
