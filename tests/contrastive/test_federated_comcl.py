@@ -19,8 +19,9 @@ from server.comcl import pretrain_federation
 from server.config import FederationConfig
 from server.federation import Federation
 from server.server_app import run_server
-from shared.contrastive.protocol import MESSAGE_TYPE
+from shared.contrastive.protocol import ENCODER, MESSAGE_TYPE
 from shared.contrastive.transfer import read_encoder
+from shared.records import METRICS, NUM_EXAMPLES, to_numpy
 from tests.contrastive.conftest import comcl_config
 from tests.federation.helpers import InProcessGrid
 
@@ -95,9 +96,25 @@ def test_pretrain_rounds_feed_the_global_backbone(sites, tmp_path, caplog) -> No
     assert np.allclose(after, enc.state_dict["block1.0.weight"].numpy())
     assert not np.allclose(after, before)
     assert np.allclose(federation.bundle.task_net.model.block1[0].weight.detach().numpy(), after)
-    # FedAvg weighted by patch counts
-    n = {name: s["num-examples"] for name, s in history[-1]["sites"].items()}
-    assert all(v > 0 for v in n.values())
+    # FedAvg weighted by patch counts: the saved encoder is the patch-weighted mean of the
+    # last round's replies, and the two sites' counts differ enough for that to matter
+    replies = [r for r in grid.received if r.metadata.message_type == MESSAGE_TYPE][-2:]
+    counts = [float(r.content.metric_records[METRICS][NUM_EXAMPLES]) for r in replies]
+    sent = [to_numpy(r.content.array_records[ENCODER]) for r in replies]
+    assert counts[0] != counts[1] and min(counts) > 0
+    assert sorted(counts) == sorted(s["num-examples"] for s in history[-1]["sites"].values())
+    key = "backbone.block1.0.weight"
+    weighted = sum(a[key].astype(np.float64) * n for a, n in zip(sent, counts, strict=True)) / sum(
+        counts
+    )
+    plain = (sent[0][key].astype(np.float64) + sent[1][key]) / 2
+    assert not np.allclose(weighted, plain, rtol=1e-4, atol=1e-6)
+    for name, value in enc.state_dict.items():
+        if value.is_floating_point():
+            expect = sum(
+                a[f"backbone.{name}"] * n for a, n in zip(sent, counts, strict=True)
+            ) / sum(counts)
+            np.testing.assert_allclose(value.numpy(), expect, rtol=1e-5, atol=1e-6)
 
 
 def test_run_server_pretrains_then_trains_and_resume_skips_done_rounds(sites, tmp_path):

@@ -74,6 +74,7 @@ class InProcessGrid(Grid):
         self.replies: dict[str, Message] = {}
         self._ids = itertools.count(1)
         self.pushed: list[Message] = []
+        self.received: list[Message] = []  # every reply, in order, as the nodes sent it
 
     def set_run(self, run_id: int) -> None:  # type: ignore[override]
         pass
@@ -106,6 +107,7 @@ class InProcessGrid(Grid):
                 out = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=msg)
             out.metadata.__dict__["_message_id"] = f"r{msg_id}"
             self.replies[msg_id] = out
+            self.received.append(out)
             self.pushed.append(msg)
             ids.append(msg_id)
         return ids
