@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
@@ -43,34 +41,15 @@ def write_image(
 
 
 def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
-    """A minimal one-sheet .xlsx (shared strings for text, numbers inline)."""
-    strings: list[str] = []
-    cells_xml = []
-    for r, row in enumerate(rows, start=1):
-        cells = []
-        for c, value in enumerate(row):
-            ref = f"{chr(65 + c)}{r}"
-            if isinstance(value, str):
-                if value not in strings:
-                    strings.append(value)
-                cells.append(f'<c r="{ref}" t="s"><v>{strings.index(value)}</v></c>')
-            else:
-                cells.append(f'<c r="{ref}"><v>{value}</v></c>')
-        cells_xml.append(f'<row r="{r}">{"".join(cells)}</row>')
-    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    sheet = (
-        f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{ns}"><sheetData>'
-        f"{''.join(cells_xml)}</sheetData></worksheet>"
-    )
-    shared = (
-        f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{ns}">'
-        + "".join(f"<si><t>{escape(s)}</t></si>" for s in strings)
-        + "</sst>"
-    )
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("xl/worksheets/sheet1.xml", sheet)
-        zf.writestr("xl/sharedStrings.xml", shared)
-        zf.writestr("[Content_Types].xml", "<Types/>")
+    """A one-sheet .xlsx written by openpyxl, as spreadsheet programs write them."""
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    for row in rows:
+        sheet.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
     return path
 
 
