@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
-from client.client_app import make_client_app
 from client.site import Site
 from server.comcl import pretrain_federation
 from server.config import FederationConfig
@@ -22,42 +19,21 @@ from server.server_app import run_server
 from shared.contrastive.protocol import ENCODER, MESSAGE_TYPE
 from shared.contrastive.transfer import read_encoder
 from shared.records import METRICS, NUM_EXAMPLES, to_numpy
-from tests.contrastive.conftest import comcl_config
-from tests.federation.helpers import InProcessGrid
-
-
-@pytest.fixture(autouse=True)
-def flwr_identity():
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
+from tests.support.configs import comcl_config
+from tests.support.flower import InProcessGrid, flwr_identity, site_grid  # noqa: F401 - autouse
+from tests.support.sites import synth_sites
 
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Site]:
-    """Two sites at 64 px; site 1 has only HQ images (no L~, no H~)."""
-    from shared.data.synth import synthesize
-
+    """Two sites at 64 px; site b has only HQ images (no L~, no H~)."""
     root = tmp_path_factory.mktemp("comcl-sites")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("EYEQ", 24, 64, root / "a", seed=1, lq_ratio=0.5)
-        synthesize("EYEQ", 24, 64, root / "b", seed=2, lq_ratio=0.0)
-    return [Site("a", root / "a"), Site("b", root / "b")]
+    dirs = synth_sites(root, [0.5, 0.0], n=24, size=64, first_seed=1, names=["a", "b"])
+    return [Site(d.name, d) for d in dirs]
 
 
 def grid_of(sites: list[Site]) -> InProcessGrid:
-    app = make_client_app(sites, threads=1)
-    contexts = {
-        100 + i: Context(
-            run_id=1,
-            node_id=100 + i,
-            node_config={"partition-id": i},
-            state=RecordDict(),
-            run_config={},
-        )
-        for i in range(len(sites))
-    }
-    return InProcessGrid({n: (app, c) for n, c in contexts.items()})
+    return site_grid(sites)[0]
 
 
 def fed_of(tmp_path: Path, **kw: object) -> FederationConfig:

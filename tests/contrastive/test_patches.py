@@ -32,7 +32,7 @@ from shared.contrastive.patches import (
 )
 from shared.data.dataset import open_split
 from shared.errors import UserError
-from tests.contrastive.conftest import comcl_config
+from tests.support.configs import comcl_config
 
 
 def test_patch_size_scales_with_the_image() -> None:

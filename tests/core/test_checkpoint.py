@@ -12,8 +12,8 @@ from shared import checkpoint as ckpt_mod
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.errors import UserError
 from shared.models import build_models
-from tests.conftest import tiny_config
 from tests.support.compare import assert_same_state
+from tests.support.configs import tiny_config
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_testkit import write_image, write_split, write_xlsx
 from PIL import Image
-from typer.testing import CliRunner
 
+from fediqad.commands import data
 from shared.config import preset
 from shared.data.check import check_dataset
 from shared.data.prepare import Options, prepare
@@ -17,6 +16,10 @@ from shared.data.prepare.tables import read_table
 from shared.data.splits import parse_split, read_split
 from shared.data.stats import split_counts
 from shared.errors import UserError
+from tests.support.cli import cli_for
+from tests.support.files import write_image, write_split, write_xlsx
+
+cli = cli_for(data.register)
 
 
 def _all_rows(folder: Path) -> dict[str, tuple[str, int, int]]:
@@ -412,24 +415,10 @@ def test_kermany_plus_cxr14(tmp_path: Path) -> None:
 
 
 def test_cli_prepare_and_unknown_source(tmp_path: Path) -> None:
-    from tests_cli_app import data_app
-
     src = _eyeq_release(tmp_path / "src")
-    result = CliRunner().invoke(
-        data_app(),
-        [
-            "data",
-            "prepare",
-            str(src),
-            "--from",
-            "eyeq",
-            "--out",
-            str(tmp_path / "root"),
-            "--seed",
-            "3",
-        ],
+    result = cli(
+        "data", "prepare", src, "--from", "eyeq", "--out", tmp_path / "root", "--seed", "3"
     )
-    assert result.exit_code == 0, result.output
     assert "EYEQ train" in result.stdout
     with pytest.raises(UserError, match="unknown source 'eyepacs'"):
         prepare(src, "eyepacs", tmp_path / "x", Options())

@@ -16,7 +16,7 @@ from server.layout import GlobalModels, ModelLayout
 from server.strategies import aggregates_buffers, build_strategy, weighted_metrics
 from server.validation import RejectedUpdate, decode_train_reply
 from shared.records import NUM_EXAMPLES
-from tests.federation.helpers import InProcessGrid, reply, tiny_bundle
+from tests.support.flower import InProcessGrid, reply, tiny_bundle
 
 Arrays = dict[str, dict[str, np.ndarray]]
 

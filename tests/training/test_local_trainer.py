@@ -10,8 +10,8 @@ import torch
 from shared.config import RunConfig
 from shared.models import build_models
 from shared.training import LocalTrainer
-from tests.conftest import tiny_batch, tiny_config
 from tests.support.compare import assert_same_state
+from tests.support.configs import tiny_batch, tiny_config
 
 METHODS = [
     "mkcnet",

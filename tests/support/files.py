@@ -1,20 +1,11 @@
-"""Helpers for the data tests: tiny images, spreadsheets and the reference folder."""
+"""Small files for the data tests: random images, split files and spreadsheets."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
-
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-
-
-def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip("../shared/reference is not present")
-    return REFERENCE
 
 
 def write_image(
