@@ -16,24 +16,13 @@ import torch
 
 from fediqad.commands import core
 from shared.checkpoint import load_checkpoint
-from shared.errors import UserError
-from tests.conftest import cli_for
+from tests.support.cli import CPU, TINY, cli_for
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "32", "--batch-size", "8"]
-CPU = ["--device", "cpu", "--threads", "2"]
 
 
 cli = cli_for(core.register)
-
-
-def user_error(*args: object) -> str:
-    """The message `fediqad.cli.main` would print (it maps UserError to exit 2)."""
-    result = cli(*args, ok=False)
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    message = str(result.exception)
-    assert "\n" not in message and "Traceback" not in message
-    return message
+user_error = cli.user_error
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +31,11 @@ def env(tmp_path_factory):
     from shared.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("EYEQ", 24, 32, root / "data", seed=0)
-        synthesize("DRAC", 16, 32, root / "data", seed=0)
-        run = root / "run"
-        cli("train", "--dataset", "EYEQ", "--data-root", root / "data", *TINY, *CPU,
-            "--epochs", "2", "--seed", "1", "--out", run)  # fmt: skip
-        yield root
+    synthesize("EYEQ", 24, 32, root / "data", seed=0)
+    synthesize("DRAC", 16, 32, root / "data", seed=0)
+    cli("train", "--dataset", "EYEQ", "--data-root", root / "data", *TINY, *CPU,
+        "--epochs", "2", "--seed", "1", "--out", root / "run")  # fmt: skip
+    return root
 
 
 def test_train_writes_checkpoints_and_history(env):
@@ -142,7 +128,7 @@ def test_predict_csv(env):
 def test_import_reference_cli(env, tmp_path):
     # a slim model's weights are not the authors' full VGG16-BN: named mismatch, exit 2
     from shared.models import build_models
-    from tests.conftest import tiny_config
+    from tests.support.configs import tiny_config
 
     slim = tmp_path / "best_model.pth"
     torch.save(build_models(tiny_config()).task_net.state_dict(), slim)

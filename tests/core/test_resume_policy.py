@@ -14,7 +14,7 @@ from fediqad.commands import federation
 from shared.config import build_config
 from shared.errors import UserError
 from shared.resume import resumed_config
-from tests.conftest import cli_for
+from tests.support.cli import cli_for
 
 
 @pytest.fixture

@@ -163,35 +163,22 @@ def test_epsilon_and_sites_are_read_per_round(fed_run: Path):
 
 def test_real_in_process_federation(tiny: TinyRun, tmp_path: Path):
     """The federation's own metrics.json (one round, two sites) reports without loss."""
-    from flwr.app import Context, RecordDict
-    from flwr.supercore.task_identity import TaskIdentity
-
-    from client.client_app import make_client_app
     from client.site import Site
     from server.config import FederationConfig
     from server.server_app import run_server
-    from tests.conftest import tiny_config
-    from tests.federation.helpers import InProcessGrid
+    from tests.support.configs import fast_config
+    from tests.support.flower import set_flwr_identity, site_grid
 
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    cfg = tiny_config()
-    cfg.model.width, cfg.device, cfg.threads = 0.125, "cpu", 1
+    set_flwr_identity()
     sites = [Site("site0", tiny.data), Site("site1", tiny.data)]
     fed = FederationConfig(
-        run=cfg, run_dir=tmp_path / "run", num_rounds=1, min_nodes=2, server_eval_data=tiny.data
+        run=fast_config(),
+        run_dir=tmp_path / "run",
+        num_rounds=1,
+        min_nodes=2,
+        server_eval_data=tiny.data,
     )
-    app = make_client_app(sites, threads=1)
-    contexts = {
-        100 + i: Context(
-            run_id=1,
-            node_id=100 + i,
-            node_config={"partition-id": i},
-            state=RecordDict(),
-            run_config={},
-        )
-        for i in range(2)
-    }
-    run_server(InProcessGrid({n: (app, c) for n, c in contexts.items()}), fed)
+    run_server(site_grid(sites)[0], fed)
     cli("report", fed.run_dir, *CPU)
     _, md = check_output(fed.run_dir / "report")
     doc = json.loads((fed.run_dir / "metrics.json").read_text())
