@@ -7,7 +7,16 @@ import importlib
 import typer
 
 # Modules are listed here once; each defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = ["core", "data", "federation", "contrastive", "report", "certs", "deploy"]
+COMMAND_MODULES = [
+    "core",
+    "data",
+    "federation",
+    "contrastive",
+    "report",
+    "certs",
+    "deploy",
+    "bench_deploy",
+]
 
 
 def register_all(app: typer.Typer) -> None:
