@@ -38,7 +38,7 @@ from client.supervision import WorkerSupervisor
 from client.worker_process import STATE_DIR_KEY, STATUS_ENV, WORKER_ENV
 from shared.certificates import NodeFiles, check_node_files, probe_tls
 from shared.errors import UserError
-from shared.process_group import flower_tool, free_port, stop_process_group
+from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
 
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
 REJOIN_PAUSE_S = 1.0
@@ -132,6 +132,23 @@ def preflight(server: str, tls: NodeFiles, max_wait: float | None, console: Cons
     probe_tls(server, tls.ca, wait=max_wait if max_wait is not None else 10 * 365 * 86400.0)
 
 
+def supernode_env(home: Path, status: Path) -> dict[str, str]:
+    """The SuperNode's environment: its own FLWR_HOME, this interpreter's bin first on
+    PATH (flower-supernode starts `flower-superexec` by name), the supervised worker."""
+    env = dict(os.environ)
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            STATUS_ENV: str(status),
+            WORKER_ENV: "supervised",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    require_superexec(env["PATH"])
+    return env
+
+
 def site_state_dir(home: Path) -> Path:
     """The site worker's private state directory inside the SuperNode's home."""
     return home / "site-state"
@@ -170,16 +187,7 @@ def run_site(
     state_dir = private_dir(site_state_dir(home))
     status = Path(tempfile.mkstemp(prefix="fediqad-client-", suffix=".json")[1])
     status.write_text("")
-    env = dict(os.environ)
-    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
-    env.update(
-        {
-            "FLWR_HOME": str(home),
-            STATUS_ENV: str(status),
-            WORKER_ENV: "supervised",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
+    env = supernode_env(home, status)
     cmd = supernode_command(
         server, data_path, site_name, runtime_port or free_port(), max_wait, tls, state_dir
     )

@@ -1,19 +1,19 @@
 """`fediqad server`: a SuperLink plus one run of this ServerApp on Flower's deployment runtime.
 
 Stock Flower tools only: `flower-superlink` (Fleet, Control and runtime APIs on one
-port in flwr 1.41), then `flwr run <project> <connection>` with the federation
+port in flwr 1.42), then `flwr run <project> <connection>` with the federation
 settings as run config. The connection lives in a private FLWR_HOME inside the run
 directory, so the operator's ~/.flwr is left alone. Progress is read from the run's
 own `metrics.json`; the SuperLink is stopped when the run ends.
 
-Security by default (flwr 1.41): the SuperLink serves HTTPS (`--ssl-ca-certfile
+Security by default (flwr 1.42): the SuperLink serves HTTPS (`--ssl-ca-certfile
 --ssl-certfile --ssl-keyfile`) with SuperNode authentication (`--enable-supernode-auth`),
 and every public key in the certificates folder's allow-list is registered through the
 Control API (`flwr supernode register KEY`) before the run starts; keys added to the
 allow-list while the run is going are registered at the next status poll. Certificates
 are checked (present, current, issued by the CA, key matches) before anything starts.
 With TLS the SuperLink itself listens on 127.0.0.1 only; the public port is the
-Fleet-only gateway (`server/gateway.py`), because flwr 1.41 serves its unauthenticated
+Fleet-only gateway (`server/gateway.py`), because flwr 1.42 serves its unauthenticated
 Control API (run submission, node registration) on the same port as the Fleet API.
 """
 
@@ -42,7 +42,7 @@ from shared.certificates import (
     sans,
 )
 from shared.errors import UserError
-from shared.process_group import flower_tool, free_port, stop_process_group
+from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
 
 CONNECTION = "fediqad"
 
@@ -65,6 +65,7 @@ def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
+    require_superexec(env["PATH"])  # flower-superlink starts it by name
     return env
 
 
