@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from client.runtime import supernode_command
 from shared.checkpoint import load_checkpoint
 from shared.process_group import free_port
 from tests.process_registry import ProcessRegistry, cleaned_up, kill_tree
@@ -120,15 +121,18 @@ def wait_for_line(path: Path, line: str, f: Fleet, alive: tuple[str, ...], count
 
 
 def test_two_supernodes_two_rounds_to_a_final_checkpoint(tmp_path, site_dirs):
+    """site0 through `fediqad client` (supervised worker); site1 a stock
+    `flower-supernode` whose first ClientApp starts the site worker on demand."""
     port, run_dir, env = free_port(), tmp_path / "run", env_for(tmp_path)
+    stock = supernode_command(f"127.0.0.1:{port}", site_dirs[1], "site1", free_port(), 900)
+    stock_env = {**env, "FLWR_HOME": str(tmp_path / "n1")}
+    stock_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     with fleet(tmp_path) as f:
         f.start("server", server_args(port, run_dir, rounds=2), env)
-        for i in range(2):
-            f.start(
-                f"site{i}", client_args(port, site_dirs[i], f"site{i}", tmp_path / f"n{i}"), env
-            )
+        f.start("site0", client_args(port, site_dirs[0], "site0", tmp_path / "n0"), env)
+        ProcessRegistry.start(f, "site1", stock, stock_env)
         rc = wait_exit(f, "server", alive=("site0", "site1"))
-        assert rc == 0, f.log("server") + f.log("site0")
+        assert rc == 0, f.log("server") + f.log("site0") + f.log("site1")
     final = load_checkpoint(run_dir / "global.pt")
     assert final.round == 2
     doc = json.loads((run_dir / "metrics.json").read_text())
@@ -136,6 +140,11 @@ def test_two_supernodes_two_rounds_to_a_final_checkpoint(tmp_path, site_dirs):
     for record in doc["rounds"]:
         assert set(record["sites"]) == {"site0", "site1"}
         assert all(s["eval"]["n"] > 0 and s["bytes_up"] > 0 for s in record["sites"].values())
+    on_demand = tmp_path / "home" / ".fediqad" / "sites" / "site1"  # the default state dir
+    assert (on_demand / "worker.log").read_text().count(" ready on ") == 1
+    pid = int((on_demand / "worker.pid").read_text())
+    while Path(f"/proc/{pid}").exists():  # it ends with the stock SuperNode it served
+        time.sleep(0.2)
 
 
 def test_a_site_killed_mid_round_does_not_stop_the_federation(tmp_path, site_dirs):
