@@ -67,16 +67,42 @@ def _seed(cfg: RunConfig, record: ConfigRecord, site: Site) -> int:
     ) % 2**63
 
 
+_KEPT: dict[str, ModelBundle] = {}  # the site worker's model, kept between messages
+
+
+def _bundle(cfg: RunConfig, site: Site, seed: int, keep: bool) -> ModelBundle:
+    """A fresh bundle, or (`keep`) the one this worker built for this site and config.
+
+    Kept only where a message overwrites every weight (no FedBN, no Opacus, which
+    rewrites modules); the seed is set again after, so keeping changes no result."""
+    torch.manual_seed(seed)
+    key = f"{site.name}|{cfg.model_dump_json()}"
+    if not keep:
+        bundle = build_models(cfg)
+    elif key in _KEPT:
+        bundle = _KEPT[key]
+    else:
+        _KEPT.clear()  # one site, one config at a time: memory stays bounded
+        bundle = _KEPT[key] = build_models(cfg)
+    torch.manual_seed(seed)  # the same random stream whether built now or kept
+    return bundle
+
+
 def _prepare(
-    msg: Message, context: Context, site: Site, models: Sequence[str], threads: int | None
+    msg: Message,
+    context: Context,
+    site: Site,
+    models: Sequence[str],
+    threads: int | None,
+    keep_models: bool = False,
 ) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
     """Config, a bundle holding the global weights (and this site's BatchNorm under FedBN)."""
     cfg, record = _config(msg)
     if threads or cfg.threads:
         torch.set_num_threads(int(threads or cfg.threads))  # type: ignore[arg-type]
-    torch.manual_seed(_seed(cfg, record, site))
-    bundle = build_models(cfg)
     fedbn = bool(record.get(CFG_FEDBN, False))
+    keep = keep_models and not fedbn and cfg.privacy.mode != "sample"
+    bundle = _bundle(cfg, site, _seed(cfg, record, site), keep)
     local: dict[str, set] = {}
     for name in models:
         module = bundle.modules()[name]
@@ -100,12 +126,13 @@ def train(
     site: Site,
     threads: int | None = None,
     budgets: Mapping[str, float] | None = None,
+    keep_models: bool = False,
 ) -> Message:
     """Local epochs (DP-SGD under sample-level DP); `budgets`: per-site epsilon limits
     by site name, the simulation's stand-in for node config `epsilon-budget`."""
     start = time.perf_counter()
     models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
-    cfg, record, bundle, local = _prepare(msg, context, site, models, threads)
+    cfg, record, bundle, local = _prepare(msg, context, site, models, threads, keep_models)
     device = resolve_device(cfg.device)
     dataset = site_split(site, cfg, "train", augment=True)
     epochs = int(record.get(CFG_EPOCHS, 1))
@@ -198,12 +225,16 @@ def _budget_spent(msg: Message, site: Site, ledger: PrivacyLedger, n: int, start
 
 
 def evaluate_global(
-    msg: Message, context: Context, site: Site, threads: int | None = None
+    msg: Message,
+    context: Context,
+    site: Site,
+    threads: int | None = None,
+    keep_models: bool = False,
 ) -> Message:
     from shared.evaluation import evaluate  # scikit-learn: only evaluate messages pay for it
 
     start = time.perf_counter()
-    cfg, record, bundle, _ = _prepare(msg, context, site, ["task_net"], threads)
+    cfg, record, bundle, _ = _prepare(msg, context, site, ["task_net"], threads, keep_models)
     device = resolve_device(cfg.device)
     split = eval_split_name(site, cfg, str(record.get(CFG_EVAL_SPLIT, "auto")))
     dataset = site_split(site, cfg, split)
@@ -224,10 +255,12 @@ def handler_table(
     sites: Sequence[Site] | None = None,
     threads: int | None = None,
     epsilon_budgets: Mapping[str, float] | None = None,
+    keep_models: bool = False,
 ) -> dict[str, Handler]:
     """Handlers by Flower message type. `sites` maps simulation partition ids to site
-    folders, `epsilon_budgets` gives sites (by name) their own DP limit in simulation.
-    A SiteError is reported to a supervising `fediqad client` before it propagates."""
+    folders, `epsilon_budgets` gives sites (by name) their own DP limit in simulation;
+    `keep_models` (the site worker) keeps the model between messages. A SiteError is
+    reported to a supervising `fediqad client` before it propagates."""
 
     def guarded(handler):  # type: ignore[no-untyped-def]
         def run(msg: Message, context: Context) -> Message:
@@ -243,7 +276,9 @@ def handler_table(
     from client.comcl import comcl_train  # CoMCL pretraining rounds: train.comcl messages
 
     return {
-        MessageType.TRAIN: guarded(partial(train, budgets=epsilon_budgets)),
-        MessageType.EVALUATE: guarded(evaluate_global),
+        MessageType.TRAIN: guarded(
+            partial(train, budgets=epsilon_budgets, keep_models=keep_models)
+        ),
+        MessageType.EVALUATE: guarded(partial(evaluate_global, keep_models=keep_models)),
         COMCL_MESSAGE: guarded(comcl_train),
     }

@@ -50,7 +50,7 @@ class SiteWorker:
 
         self.state_dir = state_dir
         self.runs_dir = private_dir(state_dir / "runs")
-        self.handlers = handler_table()
+        self.handlers = handler_table(keep_models=True)
         self.contexts: dict[int, Context] = {}
 
     def _state_file(self, run_id: int) -> Path:

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
 
@@ -143,3 +144,37 @@ def test_a_worker_that_cannot_start_fails_the_message_with_one_line(tmp_path, si
     reasons = [f["reason"] for f in record["failures"] if "site worker" in f["reason"]]
     assert reasons and "could not start" in reasons[0] and "\n" not in reasons[0]
     assert json.dumps(record)  # the failure is in the round record
+
+
+def test_a_kept_model_trains_exactly_like_a_fresh_one(tmp_path, site_dirs):
+    """The worker keeps each site's model between messages; no state may leak through it."""
+    from flwr.clientapp import ClientApp
+
+    from client.handlers import _KEPT, handler_table
+    from client.site import Site
+
+    finals = []
+    for keep in (False, True):
+        table = handler_table([Site(f"site{i}", site_dirs[i]) for i in range(2)], 1, None, keep)
+        app = ClientApp()
+        app.train()(table["train"])
+        app.evaluate()(table["evaluate"])
+        contexts = {
+            100 + i: Context(
+                run_id=1,
+                node_id=100 + i,
+                node_config={"partition-id": i},
+                state=RecordDict(),
+                run_config={},
+            )
+            for i in range(2)
+        }
+        grid = InProcessGrid({n: (app, c) for n, c in contexts.items()})
+        fed = make_fed(tmp_path / f"keep-{keep}", num_rounds=2)
+        federation = Federation(fed)
+        federation.run(grid)
+        finals.append(federation.globals.arrays)
+        assert bool(_KEPT) == keep
+    for model, arrays in finals[0].items():
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(value, finals[1][model][key], err_msg=key)
