@@ -87,15 +87,19 @@ def wait_for_port(
     raise UserError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
 
 
-def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(
-        [flower_tool("flwr"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _flwr(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
+    """One `flwr` CLI call; a hang guard, generous because a busy machine is slow."""
+    try:
+        done = subprocess.run(
+            [flower_tool("flwr"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError(f"`flwr {args[0]}` did not answer within {timeout:.0f} s") from None
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise UserError(f"`flwr {args[0]}` failed: {' | '.join(tail)}")
@@ -357,9 +361,13 @@ def _follow(
             next_status = time.monotonic() + status_every
             if registry is not None:
                 registry.sync(strict=False)
-            runs = _json_tail(
-                _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env)
-            ).get("runs", [])
+            try:
+                runs = _json_tail(
+                    _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env)
+                ).get("runs", [])
+            except UserError as err:  # a status poll: ask again at the next one
+                console.print(f"[yellow]warning:[/] {err}")
+                runs = []
             status = runs[0].get("status", "") if runs else ""
             if status.startswith("finished"):
                 if status.endswith("completed"):

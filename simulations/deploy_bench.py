@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.errors import UserError
 from shared.process_group import free_port
 
 SETTINGS = [
@@ -110,10 +111,10 @@ def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[Rou
             procs.append(_fediqad(client, work / f"site{i}.log", env))
         while procs[0].poll() is None:
             if any(p.poll() is not None for p in procs[1:]):
-                raise RuntimeError(f"a site stopped; see {work}")
+                raise UserError(f"a site stopped; see {work}")
             time.sleep(0.5)
         if procs[0].returncode != 0:
-            raise RuntimeError(f"the server failed; see {work / 'server.log'}")
+            raise UserError(f"the server failed; see {work / 'server.log'}")
     finally:
         for proc in procs:
             stop_process_group(proc)
