@@ -46,6 +46,7 @@ class SiteWorker:
     """The handlers plus the site's Contexts, one per Flower run, persisted per message."""
 
     def __init__(self, state_dir: Path):
+        import shared.evaluation  # noqa: F401 - scikit-learn, paid at start, not at round 1
         from client.handlers import handler_table  # torch, the models, the data code
 
         self.state_dir = state_dir
