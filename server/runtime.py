@@ -32,6 +32,7 @@ import yaml
 from rich.console import Console
 
 from server.config import FederationConfig, to_user_config
+from server.flwr_cli import CONNECTION, NodeRegistry, flwr_json
 from server.report import METRICS_FILE, print_round
 from shared.certificates import (
     EXPIRY_WARN_DAYS,
@@ -43,8 +44,6 @@ from shared.certificates import (
 )
 from shared.errors import UserError
 from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
-
-CONNECTION = "fediqad"
 
 
 def project_root() -> Path:
@@ -85,30 +84,6 @@ def wait_for_port(
                 return
         time.sleep(0.3)
     raise UserError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
-
-
-def _flwr(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
-    """One `flwr` CLI call; a hang guard, generous because a busy machine is slow."""
-    try:
-        done = subprocess.run(
-            [flower_tool("flwr"), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise UserError(f"`flwr {args[0]}` did not answer within {timeout:.0f} s") from None
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise UserError(f"`flwr {args[0]}` failed: {' | '.join(tail)}")
-    return done.stdout
-
-
-def _json_tail(text: str) -> dict:
-    start = text.find("{")
-    return json.loads(text[start:]) if start >= 0 else {}
 
 
 def prepare_run_dir(
@@ -183,48 +158,6 @@ def check_tls(tls: ServerFiles, host: str, console: Console) -> list[Path]:
     return allowlisted_keys(tls.allowlist)
 
 
-class NodeRegistry:
-    """Registers allow-listed SuperNode public keys with the SuperLink (Control API)."""
-
-    def __init__(self, allowlist: Path, env: dict[str, str], console: Console):
-        self.allowlist, self.env, self.console = allowlist, env, console
-        self.done: set[Path] = set()
-
-    def sync(self, strict: bool = True) -> None:
-        """Register keys not registered yet; mid-run (`strict=False`) a bad new key is a
-        warning, so one hospital's mistake cannot stop the others' federation."""
-        for key in sorted(self.allowlist.glob("*.pub")):
-            if key in self.done:
-                continue
-            self.done.add(key)
-            try:
-                out = _json_tail(
-                    _flwr(
-                        [
-                            "supernode",
-                            "register",
-                            str(key),
-                            CONNECTION,
-                            "--name",
-                            key.stem,
-                            "--format",
-                            "json",
-                        ],
-                        self.env,
-                    )
-                )
-                if not out.get("success"):
-                    raise UserError(
-                        f"the SuperLink did not register {key}: {out.get('error-message', out)}"
-                    )
-            except UserError as err:
-                if strict:
-                    raise
-                self.console.print(f"[yellow]warning:[/] {err}")
-                continue
-            self.console.print(f"node key {key.name} registered (node {out.get('node-id')})")
-
-
 def serve(
     fed: FederationConfig,
     *,
@@ -285,19 +218,8 @@ def serve(
                 else "plaintext, --insecure, any SuperNode may join"
             )
             console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
-            started = _json_tail(
-                _flwr(
-                    [
-                        "run",
-                        str(app_dir),
-                        CONNECTION,
-                        "--run-config",
-                        str(overrides),
-                        "--format",
-                        "json",
-                    ],
-                    env,
-                )
+            started = flwr_json(
+                ["run", str(app_dir), CONNECTION, "--run-config", str(overrides)], env
             )
             run_id = started.get("run-id")
             if not run_id:
@@ -362,9 +284,7 @@ def _follow(
             if registry is not None:
                 registry.sync(strict=False)
             try:
-                runs = _json_tail(
-                    _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env)
-                ).get("runs", [])
+                runs = flwr_json(["ls", CONNECTION, "--run-id", str(run_id)], env).get("runs", [])
             except UserError as err:  # a status poll: ask again at the next one
                 console.print(f"[yellow]warning:[/] {err}")
                 runs = []
