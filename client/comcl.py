@@ -69,7 +69,12 @@ def site_bank(site: Site, cfg: RunConfig) -> PatchBank:
             raise SiteError(
                 f"site '{site.name}': no CoMCL loss term can be formed ({describe(bank)})"
             )
-        log.info("site '%s': CoMCL patches %s", site.name, describe(bank))
+        log.info(
+            "site '%s': CoMCL patches %s; lesion boxes: %s",
+            site.name,
+            describe(bank),
+            bank.box_source,
+        )
         if len(_BANKS) >= MAX_BANKS:  # an actor may serve several sites: keep a few
             _BANKS.pop(next(iter(_BANKS)))
         _BANKS[key] = bank
@@ -101,5 +106,5 @@ def comcl_train(msg: Message, context: Context, site: Site, threads: int | None 
     metrics["handler_seconds"] = time.perf_counter() - start
     content = RecordDict({ENCODER: to_record(state, dtype=str(record.get(CFG_DTYPE, "float32")))})
     content[METRICS] = MetricRecord(metrics)
-    content[SITE] = ConfigRecord({"name": site.name})
+    content[SITE] = ConfigRecord({"name": site.name, "box-source": bank.box_source})
     return Message(content, reply_to=msg)

@@ -98,7 +98,7 @@ def _start(federation: Federation) -> tuple[dict[str, torch.Tensor], int, list[d
     fed = federation.fed
     folder = fed.run_dir / "comcl"
     torch.manual_seed(fed.run.seed)
-    model = build_contrastive_model(fed.run)
+    model = build_contrastive_model(fed.run, federated=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     path, history = folder / "encoder.pt", folder / "rounds.json"
     if fed.resume and path.is_file() and history.is_file():
@@ -152,6 +152,8 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
             entry["sites"][name] = {
                 k: float(v) for k, v in metrics.items() if not isinstance(v, list)
             }
+            if site is not None and "box-source" in site:  # annotations / detector / fallback
+                entry["sites"][name]["box_source"] = str(site["box-source"])
         for node, reason in ex.errors.items():
             entry["failures"].append({"site": f"node-{node}", "reason": reason})
             log.warning("CoMCL round %s: node %s failed: %s", rnd, node, reason)
@@ -175,6 +177,7 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
                 **({"loss": entry["loss"]} if entry["loss"] is not None else {}),
             },
             epochs=rnd * epochs,
+            federated=True,
         )
         write_text_atomic(folder / "rounds.json", json.dumps({"rounds": history}, indent=2))
         loss = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"

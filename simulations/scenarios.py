@@ -35,6 +35,7 @@ def default_run_config() -> RunConfig:
     cfg.method = "mkcnet"
     cfg.optim.batch_size = 8
     cfg.optim.lr = DEFAULT_LR
+    cfg.contrastive.patch_size = 16  # CoMCL's 128 px of a ~1000 px photograph, at 64 px
     return cfg
 
 

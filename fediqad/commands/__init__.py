@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "data",
     "federation",
     "contrastive",
+    "detector",
+    "evidence",
     "report",
     "certs",
     "deploy",

@@ -30,17 +30,21 @@ def pretrain(
         Path | None, Opt("--lesions", help="Lesion boxes CSV (image,x0,y0,x1,y1[,kind]).")
     ] = None,
     detector: Annotated[
-        Path | None, Opt("--detector", help="torchvision detection model checkpoint (state dict).")
+        Path | None,
+        Opt("--detector", help="Lesion detector checkpoint (`fediqad detector train`)."),
     ] = None,
     proposals: Annotated[
         bool,
         Opt(
-            "--proposals", help="Use the unsupervised proposal fallback even if lesions.csv exists."
+            "--proposals",
+            help="Use the heuristic spot-proposal fallback even if lesions.csv exists.",
         ),
     ] = False,
     epochs: Annotated[int | None, Opt(help="Pretraining epochs (paper: 800).")] = None,
     out: Annotated[Path | None, Opt(help="Output folder (default runs/NAME-comcl).")] = None,
-    backbone: Annotated[str | None, Opt(help="Encoder backbone (paper: resnet50).")] = None,
+    backbone: Annotated[
+        str | None, Opt(help="Encoder backbone (default: the paper's resnet50).")
+    ] = None,
     width: Annotated[float | None, Opt(help="Channel width multiplier.")] = None,
     image_size: Annotated[int | None, Opt(help="Image size, multiple of 32.")] = None,
     batch_size: Annotated[int | None, Opt(help="Patches per step (paper: 400).")] = None,
@@ -69,9 +73,11 @@ def pretrain(
     """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""
     from shared.config import build_config
     from shared.contrastive.central import run_pretraining
+    from shared.contrastive.pretrain import encoder_backbone
 
     flags: dict[str, Any] = {
-        "contrastive.epochs": epochs, "model.backbone": backbone, "model.width": width,
+        "contrastive.epochs": epochs, "contrastive.backbone": backbone,
+        "model.backbone": backbone, "model.width": width,
         "image_size": image_size, "contrastive.batch_size": batch_size,
         "contrastive.lr": lr, "contrastive.tau": tau, "seed": seed, "device": device,
         "threads": threads,
@@ -94,7 +100,7 @@ def pretrain(
     console.print(f"encoder {result.encoder}; history {result.history_file}", highlight=False)
     console.print(
         f"fine-tune: fediqad train --dataset {cfg.dataset.name} --data-root "
-        f"{data_root} --backbone {cfg.model.backbone} --image-size "
+        f"{data_root} --backbone {encoder_backbone(cfg)} --image-size "
         f"{cfg.image_size} --init-encoder {result.encoder}",
         highlight=False,
     )

@@ -32,9 +32,9 @@ class PretrainBenchRow:
 def bench_config(backbone: str, patch_px: int, batch: int) -> RunConfig:
     cfg = preset("EYEQ")
     cfg.model.backbone = backbone
+    cfg.contrastive.backbone = backbone
     cfg.image_size = 32 * max(1, -(-patch_px // 32))
-    cfg.contrastive.patch_size = patch_px
-    cfg.contrastive.patch_reference_size = cfg.image_size
+    cfg.contrastive.patch_size = cfg.image_size
     cfg.contrastive.batch_size = batch
     return cfg
 
@@ -60,7 +60,7 @@ def run_pretrain_bench(
     dev = torch.device(device)
 
     def step() -> None:
-        trainer.step(patches, subset, ids, epoch=0)
+        trainer.step(patches, subset, ids, step=0)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 

@@ -1,23 +1,19 @@
 """Where the lesions are: boxes from an annotation CSV, a torchvision detector, or an
-unsupervised proposal fallback. Every source answers in pixels of the image as loaded
-(`image_size` x `image_size`).
+unsupervised proposal fallback. Every source answers in pixels of the image it is
+given (the full-resolution file for CoMCL's patches).
 
 Annotation CSV: header `image,x0,y0,x1,y1[,kind]`, one row per lesion, coordinates in
 pixels of the image file, `image` relative to the dataset folder (the synthetic data's
 `lesions.csv`) or absolute.
 
-Detector checkpoint: a file written with `torch.save` holding either the state dict of
-a torchvision detection model, or `{"arch": NAME, "num_classes": K, "state_dict": ...}`
-(optionally `"score_threshold"`). NAME is one of DETECTOR_ARCHS; it is inferred from
-the keys when absent. Only this file's weights are used; nothing is downloaded.
+Detector checkpoint: the file `fediqad detector train` writes (`detector.py`: FCOS on a
+slim backbone, arch `fcos_slim`), or a file written with `torch.save` holding either the
+state dict of a torchvision detection model, or `{"arch": NAME, "num_classes": K,
+"state_dict": ...}` (optionally `"score_threshold"`). NAME is one of DETECTOR_ARCHS; it
+is inferred from the keys when absent. Only this file's weights are used; nothing is
+downloaded.
 
-Proposal fallback (no boxes, no detector): lesions are small spots that differ from
-their surroundings. On the green channel (fundus) or the grey image, subtract a local
-background (Gaussian blur, sigma = S/24); threshold the absolute residual at mean + 3
-std inside the field of view (pixels brighter than 4 % of full scale, eroded by S/32 so
-the rim's edge does not count); label connected components; drop components larger
-than (S/8)^2 pixels (vessels, optic disc) and keep the strongest (summed residual).
-It is a heuristic: it also proposes vessel crossings and artefact spots.
+Proposal fallback (no boxes, no detector): `proposals.py`, a labelled heuristic.
 """
 
 from __future__ import annotations
@@ -26,16 +22,26 @@ import csv
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
+from shared.contrastive.box import Box, BoxSource
+from shared.contrastive.detector import SLIM_ARCH, build_slim_detector
+from shared.contrastive.proposals import ProposalBoxes, propose
 from shared.errors import UserError
+
+__all__ = [
+    "Box",
+    "BoxSource",
+    "CsvBoxes",
+    "DetectorBoxes",
+    "ProposalBoxes",
+    "choose_source",
+    "propose",
+]
 
 DETECTOR_ARCHS: tuple[str, ...] = (
     "fasterrcnn_resnet50_fpn",
@@ -45,27 +51,6 @@ DETECTOR_ARCHS: tuple[str, ...] = (
     "retinanet_resnet50_fpn",
     "fcos_resnet50_fpn",
 )
-
-
-@dataclass(frozen=True)
-class Box:
-    """A lesion box in pixels of the image as loaded: [x0, x1) x [y0, y1)."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    @property
-    def area(self) -> float:
-        return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
-
-    def scaled(self, sx: float, sy: float) -> Box:
-        return Box(self.x0 * sx, self.y0 * sy, self.x1 * sx, self.y1 * sy)
-
-
-# A box source maps (image path, uint8 image [C, S, S]) to boxes in that image.
-BoxSource = Callable[[Path, torch.Tensor], list[Box]]
 
 
 def _key(path: str | Path) -> str:
@@ -79,6 +64,7 @@ class CsvBoxes:
 
     def __init__(self, path: Path, dataset_dir: Path):
         self.path = Path(path)
+        self.label = f"annotations ({self.path.name})"
         if not self.path.is_file():
             raise UserError("lesion annotation file not found", path=self.path)
         self.by_image: dict[str, list[Box]] = {}
@@ -165,6 +151,7 @@ class DetectorBoxes:
     name = "detector"
 
     def __init__(self, path: Path, score_threshold: float = 0.5, device: str = "cpu"):
+        self.label = f"detector ({Path(path).name})"
         self.path = Path(path)
         self.device = torch.device(device)
         self.model, self.score_threshold = self._load(score_threshold)
@@ -173,7 +160,8 @@ class DetectorBoxes:
         return UserError(
             f"not a usable detector checkpoint: {why}; expected a torchvision detection "
             f"model's state_dict, or {{'arch', 'num_classes', 'state_dict'}} with arch one "
-            f"of {', '.join(DETECTOR_ARCHS)}",
+            f"of {', '.join((SLIM_ARCH, *DETECTOR_ARCHS))} (`fediqad detector train` "
+            "writes one)",
             path=self.path,
         )
 
@@ -197,6 +185,19 @@ class DetectorBoxes:
             isinstance(v, torch.Tensor) for v in state.values()
         ):
             raise self._fail("its state_dict is not a mapping of tensors")
+        threshold = float(data.get("score_threshold", score_threshold))
+        if data.get("arch") == SLIM_ARCH:
+            model = build_slim_detector(
+                int(data.get("input_size", 512)),
+                int(data.get("num_classes", 2)),
+                int(data.get("width", 32)),
+                int(data.get("min_box", 8)),
+            )
+            why = _mismatch(model, state)
+            if why:
+                raise self._fail(f"weights do not fit {SLIM_ARCH} ({why})")
+            model.load_state_dict(state)
+            return model.eval().to(self.device), threshold
         if "arch" in data:
             archs, classes = (str(data["arch"]),), int(data.get("num_classes", 2))
             if archs[0] not in DETECTOR_ARCHS:
@@ -219,7 +220,6 @@ class DetectorBoxes:
             raise self._fail(
                 f"weights do not fit {' or '.join(archs)} with {classes} classes ({why})"
             )
-        threshold = float(data.get("score_threshold", score_threshold))
         return model.eval().to(self.device), threshold
 
     @torch.no_grad()
@@ -230,49 +230,6 @@ class DetectorBoxes:
         out = self.model([x])[0]
         keep = out["scores"] >= self.score_threshold
         return [Box(*map(float, b)) for b in out["boxes"][keep].cpu()]
-
-
-# ----------------------------------------------------------------------- proposals
-class ProposalBoxes:
-    """The unsupervised fallback described in the module docstring."""
-
-    name = "proposals"
-
-    def __init__(self, max_boxes: int = 8, k_std: float = 3.0):
-        self.max_boxes = max_boxes
-        self.k_std = k_std
-
-    def __call__(self, path: Path, image: torch.Tensor) -> list[Box]:
-        return propose(image, self.max_boxes, self.k_std)
-
-
-def propose(image: torch.Tensor, max_boxes: int = 8, k_std: float = 3.0) -> list[Box]:
-    """Candidate lesion boxes in one uint8 [C, S, S] image (see module docstring)."""
-    arr = image.numpy().astype(np.float32)
-    size = arr.shape[-1]
-    grey = arr[1] if arr.shape[0] == 3 else arr[0]
-    background = ndimage.gaussian_filter(grey, sigma=max(size / 24, 1.0))
-    residual = np.abs(grey - background)
-    fov = arr.max(axis=0) > 0.04 * 255
-    fov = ndimage.binary_erosion(fov, iterations=max(1, size // 32))
-    if fov.sum() < 16:
-        return []
-    inside = residual[fov]
-    peaks = (residual > inside.mean() + k_std * inside.std()) & fov
-    labels, count = ndimage.label(peaks)
-    if count == 0:
-        return []
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(np.ones_like(grey), labels, index)
-    strength = ndimage.sum_labels(residual, labels, index)
-    slices = ndimage.find_objects(labels)
-    limit = (size / 8) ** 2
-    ranked = sorted((i for i in range(count) if areas[i] <= limit), key=lambda i: -strength[i])
-    out = []
-    for i in ranked[:max_boxes]:
-        ys, xs = slices[i]
-        out.append(Box(float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)))
-    return out
 
 
 def choose_source(
@@ -311,6 +268,11 @@ def choose_source(
             "folder): using the unsupervised proposal fallback (docs/comcl.md)"
         )
     return ProposalBoxes()
+
+
+def source_label(source: BoxSource) -> str:
+    """What logs and reports call this box source (the fallback says it is one)."""
+    return str(getattr(source, "label", getattr(source, "name", "custom")))
 
 
 def boxes_for(

@@ -17,9 +17,13 @@ import torch
 
 from shared.atomic_write import write_text_atomic
 from shared.config import RunConfig
-from shared.contrastive.boxes import choose_source
-from shared.contrastive.patches import describe, patch_px, skipped_terms, split_bank
-from shared.contrastive.pretrain import ContrastivePretrainer, build_contrastive_model
+from shared.contrastive.boxes import choose_source, source_label
+from shared.contrastive.patches import describe, input_px, patch_px, skipped_terms, split_bank
+from shared.contrastive.pretrain import (
+    ContrastivePretrainer,
+    build_contrastive_model,
+    encoder_backbone,
+)
 from shared.contrastive.transfer import save_encoder
 from shared.data.dataset import resolve_dataset_dir
 from shared.errors import UserError
@@ -58,8 +62,16 @@ def run_pretraining(
     seed_everything(cfg.seed)
     folder = resolve_dataset_dir(data_root, cfg.dataset.name)
     source = choose_source(folder, lesions, detector, proposals, str(dev), say=say)
+    say(f"lesion box source: {source_label(source)}")
     bank = split_bank(data_root, cfg, source, split, cfg.seed)
-    say(f"patches ({patch_px(cfg)} px at {cfg.image_size} px images): {describe(bank)}")
+    say(
+        f"patches ({patch_px(cfg)} px of the full-resolution images, encoder input "
+        f"{input_px(cfg)} px): {describe(bank)}"
+    )
+    say(
+        f"encoder {encoder_backbone(cfg)}, "
+        + (f"projection head {c.projection_dim}" if c.projection_dim else "no projection head")
+    )
     for warning in skipped_terms(bank, c.multi_level):
         say(f"[yellow]warning:[/] {warning}")
     if len(skipped_terms(bank, c.multi_level)) == (3 if c.multi_level else 1):
@@ -85,6 +97,8 @@ def run_pretraining(
     doc = {
         "dataset": cfg.dataset.name,
         "box_source": getattr(source, "name", "custom"),
+        "box_source_label": source_label(source),
+        "encoder": encoder_backbone(cfg),
         "patches": bank.counts(),
         "skipped": skipped_terms(bank, c.multi_level),
         "seconds": time.perf_counter() - start,

@@ -44,6 +44,7 @@ class EvidenceSettings:
     backbone: str = "vgg16_bn_slim"
     pretrain_epochs: int = 20
     pretrain_batch: int = 128
+    patch_size: int = 16  # pixels of the 64 px files (CoMCL's 128 px of a photograph)
     finetune_epochs: int = 15
     finetune_batch: int = 16
     seed: int = 0
@@ -60,12 +61,14 @@ def evidence_config(s: EvidenceSettings) -> RunConfig:
     cfg.optim.epochs = s.finetune_epochs
     cfg.contrastive.epochs = s.pretrain_epochs
     cfg.contrastive.batch_size = s.pretrain_batch
+    cfg.contrastive.backbone = None  # the classifier's backbone, so the encoder transfers
+    cfg.contrastive.patch_size = s.patch_size
     cfg.seed = s.seed
     cfg.device = "cpu"
     return cfg
 
 
-def _pretrain(cfg: RunConfig, bank: Any, flags: tuple[bool, bool]) -> tuple[dict, dict]:
+def pretrain_variant(cfg: RunConfig, bank: Any, flags: tuple[bool, bool]) -> tuple[dict, dict]:
     cfg = cfg.model_copy(deep=True)
     cfg.contrastive.multi_level, cfg.contrastive.hard_mining = flags
     torch.manual_seed(cfg.seed)
@@ -79,7 +82,7 @@ def _pretrain(cfg: RunConfig, bank: Any, flags: tuple[bool, bool]) -> tuple[dict
     return backbone, logs
 
 
-def _finetune(cfg: RunConfig, root: Path, encoder: dict | None) -> dict[str, float]:
+def finetune_from(cfg: RunConfig, root: Path, encoder: dict | None) -> dict[str, float]:
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import evaluate
     from shared.models import build_models
@@ -117,9 +120,9 @@ def run_evidence(
         for name in s.variants:
             flags = VARIANTS[name]
             t0 = time.perf_counter()
-            encoder, logs = (None, {}) if flags is None else _pretrain(cfg, bank, flags)
+            encoder, logs = (None, {}) if flags is None else pretrain_variant(cfg, bank, flags)
             t1 = time.perf_counter()
-            metrics = _finetune(cfg, root, encoder)
+            metrics = finetune_from(cfg, root, encoder)
             row = {
                 "lq_ratio": ratio,
                 "variant": name,

@@ -27,10 +27,11 @@ def comcl_loss(
     subset: torch.Tensor,
     ids: torch.Tensor,
     c: ContrastiveConfig,
-    epoch: int,
-    total_epochs: int,
+    step: int,
+    total_steps: int,
 ) -> tuple[torch.Tensor | None, dict[str, float]]:
-    """(loss or None when no term can be formed, logs) for embeddings of two views."""
+    """(loss or None when no term can be formed, logs) for embeddings of two views at
+    optimisation step `step` of `total_steps` (the K_t schedule's t and T_max)."""
     parts: list[
         tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     ] = []
@@ -46,7 +47,7 @@ def comcl_loss(
     total: list[torch.Tensor] = []
     for name, anchor_z, positive_z, negative_z, anchor_ids, negative_ids in parts:
         delta = int(negative_z.shape[0] - (1 if negative_z is positive_z else 0))
-        keep = k_schedule(epoch, total_epochs, delta) if c.hard_mining else None
+        keep = k_schedule(step, total_steps, delta) if c.hard_mining else None
         losses = info_nce(
             anchor_z,
             positive_z,

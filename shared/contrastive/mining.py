@@ -1,10 +1,11 @@
 """Self-paced hard-negative mining (CoMCL): the K_t schedule, the K_t hardest
 negatives, and the sample selection s_i = [l_i < 1/K_t].
 
-K_t = floor(delta * cos(pi t / (2 T_max))) shrinks from all delta negatives at epoch
-t = 0 towards the single hardest one, while the admission threshold 1/K_t grows, so
-training moves from many easy-to-separate negatives and confident anchors to few hard
-negatives and all anchors.
+K_t = floor(delta * cos(pi t / (2 T_max))) shrinks from all delta negatives at step
+t = 0 (t counts optimisation steps, T_max = epochs x steps per epoch) towards the
+single hardest one, while the admission threshold 1/K_t grows, so training moves from
+many easy-to-separate negatives and confident anchors to few hard negatives and all
+anchors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 
 def k_schedule(t: int, t_max: int, delta: int) -> int:
-    """K_t for epoch t (0-based) of t_max; at least 1 while any negative exists.
+    """K_t for step t (0-based) of t_max; at least 1 while any negative exists.
 
     The formula reaches 0 at t = T_max (and earlier for small delta); keeping one
     negative there stops the loss from degenerating to log(1) = 0.

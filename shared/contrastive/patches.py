@@ -1,12 +1,14 @@
 """A site's four CoMCL patch subsets: lesion-HQ (L), lesion-LQ (L~), healthy-HQ (H),
 healthy-LQ (H~), held in memory as uint8 crops, and balanced batches over them.
 
-Lesion patches: each lesion box of an image with a disease label (diagnosis > 0) is
-expanded to a square of `patch_px` around its centre (a larger box keeps its own size),
-shifted inside the image; boxes whose centre falls in an already chosen patch are
-skipped, largest boxes first, up to `lesions_per_image`. Healthy patches: random
-`patch_px` crops of images labelled healthy (diagnosis 0), mostly inside the field of
-view. Quality 0 is HQ, any other quality LQ. Crops are resized to the encoder input.
+Patches are cut from the image files at their full resolution (the paper's 128 px are
+pixels of the original photograph, not of an image resized for the classifier). Lesion
+patches: each lesion box of an image with a disease label (diagnosis > 0) is expanded
+to a square of `patch_px` around its centre (a larger box keeps its own size), shifted
+inside the image; boxes whose centre falls in an already chosen patch are skipped,
+largest boxes first, up to `lesions_per_image`. Healthy patches: random `patch_px`
+crops of images labelled healthy (diagnosis 0), mostly inside the field of view.
+Quality 0 is HQ, any other quality LQ. Crops are resized to the encoder input.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from shared.config import RunConfig
-from shared.contrastive.boxes import Box, BoxSource
+from shared.contrastive.boxes import Box, BoxSource, source_label
 
 LESION_HQ, LESION_LQ, HEALTHY_HQ, HEALTHY_LQ = 0, 1, 2, 3
 SUBSETS: tuple[str, ...] = ("L", "L~", "H", "H~")
@@ -34,14 +36,15 @@ CROP_TRIES = 10
 
 
 def patch_px(cfg: RunConfig) -> int:
-    """The paper's patch side scaled from its reference image size to the size in use."""
-    c = cfg.contrastive
-    side = round(c.patch_size * cfg.image_size / c.patch_reference_size)
-    return int(min(max(side, 8), cfg.image_size))
+    """Patch side in pixels of the full-resolution image file."""
+    return int(cfg.contrastive.patch_size)
 
 
 def input_px(cfg: RunConfig) -> int:
-    """Encoder input side: the patch side rounded up to a multiple of 32 (five poolings)."""
+    """Encoder input side: `contrastive.input_size`, else the patch side rounded up to a
+    multiple of 32 (five poolings)."""
+    if cfg.contrastive.input_size is not None:
+        return int(cfg.contrastive.input_size)
     return max(32, 32 * math.ceil(patch_px(cfg) / 32))
 
 
@@ -52,6 +55,7 @@ class PatchBank:
     patches: torch.Tensor
     subset: torch.Tensor
     source: torch.Tensor
+    box_source: str = ""  # what found the lesion boxes (`boxes.source_label`)
 
     def __len__(self) -> int:
         return int(self.patches.shape[0])
@@ -95,22 +99,24 @@ class PatchBank:
 
 
 def lesion_squares(
-    boxes: Sequence[Box], side: int, size: int, limit: int
+    boxes: Sequence[Box], side: int, size: int | tuple[int, int], limit: int
 ) -> list[tuple[int, int, int]]:
     """(x0, y0, side) squares around boxes: largest first, no centre inside an earlier
-    square, each shifted to lie inside the image."""
+    square, each shifted to lie inside the image (`size`: side, or (width, height))."""
+    width, height = (size, size) if isinstance(size, int) else size
     out: list[tuple[int, int, int]] = []
     for box in sorted(boxes, key=lambda b: -b.area):
         if len(out) >= limit:
             break
         cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-        if not (0 <= cx < size and 0 <= cy < size):
+        if not (0 <= cx < width and 0 <= cy < height):
             continue
         if any(x <= cx < x + s and y <= cy < y + s for x, y, s in out):
             continue
-        s = int(min(max(side, math.ceil(box.x1 - box.x0), math.ceil(box.y1 - box.y0)), size))
-        x0 = int(min(max(round(cx - s / 2), 0), size - s))
-        y0 = int(min(max(round(cy - s / 2), 0), size - s))
+        big = max(side, math.ceil(box.x1 - box.x0), math.ceil(box.y1 - box.y0))
+        s = int(min(big, width, height))
+        x0 = int(min(max(round(cx - s / 2), 0), width - s))
+        y0 = int(min(max(round(cy - s / 2), 0), height - s))
         out.append((x0, y0, s))
     return out
 
@@ -119,13 +125,15 @@ def healthy_squares(
     image: torch.Tensor, side: int, count: int, rng: np.random.Generator
 ) -> list[tuple[int, int, int]]:
     """Random squares, each retried until mostly inside the field of view."""
-    size = image.shape[-1]
+    height, width = image.shape[-2:]
+    side = int(min(side, width, height))
     bright = image.max(dim=0).values > FOV_LEVEL
     out = []
     for _ in range(count):
         x0 = y0 = 0
         for _ in range(CROP_TRIES):
-            x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+            x0 = int(rng.integers(0, width - side + 1))
+            y0 = int(rng.integers(0, height - side + 1))
             if bright[y0 : y0 + side, x0 : x0 + side].float().mean() >= FOV_FRACTION:
                 break
         out.append((x0, y0, side))
@@ -149,7 +157,8 @@ def build_bank(
     cfg: RunConfig,
     seed: int = 0,
 ) -> PatchBank:
-    """The four subsets of one site from its images (uint8 [C, S, S], by index)."""
+    """The four subsets of one site from its images (uint8 [C, H, W] at full
+    resolution, by index)."""
     c = cfg.contrastive
     side, out_px = patch_px(cfg), input_px(cfg)
     get = images if callable(images) else images.__getitem__
@@ -161,8 +170,9 @@ def build_bank(
         image = get(i)
         hq = int(quality[i]) == 0
         if int(diagnosis[i]) > 0:
+            height, width = image.shape[-2:]
             squares = lesion_squares(
-                source(Path(path), image), side, image.shape[-1], c.lesions_per_image
+                source(Path(path), image), side, (width, height), c.lesions_per_image
             )
             kind = LESION_HQ if hq else LESION_LQ
         else:
@@ -177,20 +187,30 @@ def build_bank(
         torch.stack(crops) if crops else torch.zeros(0, channels, out_px, out_px, dtype=torch.uint8)
     )
     return PatchBank(
-        patches, torch.tensor(subsets, dtype=torch.int64), torch.tensor(sources, dtype=torch.int64)
+        patches,
+        torch.tensor(subsets, dtype=torch.int64),
+        torch.tensor(sources, dtype=torch.int64),
+        source_label(source),
     )
 
 
 def split_bank(
     data_root: Path, cfg: RunConfig, source: BoxSource, split: str = "train", seed: int = 0
 ) -> PatchBank:
-    """The patch bank of one split of ROOT/NAME (a site's training data)."""
+    """The patch bank of one split of ROOT/NAME (a site's training data), cut from the
+    image files at their full resolution."""
     from shared.data.dataset import open_split
+    from shared.data.images import load_image
 
-    data = open_split(data_root, cfg, split)
+    data = open_split(data_root, cfg, split, cache=False)
     paths = [r.image for r in data.records]
+    channels = cfg.dataset.channels
+
+    def full(index: int) -> torch.Tensor:
+        return load_image(paths[index], channels, 0)
+
     return build_bank(
-        data.image_uint8, paths, data.diagnosis.tolist(), data.quality.tolist(), source, cfg, seed
+        full, paths, data.diagnosis.tolist(), data.quality.tolist(), source, cfg, seed
     )
 
 

@@ -1,10 +1,11 @@
 """The CoMCL pretraining loop, and the per-round hook a federated site calls.
 
-The encoder is a registered backbone (feature map -> global average pool) with a
-projection head (Linear-ReLU-Linear, dropped after pretraining). Each step takes a
-balanced batch of patches from the site's bank, makes two augmented views of every
-patch (the positive of a patch is its other view), and minimises `comcl_loss` with
-Adam. Epoch t of T_max drives the K_t mining schedule.
+The encoder is a registered backbone (feature map -> global average pool), by default
+the paper's ResNet-50 without a projection head (`contrastive.projection_dim` > 0 adds
+a Linear-ReLU-Linear head, dropped after pretraining). Each step takes a balanced batch
+of patches from the site's bank, makes two augmented views of every patch (the positive
+of a patch is its other view), and minimises `comcl_loss` with Adam. The K_t mining
+schedule advances per optimisation step: step t of T_max = epochs x steps per epoch.
 """
 
 from __future__ import annotations
@@ -44,11 +45,24 @@ class ContrastiveModel(nn.Module):
         return self.head(self.backbone(x).mean(dim=(2, 3)))
 
 
-def build_contrastive_model(cfg: RunConfig, *, with_weights: bool = True) -> ContrastiveModel:
-    """The encoder the diagnosis config names (its backbone, width and channels)."""
+def encoder_backbone(cfg: RunConfig, *, federated: bool = False) -> str:
+    """The encoder's backbone: `contrastive.backbone` (the paper's ResNet-50), or the
+    diagnosis model's when unset or federated (the federated encoder must transfer into
+    the federation's own models)."""
+    if federated or cfg.contrastive.backbone is None:
+        return cfg.model.backbone
+    return cfg.contrastive.backbone
+
+
+def build_contrastive_model(
+    cfg: RunConfig, *, with_weights: bool = True, federated: bool = False
+) -> ContrastiveModel:
+    """The encoder (`encoder_backbone`) with the diagnosis config's width and channels;
+    `model.pretrained_weights` initialise it only when it is the diagnosis backbone."""
     m = cfg.model
-    weights = m.pretrained_weights if with_weights else None
-    backbone = build_backbone(m.backbone, cfg.dataset.channels, m.width, weights)
+    name = encoder_backbone(cfg, federated=federated)
+    weights = m.pretrained_weights if with_weights and name == m.backbone else None
+    backbone = build_backbone(name, cfg.dataset.channels, m.width, weights)
     return ContrastiveModel(backbone, cfg.contrastive.projection_dim)
 
 
@@ -82,6 +96,7 @@ class ContrastivePretrainer:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.total_epochs = total_epochs or self.c.epochs
+        self.total_steps: int | None = None  # set by fit from the bank's steps per epoch
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.c.lr)
         self.augment = make_augment(input_px(cfg))
         ds = cfg.dataset
@@ -95,15 +110,22 @@ class ContrastivePretrainer:
         return x[: len(patches)], x[len(patches) :]
 
     def step(
-        self, patches: torch.Tensor, subset: torch.Tensor, ids: torch.Tensor, epoch: int
+        self,
+        patches: torch.Tensor,
+        subset: torch.Tensor,
+        ids: torch.Tensor,
+        step: int,
+        total_steps: int | None = None,
     ) -> dict[str, float]:
-        """One optimisation step on a batch of patches; logs (no step if no term fits)."""
+        """Optimisation step `step` (0-based, of `total_steps`, which drive K_t) on a
+        batch of patches; logs (no update if no term fits)."""
+        total = total_steps or self.total_steps or self.total_epochs
         self.model.train()
         x1, x2 = self.views(patches)
         z = self.model(torch.cat([x1, x2]))
         z1, z2 = z[: len(x1)], z[len(x1) :]
         loss, logs = comcl_loss(
-            z1, z2, subset.to(self.device), ids.to(self.device), self.c, epoch, self.total_epochs
+            z1, z2, subset.to(self.device), ids.to(self.device), self.c, step, total
         )
         if loss is not None:
             self.optimizer.zero_grad(set_to_none=True)
@@ -121,15 +143,19 @@ class ContrastivePretrainer:
         on_step: StepHook | None = None,
     ) -> dict[str, float]:
         """Epochs start_epoch .. start_epoch + epochs - 1 (0-based, of total_epochs);
-        returns mean logs over steps, patches per epoch, seconds and patches/s."""
+        returns mean logs over steps, patches per epoch, seconds and patches/s. K_t
+        follows the global step: epoch x steps per epoch + step within the epoch."""
         generator = generator or torch.Generator().manual_seed(self.cfg.seed)
+        per_epoch = bank.steps_per_epoch(self.c.batch_size)
+        self.total_steps = self.total_epochs * per_epoch
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         seen = 0
         start = time.perf_counter()
         for epoch in range(start_epoch, start_epoch + epochs):
-            for index in bank.batches(self.c.batch_size, generator):
-                logs = self.step(bank.patches[index], bank.subset[index], index, epoch)
+            for i, index in enumerate(bank.batches(self.c.batch_size, generator)):
+                step = epoch * per_epoch + i
+                logs = self.step(bank.patches[index], bank.subset[index], index, step)
                 seen += int(logs["patches"])
                 for key, value in logs.items():
                     sums[key] += value
@@ -164,7 +190,7 @@ def pretrain_round(
     per round: its moments are not carried across rounds.
     """
     torch.manual_seed(seed)
-    model = build_contrastive_model(cfg, with_weights=False)
+    model = build_contrastive_model(cfg, with_weights=False, federated=True)
     model.load_state_dict(encoder_state)
     trainer = ContrastivePretrainer(cfg, model, device, total_epochs)
     generator = torch.Generator().manual_seed(seed)

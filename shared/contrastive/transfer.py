@@ -64,13 +64,16 @@ def save_encoder(
     *,
     metrics: Mapping[str, float] | None = None,
     epochs: int = 0,
+    federated: bool = False,
 ) -> Path:
     """Write a ContrastiveModel state (keys backbone.*, head.*) as an encoder file."""
+    from shared.contrastive.pretrain import encoder_backbone
+
     backbone, head = _split_state(model_state)
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "backbone": cfg.model.backbone,
+        "backbone": encoder_backbone(cfg, federated=federated),
         "width": float(cfg.model.width),
         "channels": int(cfg.dataset.channels),
         "state_dict": backbone,

@@ -62,7 +62,8 @@ def channels_agree(rgb: np.ndarray) -> bool:
 
 
 def decode(path: Path, channels: int, size: int) -> np.ndarray:
-    """uint8 array, H x W (1 channel) or H x W x 3, resized to size x size."""
+    """uint8 array, H x W (1 channel) or H x W x 3, resized to size x size (size 0: the
+    file's own resolution, e.g. for CoMCL's full-resolution patches)."""
     path = Path(path)
     try:
         with Image.open(path) as opened:
@@ -84,7 +85,7 @@ def decode(path: Path, channels: int, size: int) -> np.ndarray:
                 img = img.convert("L")
             elif img.mode == "L" and channels == 3:
                 raise UserError("greyscale image in a 3-channel (colour fundus) dataset", path=path)
-            if img.size != (size, size):
+            if size > 0 and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8).copy()
     except UserError:

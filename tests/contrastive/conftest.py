@@ -10,10 +10,13 @@ from shared.config import RunConfig, preset
 
 
 def comcl_config(**contrastive: object) -> RunConfig:
-    """Slim VGG at 64 px images: 16 px patches resized to 32 px encoder input."""
+    """Slim VGG at 64 px images: 16 px patches (of the 64 px files) resized to a 32 px
+    encoder input; the encoder is the diagnosis backbone."""
     cfg = preset("EYEQ")
     cfg.image_size = 64
     cfg.model.backbone = "vgg16_bn_slim"
+    cfg.contrastive.backbone = None
+    cfg.contrastive.patch_size = 16
     cfg.optim.batch_size = 8
     cfg.contrastive.batch_size = 32
     cfg.contrastive.epochs = 4

@@ -17,6 +17,7 @@ from shared.errors import UserError
 from tests.conftest import cli_for
 
 TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "64", "--device", "cpu", "--threads", "2"]
+TINY += ["--set", "contrastive.patch_size=16"]  # 16 px of the 64 px files (paper: 128)
 
 
 cli = cli_for(core.register, contrastive.register)
@@ -46,9 +47,12 @@ def test_pretrain_then_finetune(synth_root: Path, tmp_path: Path) -> None:
         out,
     )
     assert "lesions.csv" in result.output and "L~" in result.output
+    assert "lesion box source: annotations (lesions.csv)" in result.output
+    assert "no projection head" in result.output
     enc = read_encoder(out / "encoder.pt")
     history = json.loads((out / "pretrain.json").read_text())
     assert history["box_source"] == "annotations" and len(history["epochs"]) == 1
+    assert history["encoder"] == "vgg16_bn_slim"
     assert history["patches"]["L"] > 0 and history["config"]["contrastive"]["tau"] == 0.07
     assert "already holds" in user_error(
         "pretrain", "--data-root", synth_root, *TINY, "--epochs", "1", "--out", out
@@ -134,7 +138,9 @@ def test_fallback_and_bad_box_sources(synth_root: Path, tmp_path: Path) -> None:
         tmp_path / "p",
     )
     assert result.output.count("proposal fallback") == 1
-    assert json.loads((tmp_path / "p" / "pretrain.json").read_text())["box_source"] == ("proposals")
+    assert "lesion box source: proposals (unsupervised heuristic fallback" in result.output
+    history = json.loads((tmp_path / "p" / "pretrain.json").read_text())
+    assert history["box_source"] == "proposals" and "heuristic" in history["box_source_label"]
     (tmp_path / "det.pt").write_bytes(b"garbage")
     assert "detector checkpoint" in user_error(
         "pretrain",

@@ -89,6 +89,7 @@ def test_pretrain_rounds_feed_the_global_backbone(sites, tmp_path, caplog) -> No
         assert entry["status"] == "ok" and set(entry["sites"]) == {"a", "b"}
         assert np.isfinite(entry["loss"])
         assert "loss_L_vs_Lq" not in entry["sites"]["b"] and "loss_L_vs_H" in entry["sites"]["b"]
+        assert entry["sites"]["a"]["box_source"] == "annotations (lesions.csv)"
     enc = read_encoder(fed.run_dir / "comcl" / "encoder.pt")
     assert enc.metrics["round"] == 2 and enc.epochs == 2
     after = federation.globals.arrays["task_net"]["model.block1.0.weight"]

@@ -35,11 +35,24 @@ from shared.errors import UserError
 from tests.contrastive.conftest import comcl_config
 
 
-def test_patch_size_scales_with_the_image() -> None:
-    cfg = comcl_config()
-    assert (patch_px(cfg), input_px(cfg)) == (16, 32)  # 128 px at 512 -> 16 px at 64
-    cfg.image_size = 512
-    assert (patch_px(cfg), input_px(cfg)) == (128, 128)
+def test_patches_are_cut_from_the_full_resolution_file(tmp_path: Path) -> None:
+    """128 px files, a run at 64 px images: a 32 px patch is the file's own pixels,
+    not a crop of the image resized to 64 (which would cover twice the area)."""
+    from shared.data.synth import synthesize
+
+    synthesize("EYEQ", 12, 128, tmp_path / "data", seed=5, lq_ratio=0.5, workers=1)
+    root, folder = tmp_path / "data", tmp_path / "data" / "EYEQ"
+    cfg = comcl_config(patch_size=32)
+    assert (patch_px(cfg), input_px(cfg), cfg.image_size) == (32, 32, 64)
+    source = CsvBoxes(folder / "lesions.csv", folder)
+    bank = split_bank(root, cfg, source)
+    data = open_split(root, cfg, "train")
+    lesion = int(torch.nonzero(bank.subset <= LESION_LQ)[0])
+    record = data.records[int(bank.source[lesion])]
+    full = torch.from_numpy(np.asarray(Image.open(record.image))).permute(2, 0, 1)
+    x, y, side = lesion_squares(source(record.image, full), 32, (128, 128), 4)[0]
+    assert side == 32
+    assert torch.equal(bank.patches[lesion], full[:, y : y + 32, x : x + 32])
 
 
 def test_csv_boxes_scale_to_the_loaded_size(tmp_path: Path) -> None:
