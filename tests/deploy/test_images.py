@@ -57,9 +57,12 @@ def test_hadolint_is_clean(role):
 @pytest.mark.parametrize("role", sorted(DOCKERFILES))
 def test_dockerfile_pins_base_runs_as_non_root_has_healthcheck_and_tested_entrypoint(role):
     steps = instructions(DOCKERFILES[role])
-    froms = [args for word, args in steps if word == "FROM"]
-    assert froms and all(re.search(r":\d+\.\d+\.\d+", image) for image in froms), froms
-    assert not any(image.endswith(":latest") or ":" not in image for image in froms)
+    # Every stage starts from BASE_IMAGE, whose default is a pinned python:*-slim tag.
+    froms = [args.split()[0] for word, args in steps if word == "FROM"]
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"], froms
+    base = _arg_defaults(steps)["BASE_IMAGE"]
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-bookworm", base), base
+    assert steps[0][0] == "ARG"  # declared before the first FROM, so FROM can use it
     users = [args for word, args in steps if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), users
     assert any(word == "HEALTHCHECK" and "healthcheck.py" in args for word, args in steps)
@@ -71,8 +74,19 @@ def test_dockerfile_pins_base_runs_as_non_root_has_healthcheck_and_tested_entryp
     for word, args in steps:  # nothing secret baked in
         assert not (word in ("ENV", "ARG") and re.search(r"(?i)secret|password|token", args))
         assert not (word in ("COPY", "ADD") and re.search(r"certs|\.key|runs|data/", args))
-    torch = [args for word, args in steps if word == "RUN" and "torch==" in args]
-    assert torch and "torch==2.14.1" in torch[0] and "torchvision==0.29.1" in torch[0]
+    args = _arg_defaults(steps)
+    assert args["TORCH"] == "torch==2.14.1" and args["TORCHVISION"] == "torchvision==0.29.1"
+    assert args["WHEEL_SOURCE"] == "index"  # online unless asked otherwise
+    # Dependencies come from a build stage; the final image copies the venv only (no wheels).
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in steps
+    final = steps[[i for i, (word, _) in enumerate(steps) if word == "FROM"][-1] :]
+    assert not any("/wheels" in args for _, args in final)
+    installs = [a for w, a in final if w == "RUN" and "pip install" in a]
+    assert installs and all("--no-index" in a and "--no-deps" in a for a in installs)
+
+
+def _arg_defaults(steps: list[tuple[str, str]]) -> dict[str, str]:
+    return dict(a.split("=", 1) for w, a in steps if w == "ARG" and "=" in a)
 
 
 def test_dockerignore_keeps_data_keys_and_environments_out():
