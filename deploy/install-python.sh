@@ -7,26 +7,33 @@ set -eu
 
 log() { echo "install-python: $*" >&2; }
 
-python3 -m venv /opt/venv
-PIP="/opt/venv/bin/python -m pip"
-/opt/venv/bin/python - <<'PY' > /tmp/requirements.txt
-import tomllib
-doc = tomllib.load(open("/opt/fediqad/pyproject.toml", "rb"))
+SOURCE="${WHEEL_SOURCE:-index}"
+VENV="${VENV:-/opt/venv}"
+WHEELS="${WHEELS:-/wheels}"
+PYPROJECT="${PYPROJECT:-/opt/fediqad/pyproject.toml}"
+case "$SOURCE" in
+  index) ;;
+  wheelhouse)
+    if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+      log "WHEEL_SOURCE=wheelhouse but deploy/wheelhouse has no wheels; run fediqad deploy build --offline"
+      exit 2
+    fi ;;
+  *) log "WHEEL_SOURCE must be 'index' or 'wheelhouse', got '$SOURCE'"; exit 2 ;;
+esac
+
+python3 -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+REQUIREMENTS="$(mktemp)"
+"$VENV/bin/python" - "$PYPROJECT" <<'PY' > "$REQUIREMENTS"
+import sys, tomllib
+doc = tomllib.load(open(sys.argv[1], "rb"))
 print("\n".join(doc["project"]["dependencies"] + doc["build-system"]["requires"]))
 PY
 
-case "${WHEEL_SOURCE:-index}" in
-  wheelhouse)
-    if ! ls /wheels/*.whl >/dev/null 2>&1; then
-      log "WHEEL_SOURCE=wheelhouse but deploy/wheelhouse has no wheels; run fediqad deploy build --offline"
-      exit 2
-    fi
-    $PIP install --no-cache-dir --no-index --find-links /wheels -r /tmp/requirements.txt ;;
-  index)
-    $PIP install --no-cache-dir --index-url "${TORCH_INDEX}" "${TORCH}" "${TORCHVISION}"
-    $PIP install --no-cache-dir -r /tmp/requirements.txt ;;
-  *)
-    log "WHEEL_SOURCE must be 'index' or 'wheelhouse', got '${WHEEL_SOURCE}'"
-    exit 2 ;;
-esac
-rm -f /tmp/requirements.txt
+if [ "$SOURCE" = wheelhouse ]; then
+  $PIP install --no-cache-dir --no-index --find-links "$WHEELS" -r "$REQUIREMENTS"
+else
+  $PIP install --no-cache-dir --index-url "${TORCH_INDEX}" "${TORCH}" "${TORCHVISION}"
+  $PIP install --no-cache-dir -r "$REQUIREMENTS"
+fi
+rm -f "$REQUIREMENTS"

@@ -189,6 +189,8 @@ def up(
 ) -> None:
     """Start the server's SuperLink or this hospital's SuperNode container."""
     kind = _role(role)
+    if restart not in RESTART_POLICIES:
+        raise UserError(f"--restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
     if kind == "server":
         spec = server_spec(certs, runs, port=port, server_args=server_args, insecure=insecure)
     else:
@@ -197,8 +199,6 @@ def up(
         spec = hospital_spec(
             site_name, server, data, certs, variant=_variant(variant), insecure=insecure
         )
-    if restart not in RESTART_POLICIES:
-        raise UserError(f"--restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
     spec = replace(spec, restart_policy=RESTART_POLICIES[restart] or spec.restart_policy)
     if insecure:
         console.print("[bold yellow]WARNING: --insecure: plaintext, no node authentication[/]")

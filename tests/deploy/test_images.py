@@ -128,11 +128,19 @@ def test_server_compose_and_demo():
     assert len(hospitals) == 3
     assert "fediqad data synth" in demo["init"]["command"][0]
     assert "fediqad certs init --host superlink" in demo["init"]["command"][0]
+    sources = []
     for name in hospitals:
         mounts = _mounts(demo[name])
         assert mounts["/data"]["read_only"] and mounts["/certs"]["read_only"]
-        assert mounts["/certs"]["volume"]["subpath"] == f"nodes/{name}"
+        sources += [mounts["/data"]["source"], mounts["/certs"]["source"]]
         assert demo[name]["environment"]["FEDIQAD_SERVER"] == "superlink:9092"
+    assert len(set(sources)) == 6  # each hospital sees only its own data and key
+    init_volumes = demo["init"]["volumes"]
+    assert all(any(v.startswith(f"{source}:") for v in init_volumes) for source in sources)
+    # Compose v1.29 (Debian 12's docker-compose) knows neither `name:` nor volume subpaths.
+    for name in ("server", "hospital", "demo"):
+        text = (DEPLOY / f"{name}.compose.yaml").read_text()
+        assert "subpath" not in text and "name" not in _compose(name)
 
 
 def _run_entrypoint(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -215,3 +223,41 @@ def test_healthcheck_reports_listening_ports(tmp_path):
         check=False,
     )
     assert down.returncode == 1
+
+
+def _compose_commands() -> list[list[str]]:
+    """The Compose implementations installed here (v1 `docker-compose`, v2 plugin)."""
+    found = [["docker-compose"]] if shutil.which("docker-compose") else []
+    if shutil.which("docker"):
+        v2 = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60, check=False
+        )
+        found += [["docker", "compose"]] if v2.returncode == 0 else []
+    return found
+
+
+@pytest.mark.parametrize("name", ["server", "hospital", "demo"])
+def test_compose_files_pass_compose_config(name, tmp_path):
+    """Each installed Compose accepts the file with its example env file."""
+    commands = _compose_commands()
+    if not commands:
+        pytest.skip("no Compose installed (apt-get install docker-compose)")
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    shutil.copy(DEPLOY / f"{name}.compose.yaml", copy)
+    env = []
+    if (DEPLOY / f"{name}.env.example").exists():
+        shutil.copy(DEPLOY / f"{name}.env.example", copy / f"{name}.env")
+        env = ["--env-file", str(copy / f"{name}.env")]
+    for command in commands:
+        done = subprocess.run(
+            [*command, "-f", str(copy / f"{name}.compose.yaml"), *env, "config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        config = yaml.safe_load(done.stdout)
+        for service_name, service in config["services"].items():
+            assert service_name == "init" or service["read_only"] is True
