@@ -158,3 +158,68 @@ def test_offline_cuda_is_refused_with_the_online_command(monkeypatch):
 
     with pytest.raises(UserError, match="--offline builds CPU images"):
         build_images(object(), REPO, ["hospital"], "cuda", print, offline=True)
+
+
+class _FakeApi:
+    def __init__(self, fail_at: str | None = None):
+        self.builds: list[dict] = []
+        self.fail_at = fail_at
+
+    def build(self, **kwargs):
+        self.builds.append(kwargs)
+        yield {"stream": "Step 1/2 : FROM base\n"}
+        if self.fail_at == kwargs["tag"]:
+            yield {"stream": "Step 2/2 : RUN install-python.sh\n"}
+            yield {"error": "The command '/bin/sh -c install' returned a non-zero code: 2"}
+
+
+class _FakeClient:
+    def __init__(self, api):
+        self.api = api
+        self.images = self
+
+    def get(self, tag):
+        return type("Image", (), {"attrs": {"Size": 123_000_000}})()
+
+
+def test_offline_build_uses_no_network_and_the_prepared_base(monkeypatch, tmp_path):
+    from fediqad.deployment import images
+
+    prepared = []
+    monkeypatch.setattr(images, "build_base_image", lambda c, s, log: "fediqad-base:x-python3")
+    monkeypatch.setattr(images, "cpu_torch_wheels", lambda folders: None)
+    monkeypatch.setattr(
+        images, "prepare_wheelhouse", lambda dest, pyproject, log, cpu_pair: prepared.append(dest)
+    )
+    api = _FakeApi()
+    built = images.build_images(
+        _FakeClient(api),
+        tmp_path,
+        ["server", "hospital"],
+        "cpu",
+        print,
+        offline=True,
+        source=offline.DebianSource("x", "http://m/debian"),
+    )
+    assert prepared == [tmp_path / "deploy" / "wheelhouse"]
+    assert [b.tag for b in built] == ["fediqad-server:0.1.0", "fediqad-hospital:0.1.0"]
+    assert all(b.size_bytes == 123_000_000 for b in built)
+    for call in api.builds:
+        assert call["network_mode"] == "none" and call["pull"] is False
+        assert call["buildargs"]["BASE_IMAGE"] == "fediqad-base:x-python3"
+        assert call["buildargs"]["WHEEL_SOURCE"] == "wheelhouse"
+    online = _FakeApi()
+    images.build_images(_FakeClient(online), tmp_path, ["hospital"], "cpu", print)
+    assert online.builds[0]["network_mode"] is None and online.builds[0]["pull"] is True
+    assert "BASE_IMAGE" not in online.builds[0]["buildargs"]
+
+
+def test_a_failed_build_step_is_one_line(tmp_path):
+    from fediqad.deployment import images
+
+    api = _FakeApi(fail_at="fediqad-server:0.1.0")
+    with pytest.raises(UserError) as err:
+        images.build_images(_FakeClient(api), tmp_path, ["server"], "cpu", print)
+    message = str(err.value)
+    assert "\n" not in message and "Step 2/2 : RUN install-python.sh" in message
+    assert message.endswith("returned a non-zero code: 2")
