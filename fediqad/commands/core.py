@@ -1,6 +1,6 @@
 """Core commands: train, evaluate, predict, import-reference, bench train-step.
 
-Thin wiring only: options -> config -> `fediqad.train_loop` / `shared.evaluation` /
+Thin wiring only: options -> config -> `shared.training.central` / `shared.evaluation` /
 `fediqad.inference` / `shared.reference_import`, and rich output. Every mistake a
 user can make ends as a `UserError` (one line, exit 2; see `fediqad.cli`).
 """
@@ -52,7 +52,7 @@ BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per b
 def _setup_torch(device: str | None, threads: int | None) -> Any:
     import torch
 
-    from fediqad.train_loop import pick_device
+    from shared.training.setup import pick_device
 
     if threads is not None:
         if threads < 1:
@@ -110,7 +110,7 @@ def train(
     max_grad_norm: MaxGradNormOpt = None,
 ) -> None:
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
-    from fediqad.train_loop import TrainRun, check_out_dir
+    from shared.training.central import TrainRun, check_out_dir
 
     config_flags = {
         "method": method, "schedule": schedule, "model.backbone": backbone,
@@ -163,8 +163,8 @@ def _resumed_config(
     run_flags: dict[str, Any],
 ) -> Any:
     """The stored config of OUT/last.ckpt; only epochs, device and threads may change."""
-    from fediqad.train_loop import LAST
     from shared.checkpoint import read_payload
+    from shared.training.central import LAST
 
     given = [k for k, v in config_flags.items() if v is not None]
     if given or config is not None or set_items:
@@ -189,7 +189,7 @@ def _resumed_config(
 
 
 def _run_with_progress(run: Any) -> Any:
-    from fediqad.train_loop import EpochHooks
+    from shared.training.central import EpochHooks
 
     cfg = run.cfg
     columns = (
@@ -238,10 +238,10 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
-    from fediqad.train_loop import plain_worker_errors
     from shared.checkpoint import load_checkpoint
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import evaluate
+    from shared.training.setup import plain_worker_errors
 
     wanted = preset(dataset).dataset.name
     dev = _setup_torch(device, threads)

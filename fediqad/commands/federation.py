@@ -1,8 +1,7 @@
 """Federation commands: simulate (Ray), server (SuperLink + ServerApp), client (SuperNode).
 
-Thin wiring: options -> FederationConfig -> `simulations` / `server.runtime` /
-`client.runtime`. Settings of a run are stored in RUN_DIR/federation.json, so
-`--resume` continues with them (only rounds, timeouts and resources may change).
+Thin wiring: options -> `server.settings.federation_settings` (fresh or resumed) ->
+`simulations` / `server.runtime` / `client.runtime`.
 """
 
 from __future__ import annotations
@@ -28,72 +27,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 Opt = typer.Option
-
-
-def _federation(
-    *,
-    run_dir: Path,
-    resume: bool,
-    dataset: str | None,
-    config: Path | None,
-    set_items: list[str] | None,
-    run_flags: dict[str, Any],
-    fed_flags: dict[str, Any],
-    defaults: Any = None,
-) -> Any:
-    """Fresh settings from the flags, or on --resume the stored ones plus allowed changes."""
-    from server.config import FederationConfig, validated
-    from shared.config import build_config
-
-    stored = run_dir / "federation.json"
-    if resume and stored.is_file():
-        fixed = [k for k, v in run_flags.items() if v is not None]
-        if fixed or config is not None or set_items:
-            raise UserError(
-                "--resume continues with the stored settings; drop "
-                f"{', '.join(fixed) or '--config/--set'}"
-            )
-        base = FederationConfig.model_validate_json(stored.read_text()).model_dump()
-        base.update({k: v for k, v in fed_flags.items() if v is not None})
-        base.update(resume=True, run_dir=run_dir)
-        return validated(**base)
-    if resume:
-        raise UserError(f"nothing to resume: {stored} does not exist")
-    if (run_dir / "state.json").exists():
-        raise UserError(
-            f"{run_dir} already holds a federated run; pass --resume to continue "
-            "it or --name / --run-dir for a new one"
-        )
-    if defaults is not None and dataset is None and config is None:
-        run = defaults
-        run_tree = run.model_dump()
-        for dotted, value in run_flags.items():
-            if value is not None:
-                node = run_tree
-                *sections, leaf = dotted.split(".")
-                for section in sections:
-                    node = node[section]
-                node[leaf] = value
-        run = build_config(run.dataset.name, None, _flatten(run_tree), set_items)
-    else:
-        run = build_config(dataset, config, run_flags, set_items)
-    fed = validated(
-        run=run, run_dir=run_dir, **{k: v for k, v in fed_flags.items() if v is not None}
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stored.write_text(fed.model_dump_json(indent=2))
-    return fed
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 # Options shared by `simulate` and `server`.
@@ -140,24 +73,6 @@ FedSetOpt = Annotated[
 ]
 
 
-def _fed_set(items: list[str] | None) -> dict[str, Any]:
-    """`--fed-set key=value` pairs as FederationConfig fields (values parsed as YAML)."""
-    import yaml
-
-    from server.config import FederationConfig
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--fed-set {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        field = key.strip().replace("-", "_")
-        if field not in FederationConfig.model_fields or field == "run":
-            raise UserError(f"--fed-set: unknown federation setting {key!r}")
-        out[field] = yaml.safe_load(raw) if raw else ""
-    return out
-
-
 PretrainRoundsOpt = Annotated[
     int | None, Opt("--pretrain-rounds", help="CoMCL encoder rounds before diagnosis (0).")
 ]
@@ -192,17 +107,6 @@ def _simulate_privacy(
         fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
         run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
     return run, fed
-
-
-def _site_budgets(items: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise UserError(f"--site-epsilon-budget {item!r} must look like NAME=EPS") from None
-    return out
 
 
 def simulate(
@@ -269,6 +173,7 @@ def simulate(
     ] = False,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
+    from server.settings import federation_settings, parse_fed_set, parse_site_budgets
     from simulations.federated import Resources, run_federated_simulation
     from simulations.scenarios import (
         DEFAULT_LOCAL_EPOCHS,
@@ -290,9 +195,9 @@ def simulate(
     )
     run_dir = (out / name).resolve()
     dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
-    own = _site_budgets(site_epsilon_budget)
+    own = parse_site_budgets(site_epsilon_budget)
     budgets = {"epsilon_budgets": own} if own else {}
-    fed = _federation(
+    fed = federation_settings(
         run_dir=run_dir,
         resume=resume,
         dataset=dataset,
@@ -313,7 +218,7 @@ def simulate(
             "min_replies": min_replies,
             "round_timeout": round_timeout,
             "min_nodes": n_sites if not resume else None,
-            **_fed_set(fed_set),
+            **parse_fed_set(fed_set),
         },
         defaults=default_run_config() if synthetic else None,
     )
@@ -424,6 +329,7 @@ def server(
 ) -> None:
     """Start a SuperLink and run the federation (this ServerApp) on it until it ends."""
     from server.runtime import serve
+    from server.settings import federation_settings, parse_fed_set
     from shared.certificates import ServerFiles
 
     tls = None if insecure else ServerFiles.in_dir(certs.expanduser().resolve())
@@ -432,7 +338,7 @@ def server(
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     run_dir = run_dir.resolve()
-    fed = _federation(
+    fed = federation_settings(
         run_dir=run_dir,
         resume=resume,
         dataset=dataset,
@@ -451,7 +357,7 @@ def server(
             "round_timeout": round_timeout,
             "transport_dtype": transport_dtype,
             "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
-            **_fed_set(fed_set),
+            **parse_fed_set(fed_set),
         },
     )
     code = serve(fed, host=host, port=port, console=console, tls=tls)
