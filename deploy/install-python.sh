@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build stage of deploy/Dockerfile.*: a virtual environment at /opt/venv with the
-# project's dependencies (read from pyproject.toml) and its build backend.
+# project's dependencies and its build backend (REQUIREMENTS, made from pyproject.toml).
 #   WHEEL_SOURCE=index       torch/torchvision from TORCH_INDEX, the rest from PyPI (online)
 #   WHEEL_SOURCE=wheelhouse  only the wheels in /wheels (deploy/wheelhouse), no network
 set -eu
@@ -10,7 +10,7 @@ log() { echo "install-python: $*" >&2; }
 SOURCE="${WHEEL_SOURCE:-index}"
 VENV="${VENV:-/opt/venv}"
 WHEELS="${WHEELS:-/wheels}"
-PYPROJECT="${PYPROJECT:-/opt/fediqad/pyproject.toml}"
+REQUIREMENTS="${REQUIREMENTS:-/opt/requirements.txt}"
 case "$SOURCE" in
   index) ;;
   wheelhouse)
@@ -23,17 +23,9 @@ esac
 
 python3 -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
-REQUIREMENTS="$(mktemp)"
-"$VENV/bin/python" - "$PYPROJECT" <<'PY' > "$REQUIREMENTS"
-import sys, tomllib
-doc = tomllib.load(open(sys.argv[1], "rb"))
-print("\n".join(doc["project"]["dependencies"] + doc["build-system"]["requires"]))
-PY
-
 if [ "$SOURCE" = wheelhouse ]; then
   $PIP install --no-cache-dir --no-index --find-links "$WHEELS" -r "$REQUIREMENTS"
 else
   $PIP install --no-cache-dir --index-url "${TORCH_INDEX}" "${TORCH}" "${TORCHVISION}"
   $PIP install --no-cache-dir -r "$REQUIREMENTS"
 fi
-rm -f "$REQUIREMENTS"
