@@ -188,6 +188,9 @@ def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federat
     _wait_for_line(server, "started; waiting")
     for i in (0, 1):
         _up_hospital(f"site{i}", f[f"data{i}"], f[f"site{i}"])
+    status = fediqad("deploy", "status").stdout  # the run needs both sites: still going
+    for name in ("fediqad-server", "fediqad-hospital-site0", "fediqad-hospital-site1"):
+        assert f"{name}: running" in status, status
 
     # While the two sites train, each mistake ends its own container with one line.
     _up_hospital("wrong-ca", f["data0"], f["wrong-ca"], "--restart", "no")
@@ -205,9 +208,8 @@ def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federat
     _ends_with_one_line(engine.containers.get("fediqad-hospital-rogue"), "refused this SuperNode")
 
     status = fediqad("deploy", "status").stdout
-    for name in ("fediqad-server", "fediqad-hospital-site0", "fediqad-hospital-site1"):
-        assert f"{name}: running" in status, status
     assert "fediqad-hospital-rogue: exited (code 2)" in status, status
+    assert "fediqad-hospital-wrong-ca: exited (code 2)" in status, status
 
     code = server.wait()["StatusCode"]  # `fediqad server` returns when the run is over
     server_log = server.logs().decode(errors="replace")
