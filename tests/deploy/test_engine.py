@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -35,6 +36,8 @@ pytestmark = [pytest.mark.engine, pytest.mark.timeout(3600)]
 
 SERVER_NAME = "fediqad-server"  # the server container's name on the `fediqad` network
 UID = 10001
+TAG = uuid.uuid4().hex[:6]  # site names of this run: other users of the engine keep theirs
+SITES = [f"e2e-{TAG}-{i}" for i in range(2)]
 SERVER_ARGS = [
     "--dataset=EYEQ",
     "--rounds=2",
@@ -72,15 +75,16 @@ def engine():
         client = deploy_cmd.docker_client()
     except UserError as err:
         pytest.skip(f"ENGINE TEST SKIPPED: {err}")
-    _remove_fediqad_containers(client)
     yield client
-    _remove_fediqad_containers(client)
+    _remove_ours(client)
 
 
-def _remove_fediqad_containers(client) -> None:
+def _remove_ours(client) -> None:
+    """This test's containers only (its server name is fixed: `fediqad deploy` names it)."""
     for container in client.containers.list(all=True, filters={"label": LABEL_ROLE}):
-        with suppress(Exception):
-            container.remove(force=True)
+        if TAG in container.name or container.name == SERVER_NAME:
+            with suppress(Exception):
+                container.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,7 @@ def federation(tmp_path: Path):
 
     certs = tmp_path / "certs"
     init_ca_and_server(certs, [SERVER_NAME])
-    nodes = {site: create_node_key(certs, site)[0].key.parent for site in ("site0", "site1")}
+    nodes = {site: create_node_key(certs, site)[0].key.parent for site in SITES}
     init_ca_and_server(tmp_path / "other", ["fl.other"])
     wrong_ca = create_node_key(tmp_path / "other", "site1")[0].key.parent
     rogue = tmp_path / "rogue"
@@ -128,8 +132,8 @@ def federation(tmp_path: Path):
     shutil.copy(certs / "ca.crt", rogue / "ca.crt")
     shutil.copy(create_node_key(tmp_path / "other", "rogue")[0].key, rogue / "node.key")
     out = {"certs": _owned_copy(certs, tmp_path / "mounted" / "certs")}
-    for site, folder in nodes.items():
-        out[site] = _owned_copy(folder, tmp_path / "mounted" / site)
+    for i, folder in enumerate(nodes.values()):
+        out[f"site{i}"] = _owned_copy(folder, tmp_path / "mounted" / f"site{i}")
     out["wrong-ca"] = _owned_copy(wrong_ca, tmp_path / "mounted" / "wrong-ca")
     out["rogue"] = _owned_copy(rogue, tmp_path / "mounted" / "rogue")
     for i, lq in enumerate((0.2, 0.6)):
@@ -173,7 +177,7 @@ def _up_hospital(site: str, data: Path, certs: Path, *extra: str) -> None:
 @pytest.fixture
 def cleanup(engine) -> Iterator[None]:
     yield
-    _remove_fediqad_containers(engine)
+    _remove_ours(engine)
 
 
 def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federation, cleanup):
@@ -186,16 +190,18 @@ def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federat
     )
     server = engine.containers.get("fediqad-server")
     _wait_for_line(server, "started; waiting")
-    for i in (0, 1):
-        _up_hospital(f"site{i}", f[f"data{i}"], f[f"site{i}"])
+    for i, site in enumerate(SITES):
+        _up_hospital(site, f[f"data{i}"], f[f"site{i}"])
     status = fediqad("deploy", "status").stdout  # the run needs both sites: still going
-    for name in ("fediqad-server", "fediqad-hospital-site0", "fediqad-hospital-site1"):
+    for name in (SERVER_NAME, *(f"fediqad-hospital-{site}" for site in SITES)):
         assert f"{name}: running" in status, status
 
     # While the two sites train, each mistake ends its own container with one line.
-    _up_hospital("wrong-ca", f["data0"], f["wrong-ca"], "--restart", "no")
-    _ends_with_one_line(engine.containers.get("fediqad-hospital-wrong-ca"), "does not verify")
-    nodata = hospital_spec("no-data", f"{SERVER_NAME}:9092", f["data0"], f["site0"])
+    _up_hospital(f"wrong-ca-{TAG}", f["data0"], f["wrong-ca"], "--restart", "no")
+    _ends_with_one_line(
+        engine.containers.get(f"fediqad-hospital-wrong-ca-{TAG}"), "does not verify"
+    )
+    nodata = hospital_spec(f"no-data-{TAG}", f"{SERVER_NAME}:9092", f["data0"], f["site0"])
     kwargs = nodata.run_kwargs() | {"restart_policy": {"Name": "no"}}
     kwargs["mounts"] = [m for m in kwargs["mounts"] if m["Target"] != "/data"]
     _ends_with_one_line(engine.containers.run(**kwargs), "does not exist in the container")
@@ -204,12 +210,14 @@ def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federat
         "--data", f["runs"] / "missing", "--certs", f["site0"], check=False,
     )  # fmt: skip
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
-    _up_hospital("rogue", f["data0"], f["rogue"], "--restart", "no")
-    _ends_with_one_line(engine.containers.get("fediqad-hospital-rogue"), "refused this SuperNode")
+    _up_hospital(f"rogue-{TAG}", f["data0"], f["rogue"], "--restart", "no")
+    _ends_with_one_line(
+        engine.containers.get(f"fediqad-hospital-rogue-{TAG}"), "refused this SuperNode"
+    )
 
     status = fediqad("deploy", "status").stdout
-    assert "fediqad-hospital-rogue: exited (code 2)" in status, status
-    assert "fediqad-hospital-wrong-ca: exited (code 2)" in status, status
+    assert f"fediqad-hospital-rogue-{TAG}: exited (code 2)" in status, status
+    assert f"fediqad-hospital-wrong-ca-{TAG}: exited (code 2)" in status, status
 
     code = server.wait()["StatusCode"]  # `fediqad server` returns when the run is over
     server_log = server.logs().decode(errors="replace")
@@ -219,14 +227,17 @@ def test_server_and_two_hospitals_through_fediqad_deploy(engine, images, federat
     doc = json.loads((run_dir / "metrics.json").read_text())
     assert [r["status"] for r in doc["rounds"]] == ["ok", "ok"]
     for record in doc["rounds"]:
-        assert set(record["sites"]) == {"site0", "site1"}
-    for site in ("site0", "site1"):
+        assert set(record["sites"]) == set(SITES)
+    for site in SITES:
         attrs = engine.containers.get(f"fediqad-hospital-{site}").attrs
         assert attrs["HostConfig"]["ReadonlyRootfs"] and attrs["Config"]["User"] == f"{UID}:{UID}"
 
-    assert "removed fediqad-hospital-site0" in fediqad("deploy", "down", "hospital").stdout
-    assert "removed fediqad-server" in fediqad("deploy", "down", "server").stdout
-    assert "no fediqad containers" in fediqad("deploy", "status").stdout
+    for site in SITES:
+        down = fediqad("deploy", "down", "hospital", "--site-name", site).stdout
+        assert f"removed fediqad-hospital-{site}" in down
+    assert f"removed {SERVER_NAME}" in fediqad("deploy", "down", "server").stdout
+    status = fediqad("deploy", "status").stdout
+    assert SERVER_NAME not in status and not any(site in status for site in SITES), status
     print(f"\nengine test: 2 rounds with 2 hospitals in {time.monotonic() - started:.0f} s")
     print("image sizes: " + ", ".join(f"{t} {s / 1e6:.0f} MB" for t, s in images.items()))
 
