@@ -1,17 +1,21 @@
 """The settings of a federated run, fresh or resumed (`fediqad simulate` / `server`).
 
-A run's settings are stored in RUN_DIR/federation.json, so `--resume` continues
-with them (only rounds, timeouts and resources may change).
+A run's settings are stored in RUN_DIR/federation.json, so `--resume` continues with
+them: its run config as `shared.resume` rules, its federation fields (rounds, timeouts,
+...) as given again.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from server.config import FederationConfig, validated
-from shared.config import RunConfig, build_config
+from server.persistence import STATE_FILE
+from shared.config import RunConfig, build_config, parse_assignment
 from shared.errors import UserError
+from shared.resume import resumed_config
 
 SETTINGS_FILE = "federation.json"
 
@@ -27,37 +31,31 @@ def federation_settings(
     fed_flags: dict[str, Any],
     defaults: RunConfig | None = None,
 ) -> FederationConfig:
-    """Fresh settings from the flags, or on --resume the stored ones plus allowed changes."""
+    """Fresh settings from the flags, or on --resume the stored ones: the run config as
+    `shared.resume` allows (the original flags again are fine), federation fields as given."""
     stored = run_dir / SETTINGS_FILE
-    if resume and stored.is_file():
-        fixed = [k for k, v in run_flags.items() if v is not None]
-        if fixed or config is not None or set_items:
-            raise UserError(
-                "--resume continues with the stored settings; drop "
-                f"{', '.join(fixed) or '--config/--set'}"
-            )
-        base = FederationConfig.model_validate_json(stored.read_text()).model_dump()
-        base.update({k: v for k, v in fed_flags.items() if v is not None})
-        base.update(resume=True, run_dir=run_dir)
-        return validated(**base)
     if resume:
-        raise UserError(f"nothing to resume: {stored} does not exist")
-    if (run_dir / "state.json").exists():
+        if not stored.is_file():
+            raise UserError(f"nothing to resume: {stored} does not exist")
+        base = FederationConfig.model_validate_json(stored.read_text())
+        run = resumed_config(
+            base.run.model_dump(mode="json"),
+            flags=run_flags,
+            dataset=dataset,
+            config_file=config,
+            set_items=set_items,
+        )
+        fields = base.model_dump()
+        fields.update({k: v for k, v in fed_flags.items() if v is not None})
+        fields.update(run=run, resume=True, run_dir=run_dir)
+        return validated(**fields)
+    if (run_dir / STATE_FILE).exists():
         raise UserError(
             f"{run_dir} already holds a federated run; pass --resume to continue "
             "it or --name / --run-dir for a new one"
         )
     if defaults is not None and dataset is None and config is None:
-        run = defaults
-        run_tree = run.model_dump()
-        for dotted, value in run_flags.items():
-            if value is not None:
-                node = run_tree
-                *sections, leaf = dotted.split(".")
-                for section in sections:
-                    node = node[section]
-                node[leaf] = value
-        run = build_config(run.dataset.name, None, _flatten(run_tree), set_items)
+        run = build_config(None, None, run_flags, set_items, base=defaults)
     else:
         run = build_config(dataset, config, run_flags, set_items)
     fed = validated(
@@ -68,30 +66,23 @@ def federation_settings(
     return fed
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
+def committed_round(run_dir: Path) -> int | None:
+    """The last round RUN_DIR/state.json records as complete (None: no round yet)."""
+    try:
+        return int(json.loads((run_dir / STATE_FILE).read_text())["round"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def parse_fed_set(items: list[str] | None) -> dict[str, Any]:
     """`--fed-set key=value` pairs as FederationConfig fields (values parsed as YAML)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--fed-set {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        field = key.strip().replace("-", "_")
+        key, value = parse_assignment(item, "--fed-set", "key=value")
+        field = key.replace("-", "_")
         if field not in FederationConfig.model_fields or field == "run":
             raise UserError(f"--fed-set: unknown federation setting {key!r}")
-        out[field] = yaml.safe_load(raw) if raw else ""
+        out[field] = value
     return out
 
 
@@ -99,9 +90,9 @@ def parse_site_budgets(items: list[str] | None) -> dict[str, float]:
     """`--site-epsilon-budget NAME=EPS` pairs."""
     out: dict[str, float] = {}
     for item in items or []:
-        name, _, value = item.partition("=")
+        name, value = parse_assignment(item, "--site-epsilon-budget", "NAME=EPS")
         try:
-            out[name.strip()] = float(value)
-        except ValueError:
+            out[name] = float(None if isinstance(value, bool) else value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
             raise UserError(f"--site-epsilon-budget {item!r} must look like NAME=EPS") from None
     return out

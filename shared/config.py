@@ -249,7 +249,8 @@ def _format_validation(err: ValidationError, source: str) -> str:
     return f"invalid config in {source}: field '{field}': {first['msg']}"
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """tree["a"]["b"] = value for "a.b": the one way a dotted override is applied."""
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -259,9 +260,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def parse_assignment(
+    item: str, flag: str = "--set", shape: str = "section.field=value"
+) -> tuple[str, Any]:
+    """`KEY=VALUE` from a command line: the key stripped, the value parsed as YAML."""
     if "=" not in item:
-        raise UserError(f"override {item!r} must look like section.field=value")
+        raise UserError(f"{flag} {item!r} must look like {shape}")
     key, raw = item.split("=", 1)
     value: Any = yaml.safe_load(raw) if raw else ""
     return key.strip(), value
@@ -272,21 +276,23 @@ def build_config(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
     set_items: list[str] | None = None,
+    base: RunConfig | None = None,
 ) -> RunConfig:
-    """Preset, then file, then explicit overrides (dotted keys), validated once at the end."""
+    """Preset (or `base`), then file, then explicit overrides (dotted keys), then `--set`
+    items, validated once at the end."""
     tree: dict[str, Any] = {}
     source = "defaults"
     if config_file is not None:
         tree = load_config_tree(config_file)
         source = str(config_file)
     name = dataset or tree.get("dataset", {}).get("name") or "EYEQ"
-    base = preset(name).model_dump()
-    merged = _deep_merge(base, tree)
+    start = base.model_dump() if base is not None else preset(name).model_dump()
+    merged = _deep_merge(start, tree)
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(merged, key, value)
+            set_dotted(merged, key, value)
     for item in set_items or []:
-        _set_dotted(merged, *_parse_override(item))
+        set_dotted(merged, *parse_assignment(item))
         source = "--set"
     try:
         return RunConfig.model_validate(merged)

@@ -6,7 +6,6 @@ Thin wiring: options -> `server.settings.federation_settings` (fresh or resumed)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -173,104 +172,28 @@ def simulate(
     ] = False,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
-    from server.settings import federation_settings, parse_fed_set, parse_site_budgets
-    from simulations.federated import Resources, run_federated_simulation
-    from simulations.scenarios import (
-        DEFAULT_LOCAL_EPOCHS,
-        default_run_config,
-        default_sites,
-        partitioned_sites,
-    )
+    from server.settings import parse_fed_set, parse_site_budgets
+    from simulations.launch import SimulationRequest, simulate
 
-    synthetic = data_root is None
-    if synthetic and (dataset or partition):
-        raise UserError("--dataset and --partition describe real data; add --data-root")
-    n_sites = sites or 3
-    if n_sites < 1:
-        raise UserError(f"--sites must be at least 1, got {n_sites}")
-    name = name or (
-        "default"
-        if synthetic
-        else f"{(dataset or 'EYEQ').upper()}-{strategy or 'fedavg'}-{n_sites}sites"
-    )
-    run_dir = (out / name).resolve()
     dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
-    own = parse_site_budgets(site_epsilon_budget)
-    budgets = {"epsilon_budgets": own} if own else {}
-    fed = federation_settings(
-        run_dir=run_dir,
-        resume=resume,
-        dataset=dataset,
-        config=config,
-        set_items=set_items,
+    request = SimulationRequest(
+        data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
+        out=out, config=config, set_items=set_items,
         run_flags={**_run_flags(method, backbone, image_size, batch_size, seed), **dp_run},
         fed_flags={
-            **dp_fed,
-            "num_rounds": rounds,
-            "local_epochs": local_epochs
-            if local_epochs is not None or resume or not synthetic
-            else DEFAULT_LOCAL_EPOCHS,
-            "pretrain_rounds": pretrain_rounds,
-            "pretrain_epochs": pretrain_epochs,
-            "strategy": strategy,
-            "proximal_mu": proximal_mu,
-            "transport_dtype": transport_dtype,
-            "min_replies": min_replies,
-            "round_timeout": round_timeout,
-            "min_nodes": n_sites if not resume else None,
-            **parse_fed_set(fed_set),
+            **dp_fed, "num_rounds": rounds, "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
+            "strategy": strategy, "proximal_mu": proximal_mu,
+            "transport_dtype": transport_dtype, "min_replies": min_replies,
+            "round_timeout": round_timeout, **parse_fed_set(fed_set),
         },
-        defaults=default_run_config() if synthetic else None,
-    )
-    if synthetic:
-        site_list, held_out = default_sites(
-            run_dir / "data",
-            images_per_site=images_per_site or 400,
-            image_size=fed.run.image_size,
-            seed=fed.run.seed,
-            n_sites=n_sites,
-        )
-        if server_eval and fed.server_eval_data is None:
-            fed = fed.model_copy(update={"server_eval_data": held_out})
-    else:
-        assert data_root is not None
-        site_list = partitioned_sites(
-            data_root, fed.run.dataset.name, n_sites, partition, run_dir / "sites", fed.run.seed
-        )
-    unknown = sorted(set(own) - {site.name for site in site_list})
-    if unknown:
-        raise UserError(
-            f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
-            f"are {', '.join(site.name for site in site_list)}"
-        )
-    res = (
-        Resources(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
-        if cpus_per_site
-        else Resources.auto(len(site_list), max_parallel=max_parallel, gpus_per_site=gpus_per_site)
-    )
-    console.print(
-        f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s), {fed.strategy}, "
-        f"{fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
-        f"{res.cpus_per_site:g} CPU per site -> {run_dir}",
-        highlight=False,
-    )
-    from contextlib import nullcontext
-
-    from simulations.resources import PeakMemory
-
-    with PeakMemory() if profile_memory else nullcontext() as peak:
-        run_federated_simulation(fed, site_list, res, verbose=verbose, **budgets)
-    if peak is not None:
-        report = peak.write(run_dir / "resources.json")
-        console.print(
-            f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "
-            f"{report['peak_rss_gb_sum']:.2f} GB RSS summed, "
-            f"{report['peak_processes']} processes",
-            highlight=False,
-        )
-    doc = json.loads((run_dir / "metrics.json").read_text())
-    if not doc.get("rounds"):
-        raise UserError(f"no round completed; see the log above and {run_dir}")
+        images_per_site=images_per_site, server_eval=server_eval,
+        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
+        epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
+        verbose=verbose, profile_memory=profile_memory,
+    )  # fmt: skip
+    result = simulate(request, say=lambda text: console.print(text, highlight=False))
+    run_dir = result.run_dir
     console.print(
         f"done: {run_dir / 'report.md'}, {run_dir / 'metrics.json'}, {run_dir / 'global.pt'}",
         highlight=False,
