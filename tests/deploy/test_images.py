@@ -260,4 +260,6 @@ def test_compose_files_pass_compose_config(name, tmp_path):
         assert done.returncode == 0, f"{command}: {done.stderr}"
         config = yaml.safe_load(done.stdout)
         for service_name, service in config["services"].items():
-            assert service_name == "init" or service["read_only"] is True
+            if service_name != "init":  # the one-off that makes the demo's keys and data
+                assert service["read_only"] is True
+                assert service["labels"]["org.fediqad.role"] in ("server", "hospital")
