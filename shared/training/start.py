@@ -20,7 +20,8 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
 
 
-def training_config(
+def start_training(
+    data_root: Path,
     *,
     dataset: str | None = None,
     config_file: Path | None = None,
@@ -29,9 +30,12 @@ def training_config(
     out: Path | None = None,
     resume: bool = False,
     force: bool = False,
-) -> tuple[RunConfig, Path]:
-    """(config, output folder): built from preset / file / flags, or on `resume` the one
-    OUT/last.ckpt stored (see `shared.resume`). Refuses to overwrite an earlier run."""
+) -> TrainRun:
+    """A `TrainRun` on DATA_ROOT/NAME, ready to `run()`; refuses to overwrite an earlier run.
+
+    The config: dataset preset, `config_file`, `flags` (dotted keys such as
+    "optim.epochs" -> value; None = not given), `set_items` ("section.field=value").
+    On `resume`, the config OUT/last.ckpt stored, as `shared.resume` allows."""
     if resume:
         if out is None:
             raise UserError("--resume needs --out, the folder of the run to continue")
@@ -44,7 +48,7 @@ def training_config(
             config_file=config_file,
             set_items=set_items,
         )
-        return cfg, out
+        return TrainRun(cfg, data_root, out, resume=True)
     cfg = build_config(dataset, config_file, flags, set_items)
     out = out or default_out(cfg)
     if cfg.model.pretrained_weights is not None:  # refuse an encoder of another backbone now
@@ -52,10 +56,4 @@ def training_config(
 
         check_encoder(Path(cfg.model.pretrained_weights), cfg)
     check_out_dir(out, force=force, resume=False)
-    return cfg, out
-
-
-def start_training(data_root: Path, **settings: Any) -> TrainRun:
-    """A `TrainRun` ready to `run()`; `settings` are those of `training_config`."""
-    cfg, out = training_config(**settings)
-    return TrainRun(cfg, data_root, out, resume=bool(settings.get("resume")))
+    return TrainRun(cfg, data_root, out)
