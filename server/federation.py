@@ -129,7 +129,8 @@ class Federation:
             self.log.add(record)
             self.log.write()
             print_round(record, self.console)
-        write_report(self.fed.run_dir, self.log.doc)
+            # after every round: an interrupted run has its report and plots too
+            write_report(self.fed.run_dir, self.log.doc)
         self.log.doc["finished"] = True
         self.log.write()
         return self.log.doc

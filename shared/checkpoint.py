@@ -25,6 +25,7 @@ import torch
 
 from shared.config import RunConfig, config_from_dict
 from shared.errors import UserError
+from shared.interrupt import note_saved
 from shared.models import ModelBundle, build_models
 
 FORMAT = "fediqad-checkpoint"
@@ -138,6 +139,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+    note_saved(path)  # what an interrupted run keeps (the CLI names it on Ctrl-C)
     return path
 
 

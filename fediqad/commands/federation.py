@@ -22,7 +22,7 @@ from fediqad.commands.privacy_options import (
     TargetEpsilonOpt,
     privacy_flags,
 )
-from shared.errors import UserError
+from shared.errors import UserError, did_you_mean
 
 console = Console()
 err_console = Console(stderr=True)
@@ -153,7 +153,10 @@ def _fed_set(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         field = key.strip().replace("-", "_")
         if field not in FederationConfig.model_fields or field == "run":
-            raise UserError(f"--fed-set: unknown federation setting {key!r}")
+            known = [f.replace("_", "-") for f in FederationConfig.model_fields if f != "run"]
+            raise UserError(
+                f"--fed-set: unknown federation setting {key!r}{did_you_mean(key, known)}"
+            )
         out[field] = yaml.safe_load(raw) if raw else ""
     return out
 
@@ -267,8 +270,19 @@ def simulate(
         bool,
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
+    backend: Annotated[
+        str,
+        Opt(
+            "--backend",
+            help="ray, in-process (sites one after another in this process) or auto "
+            "(Ray, in-process if Ray cannot start).",
+        ),
+    ] = "auto",
+    ray_startup_timeout: Annotated[
+        float, Opt("--ray-startup-timeout", help="Seconds Ray may take to start (Ray's own: 30).")
+    ] = 180.0,
 ) -> None:
-    """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
+    """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
     from simulations.federated import Resources, run_federated_simulation
     from simulations.scenarios import (
         DEFAULT_LOCAL_EPOCHS,
@@ -354,7 +368,16 @@ def simulate(
     from simulations.resources import PeakMemory
 
     with PeakMemory() if profile_memory else nullcontext() as peak:
-        run_federated_simulation(fed, site_list, res, verbose=verbose, **budgets)
+        run_federated_simulation(
+            fed,
+            site_list,
+            res,
+            verbose=verbose,
+            backend=backend,  # type: ignore[arg-type]
+            startup_timeout=ray_startup_timeout,
+            say=lambda text: err_console.print(text, highlight=False),
+            **budgets,
+        )
     if peak is not None:
         report = peak.write(run_dir / "resources.json")
         console.print(

@@ -1,0 +1,92 @@
+"""Stopping a run on Ctrl-C without losing what it saved.
+
+The first SIGINT sets a process-wide stop flag and interrupts the main thread
+(`KeyboardInterrupt`); loops running in other threads (the ServerApp thread of a Ray
+simulation) call `check_stop()` and end with `StopRequested`. Files are written
+atomically, so whatever was saved before the signal is complete. A second SIGINT ends
+the process at once. Torch-free: the CLI imports it before anything heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+INTERRUPTED_EXIT = 130
+
+_stop = threading.Event()
+_saved: list[Path] = []
+
+
+class StopRequested(Exception):  # noqa: N818 - it is a request, not an error
+    """Raised by `check_stop()` in loops once the run was asked to stop."""
+
+
+def request_stop() -> None:
+    _stop.set()
+
+
+def stop_requested() -> bool:
+    return _stop.is_set()
+
+
+def check_stop() -> None:
+    """End the calling loop (any thread) if a stop was requested."""
+    if _stop.is_set():
+        raise StopRequested("stopped on request")
+
+
+def reset() -> None:
+    """Forget an earlier stop request and saved files (a new run in this process)."""
+    _stop.clear()
+    _saved.clear()
+
+
+def note_saved(path: Path) -> None:
+    """Remember the latest file a run committed (what an interrupted run keeps)."""
+    _saved.append(Path(path))
+    del _saved[:-1]
+
+
+def last_saved() -> Path | None:
+    return _saved[-1] if _saved else None
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    del signum, frame
+    if _stop.is_set():  # second Ctrl-C: the user wants out now
+        sys.stderr.write("\ninterrupted again; exiting now\n")
+        sys.stderr.flush()
+        os._exit(INTERRUPTED_EXIT)
+    _stop.set()
+    raise KeyboardInterrupt
+
+
+def install_sigint_handler() -> None:
+    """First Ctrl-C: stop (KeyboardInterrupt in the main thread); second: exit at once."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def exit_now(code: int, grace: float = 5.0) -> None:
+    """Exit with `code`; threads still running after `grace` seconds (a ServerApp thread
+    waiting on sites that are gone) must not keep the process alive."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [
+        t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
+    ]
+    if lingering:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
