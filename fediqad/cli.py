@@ -76,7 +76,7 @@ def main() -> None:
 
 def _interrupted() -> None:
     err_console.print(interrupted_message(sys.argv[1:]), highlight=False, soft_wrap=True)
-    exit_now(INTERRUPTED_EXIT)
+    exit_now(INTERRUPTED_EXIT, hard=True)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,21 @@ the process at once. Torch-free: the CLI imports it before anything heavy.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 INTERRUPTED_EXIT = 130
 
 _stop = threading.Event()
 _saved: list[Path] = []
+_hooks: list[Callable[[], None]] = []
 
 
 class StopRequested(Exception):  # noqa: N818 - it is a request, not an error
@@ -57,6 +60,16 @@ def last_saved() -> Path | None:
     return _saved[-1] if _saved else None
 
 
+def add_stop_hook(hook: Callable[[], None]) -> None:
+    """Call `hook` (quick, signal-safe work) the moment Ctrl-C arrives."""
+    _hooks.append(hook)
+
+
+def remove_stop_hook(hook: Callable[[], None]) -> None:
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
 def _on_sigint(signum: int, frame: object) -> None:
     del signum, frame
     if _stop.is_set():  # second Ctrl-C: the user wants out now
@@ -64,6 +77,9 @@ def _on_sigint(signum: int, frame: object) -> None:
         sys.stderr.flush()
         os._exit(INTERRUPTED_EXIT)
     _stop.set()
+    for hook in list(_hooks):
+        with contextlib.suppress(Exception):
+            hook()
     raise KeyboardInterrupt
 
 
@@ -73,9 +89,11 @@ def install_sigint_handler() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
-def exit_now(code: int, grace: float = 5.0) -> None:
-    """Exit with `code`; threads still running after `grace` seconds (a ServerApp thread
-    waiting on sites that are gone) must not keep the process alive."""
+def exit_now(code: int, grace: float = 5.0, *, hard: bool = False) -> None:
+    """Exit with `code`. Threads still running after `grace` seconds (a ServerApp thread
+    waiting on sites that are gone) must not keep the process alive; with `hard` (after
+    Ctrl-C) the interpreter's native tear-down is skipped too - Ray's and gRPC's can
+    take 10 s on a busy machine - once the exit handlers have run."""
     deadline = time.monotonic() + grace
     for thread in threading.enumerate():
         if thread is threading.current_thread() or thread.daemon:
@@ -84,9 +102,10 @@ def exit_now(code: int, grace: float = 5.0) -> None:
     lingering = [
         t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon
     ]
-    if lingering:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(code)
-    sys.exit(code)
+    if not (lingering or hard):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # logging, weakref finalizers, Ray's own shutdown
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -26,9 +26,20 @@ from client.site import Site
 from server.config import FederationConfig
 from server.server_app import make_server_app
 from shared.errors import UserError
-from shared.interrupt import request_stop, reset
+from shared.interrupt import (
+    add_stop_hook,
+    remove_stop_hook,
+    request_stop,
+    reset,
+    stop_requested,
+)
 from simulations.in_process import SiteHook, run_in_process
-from simulations.ray_startup import DEFAULT_STARTUP_TIMEOUT, RayStartFailed, start_ray
+from simulations.ray_startup import (
+    DEFAULT_STARTUP_TIMEOUT,
+    RayProcesses,
+    RayStartFailed,
+    start_ray,
+)
 
 Backend = Literal["auto", "ray", "in-process"]
 BACKENDS = ("auto", "ray", "in-process")
@@ -150,7 +161,9 @@ def _run_on_ray(
     from flwr.simulation import run_simulation
 
     flower_log = logging.getLogger("flwr")
-    flower_log.addFilter(_no_run_simulation_deprecation)
+    flower_log.addFilter(_quiet_flower)
+    processes = RayProcesses()
+    add_stop_hook(processes.stop_actors)
     try:
         run_simulation(
             server_app=make_server_app(fed),
@@ -166,14 +179,19 @@ def _run_on_ray(
         request_stop()  # the ServerApp thread must not wait on sites that are gone
         raise
     finally:
-        flower_log.removeFilter(_no_run_simulation_deprecation)
+        remove_stop_hook(processes.stop_actors)
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
+        processes.kill_leftovers()
+        flower_log.removeFilter(_quiet_flower)
 
 
-def _no_run_simulation_deprecation(record: logging.LogRecord) -> bool:
-    """Drop Flower's notice that `run_simulation` is deprecated (for `flwr run`): this
-    command is the user's interface, the notice is for Flower app authors."""
+def _quiet_flower(record: logging.LogRecord) -> bool:
+    """Drop Flower's notice that `run_simulation` is deprecated (it is for Flower app
+    authors, this command is the user's interface), and after Ctrl-C Flower's errors
+    about the actors and threads being stopped."""
+    if stop_requested():
+        return False
     return "`run_simulation` function is deprecated" not in record.getMessage()

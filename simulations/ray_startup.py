@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 DEFAULT_STARTUP_TIMEOUT = 180.0  # seconds Ray may take to start on a loaded machine
@@ -68,6 +71,21 @@ def patient_startup(timeout: float) -> Iterator[None]:
             setattr(constants, name, value)
 
 
+@contextmanager
+def _terminal_sigint_ignored() -> Iterator[None]:
+    """Ray's processes inherit SIGINT ignored: a terminal Ctrl-C (sent to the whole
+    process group) reaches this driver only, which then shuts Ray down in order,
+    instead of killing the raylet first and orphaning the sites' actor processes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _init_args(init_args: dict[str, Any]) -> dict[str, Any]:
     """What Flower's Ray backend would pass: the driver's sys.path for the actors."""
     pythonpath = os.pathsep.join(sys.path)
@@ -100,7 +118,7 @@ def start_ray(
     last: BaseException | None = None
     for attempt in range(1, attempts + 1):
         try:
-            with patient_startup(timeout):
+            with patient_startup(timeout), _terminal_sigint_ignored():
                 start(**_init_args(init_args))
             return
         except Exception as err:  # Ray raises bare Exception / RuntimeError here
@@ -110,3 +128,61 @@ def start_ray(
             say(f"Ray did not start (attempt {attempt} of {attempts}): {one_line(err)}")
     assert last is not None
     raise RayStartFailed(one_line(last))
+
+
+def _proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a Linux process, None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    return int(fields[1]), fields[19]
+
+
+def _descendants() -> dict[int, str]:
+    """This process's descendants, pid -> start time (Linux /proc; {} elsewhere)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _proc_stat(int(entry.name))
+        if stat is not None:
+            parents[int(entry.name)] = stat
+    family, out = {os.getpid()}, {}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, start) in parents.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                out[pid] = start
+                grew = True
+    return out
+
+
+class RayProcesses:
+    """The processes Ray started for this run, so that none outlives it.
+
+    On a terminal Ctrl-C the sites' actor processes are busy in torch and keep
+    computing after the raylet is gone; `stop_actors` (a Ctrl-C hook) ends them at
+    once, `kill_leftovers` ends whatever `ray.shutdown()` left behind."""
+
+    def __init__(self) -> None:
+        self.known: dict[int, str] = {}
+
+    def stop_actors(self) -> None:
+        self.known.update(_descendants())
+        for pid in self.known:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::"):  # worker / actor processes, not raylet or GCS
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def kill_leftovers(self) -> None:
+        for pid, start in self.known.items():
+            stat = _proc_stat(pid)
+            if stat is not None and stat[1] == start:  # the same process, still there
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
