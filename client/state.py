@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from flwr.app import ConfigRecord, Context
 from torch import nn
 
+from shared.atomic_write import write_text_atomic
 from shared.privacy.budget import PrivacyLedger
 from shared.records import from_record, to_record
 
@@ -79,7 +79,4 @@ def ledger_file(context: Context) -> Path | None:
 
 
 def write_ledger_file(path: Path, ledger: PrivacyLedger) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(ledger.to_json())
-    os.replace(tmp, path)
+    write_text_atomic(path, ledger.to_json())

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+from shared.atomic_write import write_text_atomic
+from shared.strict_json import dumps, json_ready
+
+__all__ = ["compat_line", "dumps", "json_ready", "metrics_table", "write_text_atomic"]
 
 SUBSETS = (("all", ""), ("HQ", "_hq"), ("LQ", "_lq"))
 COLUMNS = (
@@ -21,37 +22,6 @@ COLUMNS = (
     ("Kappa", "kappa"),
     ("Q-ACC", "quality_acc"),
 )
-
-
-def json_ready(obj: Any) -> Any:
-    """NaN / inf become null, so files and stdout are strict JSON any parser reads."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_ready(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(json_ready(obj), indent=2, allow_nan=False)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Temp file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _cell(value: Any, key: str) -> str:

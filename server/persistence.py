@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.atomic_write import atomic_open, write_text_atomic
 from shared.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from shared.config import RunConfig
 from shared.errors import UserError
@@ -27,20 +27,6 @@ STATE_FILE = "state.json"
 GLOBAL_FILE = "global.pt"
 # Attributes of Flower strategies that carry optimiser state across rounds.
 STRATEGY_ATTRS = ("m_t", "v_t", "momentum_vector")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def strategy_state(strategy: object) -> dict[str, np.ndarray]:
@@ -105,12 +91,10 @@ class RunStore:
         )
         strat = self.ckpt_dir / f"strategy_{rnd:04d}.npz"
         if strategy_arrays:
-            fd, tmp = tempfile.mkstemp(prefix=".strategy.", suffix=".npz", dir=self.ckpt_dir)
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_open(strat) as handle:
                 np.savez(handle, **strategy_arrays)
-            os.replace(tmp, strat)
         self._point_global(path)
-        atomic_write_text(
+        write_text_atomic(
             self.run_dir / STATE_FILE,
             json.dumps(
                 {

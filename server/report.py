@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from server.persistence import atomic_write_text
+from shared.atomic_write import write_text_atomic
 
 METRICS_FILE = "metrics.json"
 SHOWN = ("auc", "acc", "f1", "kappa", "auc_hq", "auc_lq")
@@ -53,7 +53,7 @@ class MetricsLog:
         self.doc["rounds"].append(record)
 
     def write(self) -> None:
-        atomic_write_text(
+        write_text_atomic(
             self.path, json.dumps(self.doc, indent=1, default=_json_default, allow_nan=True)
         )
 
@@ -187,7 +187,7 @@ def write_report(run_dir: Path, doc: dict[str, Any]) -> Path:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     path = run_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shared.atomic_write import write_bytes_atomic
 from shared.errors import UserError
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
@@ -85,14 +85,8 @@ def _now() -> dt.datetime:
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
-    """Write atomically; private files are created 0600 (never world-readable, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, 0o600 if private else 0o644)
-    os.replace(tmp, path)
+    """Write atomically; private files stay 0600 (never world-readable, even briefly)."""
+    write_bytes_atomic(path, data, mode=0o600 if private else 0o644)
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:

@@ -14,8 +14,6 @@ stored config with `build_models`, so a checkpoint is self-describing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import torch
 
+from shared.atomic_write import atomic_open
 from shared.config import RunConfig, config_from_dict
 from shared.errors import UserError
 from shared.interrupt import note_saved
@@ -125,36 +124,11 @@ def save_checkpoint(
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """torch.save to a temp file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    note_saved(path)  # what an interrupted run keeps (the CLI names it on Ctrl-C)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable where the platform allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """torch.save through `shared.atomic_write` (temp file, fsync, rename)."""
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
+    note_saved(Path(path))  # what an interrupted run keeps (the CLI names it on Ctrl-C)
+    return Path(path)
 
 
 def read_payload(path: str | Path) -> dict[str, Any]:

@@ -296,7 +296,8 @@ def _format_validation(
     return f"{who}: {msg[:1].lower()}{msg[1:]}{got}"
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """tree["a"]["b"] = value for "a.b": the one way a dotted override is applied."""
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -306,9 +307,33 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    """tree["a"]["b"] for "a.b" (None where a part is missing)."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def parse_assignment(
+    item: str, flag: str = "--set", shape: str = "section.field=value"
+) -> tuple[str, Any]:
+    """`KEY=VALUE` from a command line: the key stripped, the value parsed as YAML."""
     if "=" not in item:
-        raise UserError(f"override {item!r} must look like section.field=value")
+        raise UserError(f"{flag} {item!r} must look like {shape}")
     key, raw = item.split("=", 1)
     value: Any = yaml.safe_load(raw) if raw else ""
     return key.strip(), value
@@ -319,24 +344,26 @@ def build_config(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
     set_items: list[str] | None = None,
+    base: RunConfig | None = None,
 ) -> RunConfig:
-    """Preset, then file, then explicit overrides (dotted keys), validated once at the end."""
+    """Preset (or `base`), then file, then explicit overrides (dotted keys), then `--set`
+    items, validated once at the end."""
     tree: dict[str, Any] = {}
     source = "defaults"
     if config_file is not None:
         tree = load_config_tree(config_file)
         source = str(config_file)
     name = dataset or tree.get("dataset", {}).get("name") or "EYEQ"
-    base = preset(name).model_dump()
-    merged = _deep_merge(base, tree)
+    start = base.model_dump() if base is not None else preset(name).model_dump()
+    merged = _deep_merge(start, tree)
     given: dict[str, str] = {}  # dotted field -> how the user wrote it
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(merged, key, value)
+            set_dotted(merged, key, value)
             given[key] = flag_name(key)
     for item in set_items or []:
-        key, value = _parse_override(item)
-        _set_dotted(merged, key, value)
+        key, value = parse_assignment(item)
+        set_dotted(merged, key, value)
         given[key] = f"--set {key}"
         if source == "defaults":
             source = "--set"

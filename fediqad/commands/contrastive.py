@@ -1,8 +1,7 @@
 """CoMCL commands: `fediqad pretrain` and `fediqad bench pretrain-step`.
 
-Thin wiring: options -> RunConfig (its `contrastive` section) -> `shared.contrastive`.
-`pretrain` writes OUT/encoder.pt (fine-tune with `fediqad train --init-encoder`) and
-OUT/pretrain.json (per-epoch losses, K_t, selected fractions, patch counts).
+Thin wiring: options -> RunConfig (its `contrastive` section) ->
+`shared.contrastive.central.run_pretraining` (OUT/encoder.pt, OUT/pretrain.json).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from shared.errors import UserError
 console = Console()
 err_console = Console(stderr=True)
 Opt = typer.Option
-ENCODER, HISTORY = "encoder.pt", "pretrain.json"
 
 
 def pretrain(
@@ -69,16 +67,8 @@ def pretrain(
     force: Annotated[bool, Opt("--force", help="Replace an earlier encoder.pt.")] = False,
 ) -> None:
     """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""
-    import torch
-
-    from fediqad.reporting import dumps, write_text_atomic
-    from fediqad.train_loop import pick_device, seed_everything
     from shared.config import build_config
-    from shared.contrastive.boxes import choose_source
-    from shared.contrastive.patches import describe, patch_px, skipped_terms, split_bank
-    from shared.contrastive.pretrain import ContrastivePretrainer, build_contrastive_model
-    from shared.contrastive.transfer import save_encoder
-    from shared.data.dataset import resolve_dataset_dir
+    from shared.contrastive.central import run_pretraining
 
     flags: dict[str, Any] = {
         "contrastive.epochs": epochs, "model.backbone": backbone, "model.width": width,
@@ -89,59 +79,23 @@ def pretrain(
         "contrastive.hard_mining": None if mining else False,
     }  # fmt: skip
     cfg = build_config(dataset, config, flags, set_items)
-    c = cfg.contrastive
     out = out or Path("runs") / f"{cfg.dataset.name}-comcl"
-    if (out / ENCODER).exists() and not force:
-        raise UserError(f"already holds {ENCODER}; pass --force or another --out", path=out)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dev = pick_device(cfg.device)
-    seed_everything(cfg.seed)
-    folder = resolve_dataset_dir(data_root, cfg.dataset.name)
-
-    def say(text: str) -> None:
-        err_console.print(text, highlight=False)
-
-    source = choose_source(folder, lesions, detector, proposals, str(dev), say=say)
-    bank = split_bank(data_root, cfg, source, split, cfg.seed)
-    say(f"patches ({patch_px(cfg)} px at {cfg.image_size} px images): {describe(bank)}")
-    for warning in skipped_terms(bank, c.multi_level):
-        say(f"[yellow]warning:[/] {warning}")
-    if len(skipped_terms(bank, c.multi_level)) == (3 if c.multi_level else 1):
-        raise UserError(
-            "no loss term can be formed from these patches (see the warnings)", path=folder
-        )
-    trainer = ContrastivePretrainer(cfg, build_contrastive_model(cfg), dev, c.epochs)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    every = max(1, c.epochs // 10)  # an interrupted run keeps its latest encoder
-    path = out / ENCODER
-    for epoch in range(c.epochs):
-        logs = trainer.fit(bank, 1, epoch, generator)
-        history.append({"epoch": epoch + 1, **logs})
-        say(
-            f"epoch {epoch + 1}/{c.epochs}: loss {logs.get('loss', float('nan')):.4f} "
-            f"({logs['patches_per_second']:.0f} patches/s)"
-        )
-        if (epoch + 1) % every == 0 or epoch + 1 == c.epochs:
-            metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
-            save_encoder(path, trainer.model.state_dict(), cfg, metrics=metrics, epochs=epoch + 1)
-    doc = {
-        "dataset": cfg.dataset.name,
-        "box_source": getattr(source, "name", "custom"),
-        "patches": bank.counts(),
-        "skipped": skipped_terms(bank, c.multi_level),
-        "seconds": time.perf_counter() - start,
-        "config": cfg.model_dump(mode="json"),
-        "epochs": history,
-    }
-    write_text_atomic(out / HISTORY, dumps(doc) + "\n")
-    console.print(f"encoder {path}; history {out / HISTORY}", highlight=False)
+    result = run_pretraining(
+        cfg,
+        data_root,
+        out,
+        lesions=lesions,
+        detector=detector,
+        proposals=proposals,
+        split=split,
+        force=force,
+        say=lambda text: err_console.print(text, highlight=False),
+    )
+    console.print(f"encoder {result.encoder}; history {result.history_file}", highlight=False)
     console.print(
         f"fine-tune: fediqad train --dataset {cfg.dataset.name} --data-root "
         f"{data_root} --backbone {cfg.model.backbone} --image-size "
-        f"{cfg.image_size} --init-encoder {path}",
+        f"{cfg.image_size} --init-encoder {result.encoder}",
         highlight=False,
     )
 
@@ -155,8 +109,8 @@ def bench_pretrain_step(
     repeats: Annotated[int, Opt(help="Timed steps (median reported).")] = 3,
 ) -> None:
     """Patches per second of one CoMCL pretraining step (views, forward, backward, Adam)."""
-    from fediqad.train_loop import pick_device
     from shared.contrastive.bench import run_pretrain_bench
+    from shared.training.setup import pick_device
 
     if batch < 4:
         raise UserError(f"--batch must be at least 4, got {batch}")

@@ -1,6 +1,6 @@
 """Core commands: train, evaluate, predict, import-reference, bench train-step.
 
-Thin wiring only: options -> config -> `fediqad.train_loop` / `shared.evaluation` /
+Thin wiring only: options -> config -> `shared.training.central` / `shared.evaluation` /
 `fediqad.inference` / `shared.reference_import`, and rich output. Every mistake a
 user can make ends as a `UserError` (one line, exit 2; see `fediqad.cli`).
 """
@@ -32,7 +32,7 @@ from fediqad.commands.privacy_options import (
     privacy_flags,
 )
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
-from shared.config import build_config, config_from_dict, preset
+from shared.config import preset
 from shared.errors import UserError
 
 console = Console()
@@ -52,7 +52,7 @@ BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per b
 def _setup_torch(device: str | None, threads: int | None) -> Any:
     import torch
 
-    from fediqad.train_loop import pick_device
+    from shared.training.setup import pick_device
 
     if threads is not None:
         if threads < 1:
@@ -110,29 +110,27 @@ def train(
     max_grad_norm: MaxGradNormOpt = None,
 ) -> None:
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
-    from fediqad.train_loop import TrainRun, check_out_dir
+    from shared.training.start import start_training
 
-    config_flags = {
+    flags = {
         "method": method, "schedule": schedule, "model.backbone": backbone,
         "model.width": width, "model.gab": gab, "image_size": image_size,
         "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
         "model.pretrained_weights": init_encoder,
         **privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
+        "optim.epochs": epochs, "device": device, "threads": threads,
     }  # fmt: skip
-    run_flags = {"optim.epochs": epochs, "device": device, "threads": threads}
+    run = start_training(
+        data_root, dataset=dataset, config_file=config, flags=flags, set_items=set_items,
+        out=out, resume=resume, force=force,
+    )  # fmt: skip
+    cfg, out = run.cfg, run.out
     if resume:
-        if out is None:
-            raise UserError("--resume needs --out, the folder of the run to continue")
-        cfg = _resumed_config(out, dataset, config_flags, config, set_items, run_flags)
-    else:
-        cfg = build_config(dataset, config, {**config_flags, **run_flags}, set_items)
-        out = out or Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
-        if init_encoder is not None:  # refuse an encoder of another backbone up front
-            from shared.contrastive.transfer import check_encoder
-
-            check_encoder(init_encoder, cfg)
-    check_out_dir(out, force=force, resume=resume)
-    run = TrainRun(cfg, data_root, out, resume=resume)
+        console.print(
+            f"resuming {out} at epoch {run.start_epoch} of {cfg.optim.epochs} "
+            f"(last.ckpt holds epoch {run.start_epoch - 1})",
+            highlight=False,
+        )
     result = _run_with_progress(run)
     sections = [(f"{result.eval_split} (epoch {result.best_epoch})", result.best)]
     if result.test is not None:
@@ -141,55 +139,23 @@ def train(
     console.print(metrics_table(sections, title))
     console.print(compat_line(result.test or result.best), highlight=False)
     if run.ledger is not None:
-        led = run.ledger
-        console.print(
-            f"differential privacy: epsilon {led.epsilon():.3f} at delta {led.delta:g} "
-            f"(sigma {led.noise_multiplier:.3f}, q {led.sample_rate:.4f}, "
-            f"{led.steps} noisy steps, {led.accountant} accountant)",
-            highlight=False,
-        )
+        console.print(_dp_line(run.ledger), highlight=False)
     console.print(
         f"checkpoints {out / 'best.ckpt'} and {out / 'last.ckpt'}; history {out / 'metrics.json'}",
         highlight=False,
     )
 
 
-def _resumed_config(
-    out: Path,
-    dataset: str | None,
-    config_flags: dict[str, Any],
-    config: Path | None,
-    set_items: list[str] | None,
-    run_flags: dict[str, Any],
-) -> Any:
-    """The stored config of OUT/last.ckpt; only epochs, device and threads may change."""
-    from fediqad.train_loop import LAST
-    from shared.checkpoint import read_payload
-
-    given = [k for k, v in config_flags.items() if v is not None]
-    if given or config is not None or set_items:
-        raise UserError(
-            "--resume continues with the stored config; only --epochs, --device and "
-            f"--threads may change (drop {', '.join(given) or '--config/--set'})"
-        )
-    payload = read_payload(out / LAST)
-    tree = payload["config"]
-    if dataset is not None and preset(dataset).dataset.name != tree["dataset"]["name"]:
-        raise UserError(
-            f"run was trained on {tree['dataset']['name']}, not {dataset}", path=out / LAST
-        )
-    for dotted, value in run_flags.items():
-        if value is not None:
-            *sections, leaf = dotted.split(".")
-            node = tree
-            for section in sections:
-                node = node[section]
-            node[leaf] = value
-    return config_from_dict(tree, source="--resume")
+def _dp_line(led: Any) -> str:
+    return (
+        f"differential privacy: epsilon {led.epsilon():.3f} at delta {led.delta:g} "
+        f"(sigma {led.noise_multiplier:.3f}, q {led.sample_rate:.4f}, "
+        f"{led.steps} noisy steps, {led.accountant} accountant)"
+    )
 
 
 def _run_with_progress(run: Any) -> Any:
-    from fediqad.train_loop import EpochHooks
+    from shared.training.central import EpochHooks
 
     cfg = run.cfg
     columns = (
@@ -238,10 +204,10 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
-    from fediqad.train_loop import plain_worker_errors
     from shared.checkpoint import load_checkpoint
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import evaluate
+    from shared.training.setup import plain_worker_errors
 
     wanted = preset(dataset).dataset.name
     dev = _setup_torch(device, threads)

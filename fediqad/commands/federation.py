@@ -1,13 +1,11 @@
 """Federation commands: simulate (Ray), server (SuperLink + ServerApp), client (SuperNode).
 
-Thin wiring: options -> FederationConfig -> `simulations` / `server.runtime` /
-`client.runtime`. Settings of a run are stored in RUN_DIR/federation.json, so
-`--resume` continues with them (only rounds, timeouts and resources may change).
+Thin wiring: options -> `server.settings.federation_settings` (fresh or resumed) ->
+`simulations` / `server.runtime` / `client.runtime`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,78 +20,12 @@ from fediqad.commands.privacy_options import (
     TargetEpsilonOpt,
     privacy_flags,
 )
-from shared.errors import UserError, did_you_mean
+from shared.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
 
 Opt = typer.Option
-
-
-def _federation(
-    *,
-    run_dir: Path,
-    resume: bool,
-    dataset: str | None,
-    config: Path | None,
-    set_items: list[str] | None,
-    run_flags: dict[str, Any],
-    fed_flags: dict[str, Any],
-    defaults: Any = None,
-) -> Any:
-    """Fresh settings from the flags, or on --resume the stored ones plus allowed changes."""
-    from server.config import FederationConfig, validated
-    from shared.config import build_config
-
-    stored = run_dir / "federation.json"
-    if resume and stored.is_file():
-        fixed = [k for k, v in run_flags.items() if v is not None]
-        if fixed or config is not None or set_items:
-            raise UserError(
-                "--resume continues with the stored settings; drop "
-                f"{', '.join(fixed) or '--config/--set'}"
-            )
-        base = FederationConfig.model_validate_json(stored.read_text()).model_dump()
-        base.update({k: v for k, v in fed_flags.items() if v is not None})
-        base.update(resume=True, run_dir=run_dir)
-        return validated(**base)
-    if resume:
-        raise UserError(f"nothing to resume: {stored} does not exist")
-    if (run_dir / "state.json").exists():
-        raise UserError(
-            f"{run_dir} already holds a federated run; pass --resume to continue "
-            "it or --name / --run-dir for a new one"
-        )
-    if defaults is not None and dataset is None and config is None:
-        run = defaults
-        run_tree = run.model_dump()
-        for dotted, value in run_flags.items():
-            if value is not None:
-                node = run_tree
-                *sections, leaf = dotted.split(".")
-                for section in sections:
-                    node = node[section]
-                node[leaf] = value
-        run = build_config(run.dataset.name, None, _flatten(run_tree), set_items)
-    else:
-        run = build_config(dataset, config, run_flags, set_items)
-    fed = validated(
-        run=run, run_dir=run_dir, **{k: v for k, v in fed_flags.items() if v is not None}
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stored.write_text(fed.model_dump_json(indent=2))
-    return fed
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 # Options shared by `simulate` and `server`.
@@ -140,27 +72,6 @@ FedSetOpt = Annotated[
 ]
 
 
-def _fed_set(items: list[str] | None) -> dict[str, Any]:
-    """`--fed-set key=value` pairs as FederationConfig fields (values parsed as YAML)."""
-    import yaml
-
-    from server.config import FederationConfig
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UserError(f"--fed-set {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        field = key.strip().replace("-", "_")
-        if field not in FederationConfig.model_fields or field == "run":
-            known = [f.replace("_", "-") for f in FederationConfig.model_fields if f != "run"]
-            raise UserError(
-                f"--fed-set: unknown federation setting {key!r}{did_you_mean(key, known)}"
-            )
-        out[field] = yaml.safe_load(raw) if raw else ""
-    return out
-
-
 PretrainRoundsOpt = Annotated[
     int | None, Opt("--pretrain-rounds", help="CoMCL encoder rounds before diagnosis (0).")
 ]
@@ -195,17 +106,6 @@ def _simulate_privacy(
         fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
         run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
     return run, fed
-
-
-def _site_budgets(items: list[str] | None) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise UserError(f"--site-epsilon-budget {item!r} must look like NAME=EPS") from None
-    return out
 
 
 def simulate(
@@ -283,112 +183,29 @@ def simulate(
     ] = 180.0,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
-    from simulations.federated import Resources, run_federated_simulation
-    from simulations.scenarios import (
-        DEFAULT_LOCAL_EPOCHS,
-        default_run_config,
-        default_sites,
-        partitioned_sites,
-    )
+    from server.settings import parse_fed_set, parse_site_budgets
+    from simulations.launch import SimulationRequest, simulate
 
-    synthetic = data_root is None
-    if synthetic and (dataset or partition):
-        raise UserError("--dataset and --partition describe real data; add --data-root")
-    n_sites = sites or 3
-    if n_sites < 1:
-        raise UserError(f"--sites must be at least 1, got {n_sites}")
-    name = name or (
-        "default"
-        if synthetic
-        else f"{(dataset or 'EYEQ').upper()}-{strategy or 'fedavg'}-{n_sites}sites"
-    )
-    run_dir = (out / name).resolve()
     dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
-    own = _site_budgets(site_epsilon_budget)
-    budgets = {"epsilon_budgets": own} if own else {}
-    fed = _federation(
-        run_dir=run_dir,
-        resume=resume,
-        dataset=dataset,
-        config=config,
-        set_items=set_items,
+    request = SimulationRequest(
+        data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
+        out=out, config=config, set_items=set_items,
         run_flags={**_run_flags(method, backbone, image_size, batch_size, seed), **dp_run},
         fed_flags={
-            **dp_fed,
-            "num_rounds": rounds,
-            "local_epochs": local_epochs
-            if local_epochs is not None or resume or not synthetic
-            else DEFAULT_LOCAL_EPOCHS,
-            "pretrain_rounds": pretrain_rounds,
-            "pretrain_epochs": pretrain_epochs,
-            "strategy": strategy,
-            "proximal_mu": proximal_mu,
-            "transport_dtype": transport_dtype,
-            "min_replies": min_replies,
-            "round_timeout": round_timeout,
-            "min_nodes": n_sites if not resume else None,
-            **_fed_set(fed_set),
+            **dp_fed, "num_rounds": rounds, "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
+            "strategy": strategy, "proximal_mu": proximal_mu,
+            "transport_dtype": transport_dtype, "min_replies": min_replies,
+            "round_timeout": round_timeout, **parse_fed_set(fed_set),
         },
-        defaults=default_run_config() if synthetic else None,
-    )
-    if synthetic:
-        site_list, held_out = default_sites(
-            run_dir / "data",
-            images_per_site=images_per_site or 400,
-            image_size=fed.run.image_size,
-            seed=fed.run.seed,
-            n_sites=n_sites,
-        )
-        if server_eval and fed.server_eval_data is None:
-            fed = fed.model_copy(update={"server_eval_data": held_out})
-    else:
-        assert data_root is not None
-        site_list = partitioned_sites(
-            data_root, fed.run.dataset.name, n_sites, partition, run_dir / "sites", fed.run.seed
-        )
-    unknown = sorted(set(own) - {site.name for site in site_list})
-    if unknown:
-        raise UserError(
-            f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
-            f"are {', '.join(site.name for site in site_list)}"
-        )
-    res = (
-        Resources(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site)
-        if cpus_per_site
-        else Resources.auto(len(site_list), max_parallel=max_parallel, gpus_per_site=gpus_per_site)
-    )
-    console.print(
-        f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s), {fed.strategy}, "
-        f"{fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
-        f"{res.cpus_per_site:g} CPU per site -> {run_dir}",
-        highlight=False,
-    )
-    from contextlib import nullcontext
-
-    from simulations.resources import PeakMemory
-
-    with PeakMemory() if profile_memory else nullcontext() as peak:
-        run_federated_simulation(
-            fed,
-            site_list,
-            res,
-            verbose=verbose,
-            backend=backend,  # type: ignore[arg-type]
-            startup_timeout=ray_startup_timeout,
-            say=lambda text: err_console.print(text, highlight=False),
-            **budgets,
-        )
-    if peak is not None:
-        report = peak.write(run_dir / "resources.json")
-        console.print(
-            f"peak memory (all processes): {report['peak_pss_gb_sum']:.2f} GB PSS, "
-            f"{report['peak_rss_gb_sum']:.2f} GB RSS summed, "
-            f"{report['peak_processes']} processes",
-            highlight=False,
-        )
-    doc = json.loads((run_dir / "metrics.json").read_text())
-    if not doc.get("rounds"):
-        raise UserError(f"no round completed; see the log above and {run_dir}")
+        images_per_site=images_per_site, server_eval=server_eval,
+        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
+        epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
+        verbose=verbose, profile_memory=profile_memory, backend=backend,
+        ray_startup_timeout=ray_startup_timeout,
+    )  # fmt: skip
+    result = simulate(request, say=lambda text: console.print(text, highlight=False))
+    run_dir = result.run_dir
     console.print(
         f"done: {run_dir / 'report.md'}, {run_dir / 'metrics.json'}, {run_dir / 'global.pt'}",
         highlight=False,
@@ -447,6 +264,7 @@ def server(
 ) -> None:
     """Start a SuperLink and run the federation (this ServerApp) on it until it ends."""
     from server.runtime import serve
+    from server.settings import federation_settings, parse_fed_set
     from shared.certificates import ServerFiles
 
     tls = None if insecure else ServerFiles.in_dir(certs.expanduser().resolve())
@@ -455,7 +273,7 @@ def server(
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     run_dir = run_dir.resolve()
-    fed = _federation(
+    fed = federation_settings(
         run_dir=run_dir,
         resume=resume,
         dataset=dataset,
@@ -474,7 +292,7 @@ def server(
             "round_timeout": round_timeout,
             "transport_dtype": transport_dtype,
             "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
-            **_fed_set(fed_set),
+            **parse_fed_set(fed_set),
         },
     )
     code = serve(fed, host=host, port=port, console=console, tls=tls)

@@ -28,7 +28,7 @@ CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", help="A fediqad che
 def _device(name: str, threads: int | None) -> Any:
     import torch
 
-    from fediqad.train_loop import pick_device
+    from shared.training.setup import pick_device
 
     if threads is not None:
         if threads < 1:

@@ -25,10 +25,10 @@ def embed(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
 ) -> EmbedResult:
-    from fediqad.train_loop import plain_worker_errors
     from shared.checkpoint import load_checkpoint
     from shared.data.dataset import make_loader, open_split
     from shared.explain import collect_embeddings
+    from shared.training.setup import plain_worker_errors
 
     wanted = preset(dataset).dataset.name
     ck = load_checkpoint(checkpoint)

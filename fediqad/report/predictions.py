@@ -40,10 +40,10 @@ def compute_predictions(
     batch_size: int | None = None,
 ) -> tuple[PredictionSet | None, str | None]:
     """(predictions, None) or (None, why they could not be computed)."""
-    from fediqad.train_loop import plain_worker_errors
     from shared.checkpoint import load_checkpoint
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import predict
+    from shared.training.setup import plain_worker_errors
 
     root = data_root or run.eval_data
     if run.checkpoint is None:

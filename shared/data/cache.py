@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.atomic_write import atomic_open
 from shared.data.images import decode
 
 
@@ -80,10 +81,8 @@ class ImageCache:
             for path, length in ((self.data_path, nbytes), (self.stamp_path, n * 16)):
                 if path.is_file() and path.stat().st_size == length:
                     continue
-                tmp = path.with_name(f".{path.name}.{os.getpid()}")
-                with open(tmp, "wb") as fh:
+                with atomic_open(path, mode=0o644) as fh:
                     fh.truncate(length)  # sparse; zero stamps mean "not cached yet"
-                os.replace(tmp, path)
             return True
         except OSError:
             return False  # read-only or full disk: decode every time instead

@@ -80,8 +80,11 @@ def test_refuses_to_overwrite_then_resumes(env):
     assert (run / "best.ckpt").read_bytes() == before
     msg = user_error("train", "--data-root", env / "data", "--out", run, "--resume",
                      "--lr", "0.1")  # fmt: skip
-    assert "stored config" in msg
-    cli("train", "--data-root", env / "data", "--out", run, "--resume", "--epochs", "3", *CPU)
+    assert "stored config" in msg and "--lr" in msg
+    # the original command again, with more epochs, continues where it stopped
+    result = cli("train", "--dataset", "EYEQ", "--data-root", env / "data", *TINY, *CPU,
+                 "--epochs", "3", "--seed", "1", "--out", run, "--resume")  # fmt: skip
+    assert f"resuming {run} at epoch 3 of 3" in result.stdout.replace("\n", " ")
     history = json.loads((run / "metrics.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
     assert load_checkpoint(run / "last.ckpt").epoch == 3

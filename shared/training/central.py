@@ -1,4 +1,4 @@
-"""Centralised training for `fediqad train`: epochs, model selection, checkpoints, history.
+"""Central training (`fediqad train` or a notebook): epochs, model selection, checkpoints.
 
 Each epoch runs `LocalTrainer.fit(loader, 1)` then `evaluate` on the selection split
 (val, else test, else train for DRAC's train-only protocol). `best.ckpt` holds the
@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from fediqad.reporting import dumps, json_ready, write_text_atomic
+from shared.atomic_write import write_text_atomic
 from shared.checkpoint import load_checkpoint, read_payload, save_checkpoint
 from shared.config import RunConfig
 from shared.data.dataset import make_loader, open_split, resolve_dataset_dir
@@ -31,7 +28,9 @@ from shared.evaluation import evaluate
 from shared.models import ModelBundle, build_models
 from shared.privacy.budget import PrivacyLedger
 from shared.privacy.rules import check_sample_dp
-from shared.training import LocalTrainer, resolve_device
+from shared.strict_json import dumps, json_ready
+from shared.training.local import LocalTrainer
+from shared.training.setup import pick_device, plain_worker_errors, seed_everything
 
 BEST, LAST, HISTORY = "best.ckpt", "last.ckpt", "metrics.json"
 
@@ -54,33 +53,6 @@ class TrainResult:
     best: dict[str, float]
     test: dict[str, float] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@contextmanager
-def plain_worker_errors() -> Iterator[None]:
-    """A UserError raised in a DataLoader worker comes back wrapped in its traceback
-    text; keep only the original one-line message."""
-    try:
-        yield
-    except UserError as err:
-        text = str(err)
-        if "Original Traceback" not in text:
-            raise
-        last = text.strip().splitlines()[-1]
-        raise UserError(last.split("UserError: ", 1)[-1]) from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    device = resolve_device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here; use cpu or auto")
-    return device
 
 
 def selection_split(data_root: Path, cfg: RunConfig) -> str:
