@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
+from fediqad.preflight import check_input_paths
 from shared.errors import UserError
 from shared.interrupt import (
     INTERRUPTED_EXIT,
@@ -62,6 +63,7 @@ def main() -> None:
     install_sigint_handler()
     _register()
     try:
+        check_input_paths(sys.argv[1:])  # before any command imports torch
         app()
     except UserError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from server.config import FLAGS, FederationConfig, validated
-from server.persistence import STATE_FILE
 from shared.config import RunConfig, build_config, parse_assignment
 from shared.errors import UserError, did_you_mean
 from shared.resume import resumed_config
@@ -54,11 +53,6 @@ def federation_settings(
         fields.update({k: v for k, v in fed_flags.items() if v is not None})
         fields.update(run=run, resume=True, run_dir=run_dir)
         return validated(flags=flags, **fields)
-    if (run_dir / STATE_FILE).exists():
-        raise UserError(
-            f"{run_dir} already holds a federated run; pass --resume to continue "
-            f"it or {'--name' if simulation else '--run-dir'} for a new one"
-        )
     if defaults is not None and dataset is None and config is None:
         run = build_config(None, None, run_flags, set_items, base=defaults)
     else:
@@ -69,6 +63,13 @@ def federation_settings(
         run_dir=run_dir,
         **{k: v for k, v in fed_flags.items() if v is not None},
     )
+    from server.persistence import STATE_FILE  # torch: only once the settings are valid
+
+    if (run_dir / STATE_FILE).exists():
+        raise UserError(
+            f"{run_dir} already holds a federated run; pass --resume to continue "
+            f"it or {'--name' if simulation else '--run-dir'} for a new one"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     stored.write_text(fed.model_dump_json(indent=2))
     return fed
@@ -77,6 +78,8 @@ def federation_settings(
 def committed_round(run_dir: Path) -> int | None:
     """The last round RUN_DIR/state.json records as complete (None: no round yet)."""
     try:
+        from server.persistence import STATE_FILE
+
         return int(json.loads((run_dir / STATE_FILE).read_text())["round"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -34,6 +34,7 @@ from shared.interrupt import (
     stop_requested,
 )
 from simulations.in_process import SiteHook, run_in_process
+from simulations.launch import BACKENDS
 from simulations.ray_startup import (
     DEFAULT_STARTUP_TIMEOUT,
     RayProcesses,
@@ -41,8 +42,7 @@ from simulations.ray_startup import (
     start_ray,
 )
 
-Backend = Literal["auto", "ray", "in-process"]
-BACKENDS = ("auto", "ray", "in-process")
+Backend = Literal["auto", "ray", "in-process"]  # simulations.launch.BACKENDS
 
 
 @dataclass(frozen=True)

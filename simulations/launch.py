@@ -15,6 +15,10 @@ from typing import Any
 
 from shared.errors import UserError, unknown_choice
 
+# Where the sites run: Flower's Simulation Engine on Ray, this process (one site after
+# another), or Ray with this process as the fallback when Ray cannot start.
+BACKENDS = ("auto", "ray", "in-process")
+
 
 @dataclass
 class SimulationRequest:
@@ -70,11 +74,10 @@ def run_dir_of(req: SimulationRequest) -> Path:
 def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> SimulationResult:
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
     from server.settings import committed_round, federation_settings
-    from simulations import federated, scenarios
-    from simulations.resources import PeakMemory
+    from simulations import scenarios
 
-    if req.backend not in federated.BACKENDS:
-        raise unknown_choice("--backend", req.backend, federated.BACKENDS)
+    if req.backend not in BACKENDS:
+        raise unknown_choice("--backend", req.backend, BACKENDS)
     if req.synthetic and (req.dataset or req.partition):
         raise UserError("--dataset and --partition describe real data; add --data-root")
     n_sites = req.sites or 3
@@ -97,6 +100,9 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         defaults=scenarios.default_run_config() if req.synthetic else None,
         simulation=True,
     )
+    from simulations import federated  # torch: only once the settings are valid
+    from simulations.resources import PeakMemory
+
     if req.data_root is None:
         site_list, held_out = scenarios.default_sites(
             run_dir / "data",

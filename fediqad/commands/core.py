@@ -204,12 +204,12 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
+    wanted = preset(dataset).dataset.name  # a typo is reported before torch loads
     from shared.checkpoint import load_checkpoint
     from shared.data.dataset import make_loader, open_split
     from shared.evaluation import evaluate
     from shared.training.setup import plain_worker_errors
 
-    wanted = preset(dataset).dataset.name
     dev = _setup_torch(device, threads)
     ck = load_checkpoint(checkpoint)
     if ck.cfg.dataset.name != wanted:
