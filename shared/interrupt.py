@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 INTERRUPTED_EXIT = 130
@@ -24,6 +25,7 @@ INTERRUPTED_EXIT = 130
 _stop = threading.Event()
 _saved: list[Path] = []
 _hooks: list[Callable[[], None]] = []
+_held = {"depth": 0, "pending": False}  # main thread only: see `deferred_interrupt`
 
 
 class StopRequested(Exception):  # noqa: N818 - it is a request, not an error
@@ -48,6 +50,7 @@ def reset() -> None:
     """Forget an earlier stop request and saved files (a new run in this process)."""
     _stop.clear()
     _saved.clear()
+    _held.update(depth=0, pending=False)
 
 
 def note_saved(path: Path) -> None:
@@ -80,7 +83,27 @@ def _on_sigint(signum: int, frame: object) -> None:
     for hook in list(_hooks):
         with contextlib.suppress(Exception):
             hook()
+    if _held["depth"]:
+        _held["pending"] = True  # raised when the commit in progress is complete
+        return
     raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """A block Ctrl-C does not cut in two (checkpoint, state file and log of a round):
+    the KeyboardInterrupt is raised when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        if not _held["depth"] and _held["pending"]:
+            _held["pending"] = False
+            raise KeyboardInterrupt
 
 
 def install_sigint_handler() -> None:

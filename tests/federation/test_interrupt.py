@@ -192,3 +192,16 @@ def test_interrupted_message_gives_the_exact_resume_command(monkeypatch, tmp_pat
     text = interrupted_message(argv)
     assert text.endswith("Resume with: fediqad simulate --rounds 3 --out 'my runs' --resume")
     assert "interrupted; files already written are kept" in interrupted_message(["pretrain"])
+
+
+def test_ctrl_c_during_a_commit_is_raised_when_the_commit_is_whole():
+    interrupt.install_sigint_handler()
+    try:
+        written = []
+        with pytest.raises(KeyboardInterrupt), interrupt.deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            written.append("checkpoint")  # still runs: the signal waits
+            written.append("metrics.json")
+        assert written == ["checkpoint", "metrics.json"] and interrupt.stop_requested()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
