@@ -11,14 +11,13 @@ neither resume at round k nor commit a checkpoint between rounds.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.exception import InconsistentMessageReplies
 from rich.console import Console
@@ -29,6 +28,13 @@ from server.layout import GlobalModels, ModelLayout
 from server.messaging import Exchange, exchange, payload_bytes
 from server.persistence import RunStore, restore_strategy_state, strategy_state
 from server.report import MetricsLog, print_round, write_report
+from server.round_record import (
+    plain_metrics,
+    record_failures,
+    round_timing,
+    site_entry,
+    site_name,
+)
 from server.strategies import (
     aggregates_buffers,
     build_strategy,
@@ -48,22 +54,10 @@ from shared.records import (
     CFG_RUN,
     CONFIG,
     METRICS,
-    SITE,
 )
 
 log = logging.getLogger("fediqad.server")
 EvaluateFn = Callable[[ModelBundle], dict[str, float]]
-
-
-def _site_name(content: RecordDict, node: int) -> str:
-    site = content.config_records.get(SITE)
-    return str(site["name"]) if site is not None and "name" in site else f"node-{node}"
-
-
-def _plain(metrics: MetricRecord | dict[str, Any] | None) -> dict[str, float]:
-    if not metrics:
-        return {}
-    return {k: float(v) for k, v in metrics.items() if not isinstance(v, list)}
 
 
 def _console() -> Console:
@@ -182,7 +176,7 @@ class Federation:
             t_ck = time.perf_counter()
             self._commit(rnd, rec)
             checkpoint_s = time.perf_counter() - t_ck
-            rec["timing"] = self._timing(
+            rec["timing"] = round_timing(
                 rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
             )
             rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
@@ -195,39 +189,7 @@ class Federation:
 
     # ------------------------------------------------------------------ phases
     def _site(self, rec: dict[str, Any], node: int) -> dict[str, Any]:
-        name = self.sites.get(node, f"node-{node}")
-        return rec["sites"].setdefault(
-            name, {"node_id": node, "bytes_down": 0, "bytes_up": 0, "status": "ok"}
-        )
-
-    def _record_failures(self, rec: dict[str, Any], ex: Exchange, phase: str) -> None:
-        for node, reason in ex.errors.items():
-            self._site(rec, node)["status"] = f"{phase} failed"
-            rec["failures"].append(
-                {
-                    "kind": f"{phase} failed",
-                    "site": self.sites.get(node, f"node-{node}"),
-                    "node_id": node,
-                    "reason": reason,
-                }
-            )
-            log.warning(
-                "round %s: %s failed at %s: %s",
-                rec["round"],
-                phase,
-                self.sites.get(node, node),
-                reason,
-            )
-        for node in ex.timed_out:
-            self._site(rec, node)["status"] = f"{phase} timed out"
-            rec["failures"].append(
-                {
-                    "kind": f"{phase} timed out",
-                    "site": self.sites.get(node, f"node-{node}"),
-                    "node_id": node,
-                    "reason": f"no reply within {self.fed.round_timeout:.0f} s",
-                }
-            )
+        return site_entry(rec, self.sites, node)
 
     def _train_phase(self, grid: Grid, rnd: int, rec: dict[str, Any]) -> Exchange:
         config = self._config()
@@ -244,14 +206,14 @@ class Federation:
         rec["replies"] = {"sampled": len(messages)}
         ex = exchange(grid, messages, timeout=self.fed.round_timeout, poll=self.poll)
         for node, reply in ex.replies.items():
-            self.sites[node] = _site_name(reply.content, node)
+            self.sites[node] = site_name(reply.content, node)
         for msg in messages:
             self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
         for node, reply in ex.replies.items():
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)
-            site["train"] = _plain(reply.content.metric_records.get(METRICS))
-        self._record_failures(rec, ex, "train")
+            site["train"] = plain_metrics(reply.content.metric_records.get(METRICS))
+        record_failures(rec, ex, "train", self.sites, self.fed.round_timeout)
         return ex
 
     def _aggregate(self, rnd: int, ex: Exchange, rec: dict[str, Any]) -> None:
@@ -312,7 +274,7 @@ class Federation:
         for model, arrays in merged.items():
             for key, value in arrays.items():
                 self.globals.update(model, key, value)
-        rec["train"] = _plain(train_metrics)
+        rec["train"] = plain_metrics(train_metrics)
         if self.fed.client_dp:
             history = [
                 float(r["client_dp"]["noise_multiplier"])
@@ -340,20 +302,20 @@ class Federation:
         for msg in messages:
             self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
         for node, reply in sorted(
-            ex.replies.items(), key=lambda kv: _site_name(kv[1].content, kv[0])
+            ex.replies.items(), key=lambda kv: site_name(kv[1].content, kv[0])
         ):
-            self.sites.setdefault(node, _site_name(reply.content, node))
+            self.sites.setdefault(node, site_name(reply.content, node))
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)
-            site["eval"] = _plain(reply.content.metric_records.get(METRICS))
+            site["eval"] = plain_metrics(reply.content.metric_records.get(METRICS))
             if METRICS in reply.content.metric_records:
                 reply.content = RecordDict({METRICS: reply.content.metric_records[METRICS]})
                 views.append(reply)
-        self._record_failures(rec, ex, "evaluate")
+        record_failures(rec, ex, "evaluate", self.sites, self.fed.round_timeout)
         rec["replies"]["eval_ok"] = len(views)
         if views:
             try:
-                rec["global"] = _plain(self.strategy.aggregate_evaluate(rnd, views))
+                rec["global"] = plain_metrics(self.strategy.aggregate_evaluate(rnd, views))
             except InconsistentMessageReplies as err:
                 log.warning("round %s: evaluation not aggregated: %s", rnd, err)
         return ex
@@ -386,37 +348,3 @@ class Federation:
                 "privacy": privacy_summary(self.fed, self.log.rounds + [rec]),
             },
         )
-
-    @staticmethod
-    def _timing(
-        rec: dict[str, Any],
-        train: Exchange,
-        evaluation: Exchange | None,
-        round_s: float,
-        agg_s: float,
-        server_eval_s: float,
-        checkpoint_s: float,
-    ) -> dict[str, float]:
-        """Round time split into the slowest site's compute and the framework's share."""
-        sites = rec["sites"].values()
-
-        def slowest(phase: str, key: str) -> float:
-            vals = [float(s.get(phase, {}).get(key, 0.0)) for s in sites]
-            vals = [v for v in vals if math.isfinite(v)]
-            return max(vals, default=0.0)
-
-        compute = slowest("train", "train_seconds") + slowest("eval", "eval_seconds")
-        handler = slowest("train", "handler_seconds") + slowest("eval", "handler_seconds")
-        return {
-            "round_s": round_s,
-            "train_phase_s": train.seconds,
-            "aggregate_s": agg_s,
-            "eval_phase_s": evaluation.seconds if evaluation else 0.0,
-            "slowest_compute_s": compute,
-            "slowest_handler_s": handler,
-            "overhead_s": round_s - compute,
-            "overhead_pct": 100.0 * (round_s - compute) / round_s if round_s > 0 else 0.0,
-            "transport_overhead_s": round_s - handler,
-            "server_eval_s": server_eval_s,
-            "checkpoint_s": checkpoint_s,
-        }

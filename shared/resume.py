@@ -17,8 +17,6 @@ from typing import Any
 from shared.config import (
     RunConfig,
     config_from_dict,
-    flatten,
-    get_dotted,
     load_config_tree,
     parse_assignment,
     preset,
@@ -28,6 +26,27 @@ from shared.errors import UserError
 
 # Dotted RunConfig keys whose command-line flag is not `--<last part>`.
 FLAG_NAMES = {"model.pretrained_weights": "--init-encoder", "privacy.mode": "--dp"}
+
+
+def get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+    """tree["a"]["b"] for "a.b" (None where a part is missing)."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def flag_name(dotted: str) -> str:

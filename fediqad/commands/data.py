@@ -171,7 +171,7 @@ def degrade_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Copy a split with HQ images degraded until LQ_RATIO of it is LQ (CoMCL protocol)."""
-    from shared.data.degradations import degrade_to_ratio
+    from shared.data.lq_testset import degrade_to_ratio
 
     folder = degrade_to_ratio(data_root, dataset, split, lq_ratio, out, seed=seed, force=force)
     console.print(f"wrote {folder}")

@@ -14,9 +14,7 @@ import torch
 from shared.config import ContrastiveConfig
 from shared.contrastive.infonce import info_nce
 from shared.contrastive.mining import k_schedule, self_paced_selection
-from shared.contrastive.patches import SUBSETS
-
-TERMS: tuple[tuple[str, str], ...] = (("L", "L~"), ("L", "H"), ("L~", "H~"))
+from shared.contrastive.patches import SUBSETS, TERMS
 
 
 def _term_name(anchor: str, negative: str) -> str:

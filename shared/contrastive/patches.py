@@ -26,6 +26,8 @@ from shared.contrastive.boxes import Box, BoxSource
 LESION_HQ, LESION_LQ, HEALTHY_HQ, HEALTHY_LQ = 0, 1, 2, 3
 SUBSETS: tuple[str, ...] = ("L", "L~", "H", "H~")
 SUBSET_NAMES: tuple[str, ...] = ("lesion-HQ", "lesion-LQ", "healthy-HQ", "healthy-LQ")
+# CoMCL's three terms (anchor subset, negative subset): (L vs L~), (L vs H), (L~ vs H~).
+TERMS: tuple[tuple[str, str], ...] = (("L", "L~"), ("L", "H"), ("L~", "H~"))
 FOV_LEVEL = 0.04 * 255  # darker pixels are outside the camera's field of view
 FOV_FRACTION = 0.75
 CROP_TRIES = 10
@@ -198,8 +200,6 @@ def describe(bank: PatchBank) -> str:
 
 def skipped_terms(bank: PatchBank, multi_level: bool) -> list[str]:
     """Warnings for the loss terms this bank cannot form (an empty subset)."""
-    from shared.contrastive.loss import TERMS
-
     if not multi_level:
         return [] if len(bank) >= 2 else ["fewer than 2 patches: nothing to contrast"]
     counts = bank.counts()

@@ -8,7 +8,7 @@ Format (a plain dict, `torch.save`, read back with `weights_only=True`):
 `shared.models.backbones.load_local_weights` reads `state_dict` from it, so setting
 `model.pretrained_weights` to this file initialises every backbone `build_models`
 makes (Task Net, Meta Learner, plain classifier); `check_encoder` first makes sure the
-file fits, since that loader keeps whatever matches.
+file was pretrained for the same backbone, width and channels.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from torch import nn
 from shared.checkpoint import atomic_torch_save
 from shared.config import RunConfig
 from shared.errors import UserError
+from shared.models.backbones import build_backbone, load_strict
 
 FORMAT = "fediqad-encoder"
 VERSION = 1
@@ -121,29 +122,9 @@ def check_encoder(path: Path, cfg: RunConfig) -> EncoderFile:
             f"{want[2]} channel(s) (pass --backbone / --width to match)",
             path=path,
         )
-    from shared.models.backbones import build_backbone
-
     backbone = build_backbone(cfg.model.backbone, cfg.dataset.channels, cfg.model.width)
-    load_backbone_state(backbone, enc.state_dict, str(path))
+    load_strict(backbone, enc.state_dict, path)
     return enc
-
-
-def load_backbone_state(
-    backbone: nn.Module, state: Mapping[str, torch.Tensor], source: str = "encoder"
-) -> None:
-    """Strict load: every key present with its shape, no unknown key."""
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unknown = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unknown or wrong:
-        raise UserError(
-            f"encoder weights do not fit the backbone: {len(missing)} missing, "
-            f"{len(unknown)} unknown, {len(wrong)} of another shape "
-            f"(e.g. {(missing + unknown + wrong)[0]!r})",
-            path=source,
-        )
-    backbone.load_state_dict(dict(state))
 
 
 def init_from_encoder(
@@ -155,6 +136,6 @@ def init_from_encoder(
     for name, module in modules.items():
         backbone = getattr(module, "model", None)
         if isinstance(backbone, nn.Module):
-            load_backbone_state(backbone, state, f"{name}.model")
+            load_strict(backbone, state, f"{name}.model")
             done.append(name)
     return done

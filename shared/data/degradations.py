@@ -285,24 +285,3 @@ def degrade(
         keep = (hwc.max(axis=2, keepdims=True) > 8).astype(np.uint8)
         out = back(out_hwc * keep)
     return out, names
-
-
-def degrade_to_ratio(
-    data_root: Any,
-    dataset: str,
-    split: str,
-    ratio: float,
-    out: Any,
-    seed: int = 0,
-    severity: tuple[float, float] = (0.4, 0.9),
-    force: bool = False,
-) -> Any:
-    """Copy one split to OUT/NAME with HQ images degraded until `ratio` of it is LQ.
-
-    CoMCL's protocol (33 % as published, then 70 % and 100 % LQ). Unchanged images are
-    linked; degraded ones are written as PNG with their new quality label (EyeQ: LQ-U
-    below severity 0.6, else LQ-P; CXR: LQ-C). Returns OUT/NAME.
-    """
-    from shared.data.lq_testset import build_lq_split
-
-    return build_lq_split(data_root, dataset, split, ratio, out, seed, severity, force)

@@ -38,16 +38,22 @@ def _load_full(path: Path, channels: int) -> np.ndarray:
         raise UserError(f"cannot read image ({err})", path=path) from None
 
 
-def build_lq_split(
+def degrade_to_ratio(
     data_root: Path,
     dataset: str,
     split: str,
     ratio: float,
     out: Path,
-    seed: int,
-    severity: tuple[float, float],
-    force: bool,
+    seed: int = 0,
+    severity: tuple[float, float] = (0.4, 0.9),
+    force: bool = False,
 ) -> Path:
+    """Copy one split to OUT/NAME with HQ images degraded until `ratio` of it is LQ.
+
+    CoMCL's protocol (33 % as published, then 70 % and 100 % LQ). Unchanged images are
+    linked; degraded ones are written as PNG with their new quality label (EyeQ: LQ-U
+    below severity 0.6, else LQ-P; CXR: LQ-C). Returns OUT/NAME.
+    """
     cfg = preset(dataset).dataset
     if not 0.0 <= ratio <= 1.0:
         raise UserError(f"LQ ratio must be between 0 and 1, got {ratio}")

@@ -8,8 +8,9 @@ ImageNet weights are only ever read from a local file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,10 @@ def build_backbone(
 
 
 def load_local_weights(backbone: Backbone, path: Path) -> None:
-    """Load weights (e.g. ImageNet or a CoMCL encoder) from a file; nothing is downloaded."""
+    """Load weights (e.g. ImageNet or a CoMCL encoder) from a file; nothing is downloaded.
+
+    Strict: the file must hold every tensor of this backbone with its shape and nothing
+    else (a torchvision classifier head `fc.*` is ignored)."""
     if not path.is_file():
         raise UserError(
             "backbone weights file not found; pass a local .pth file (nothing is downloaded)",
@@ -121,16 +125,46 @@ def load_local_weights(backbone: Backbone, path: Path) -> None:
         raise UserError(f"cannot read backbone weights: {err}".splitlines()[0], path=path) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    own = backbone.state_dict()
+    if not isinstance(state, dict):
+        raise UserError("backbone weights file holds no state dict", path=path)
     if isinstance(backbone, TorchvisionResNet):
         state = _torchvision_resnet_keys(state)
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not matched:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    load_strict(backbone, state, path)
+
+
+def load_strict(module: nn.Module, state: Mapping[str, Any], source: str | Path) -> None:
+    """Load `state` only if it fits `module` exactly; else one UserError naming the missing,
+    unexpected and wrongly shaped keys (a partial load would train from a silent mix)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{label} {len(keys)} ({_some(keys)})"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("other shape", wrong),
+            )
+            if keys
+        ]
         raise UserError(
-            f"no tensor in the weights file fits backbone {type(backbone).__name__}", path=path
+            f"weights do not fit backbone {type(module).__name__}: {'; '.join(parts)}; "
+            "use weights saved from the same backbone, width and channels",
+            path=source,
         )
-    own.update(matched)
-    backbone.load_state_dict(own)
+    module.load_state_dict(dict(state))
+
+
+def _some(keys: list[str], most: int = 3) -> str:
+    more = f", ... {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(keys[:most]) + more
 
 
 def _torchvision_resnet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from shared.models import ModelBundle
 from shared.privacy.budget import PrivacyLedger, calibrate, check_delta
 from shared.privacy.meta import per_example_meta_gradients
 from shared.privacy.rules import check_sample_dp
-from shared.training import LocalTrainer
+from shared.training.local import LocalTrainer, passes_per_epoch
 
 
 def sample_rate(cfg: RunConfig, n: int) -> float:
@@ -173,13 +173,6 @@ class DPLocalTrainer(LocalTrainer):
         self.meta_dp.zero_grad(set_to_none=True)
         self.ledger.step()
         return logs
-
-
-def passes_per_epoch(cfg: RunConfig) -> int:
-    """Noisy passes per epoch: stage I and stage II for meta methods, else one."""
-    from shared.models import META_METHODS
-
-    return 2 if cfg.method in META_METHODS else 1
 
 
 def planned_steps(cfg: RunConfig, n: int, epochs: int) -> int:

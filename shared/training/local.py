@@ -28,6 +28,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def passes_per_epoch(cfg: RunConfig) -> int:
+    """How many times an epoch walks the loader: the paper schedule of a meta method walks
+    it twice (stage I, stage II), everything else once."""
+    return 2 if cfg.method in META_METHODS and cfg.schedule == "paper" else 1
+
+
 class LocalTrainer:
     """SGD + StepLR for the Task Net (and the Meta Learner), as in the MKCNet paper."""
 
@@ -63,8 +69,7 @@ class LocalTrainer:
         return self.cfg.method in META_METHODS
 
     def passes_per_epoch(self) -> int:
-        """How many times an epoch walks the loader (the paper schedule walks it twice)."""
-        return 2 if self.uses_meta and self.cfg.schedule == "paper" else 1
+        return passes_per_epoch(self.cfg)
 
     def fit(
         self, loader: Iterable[Any], epochs: int = 1, on_batch: BatchHook | None = None

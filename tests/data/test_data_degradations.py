@@ -15,8 +15,8 @@ from shared.data.degradations import (
     LQ_PLAN,
     MODALITY_DEGRADATIONS,
     degrade,
-    degrade_to_ratio,
 )
+from shared.data.lq_testset import degrade_to_ratio
 from shared.data.stats import split_counts
 from shared.data.synth import synthesize
 from shared.errors import UserError

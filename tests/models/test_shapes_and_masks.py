@@ -112,3 +112,29 @@ def test_weights_only_from_a_local_file(tmp_path) -> None:
 def test_unknown_backbone_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unknown backbone"):
         build_backbone("alexnet", 3)
+
+
+def test_weights_that_do_not_fit_are_refused_naming_the_keys(tmp_path) -> None:
+    """A file with one tensor fitting used to load silently (the rest kept random)."""
+    state = build_backbone("vgg16_bn_slim", 3).state_dict()
+    first = next(iter(state))
+    partial = {k: v for k, v in state.items() if k != first}
+    partial["head.weight"] = torch.zeros(2)
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(UserError) as info:
+        build_backbone("vgg16_bn_slim", 3, weights=tmp_path / "partial.pth")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"missing 1 ({first})" in message and "unexpected 1 (head.weight)" in message
+    torch.save(build_backbone("vgg16_bn_slim", 1).state_dict(), tmp_path / "gray.pth")
+    with pytest.raises(UserError, match="other shape"):
+        build_backbone("vgg16_bn_slim", 3, weights=tmp_path / "gray.pth")
+
+
+def test_torchvision_resnet_weights_load_without_their_classifier(tmp_path) -> None:
+    from torchvision import models
+
+    source = models.resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")  # conv1.*, layer1.*, fc.*
+    loaded = build_backbone("resnet18", 3, weights=tmp_path / "resnet18.pth")
+    torch.testing.assert_close(loaded.state_dict()["body.0.weight"], source.conv1.weight)
