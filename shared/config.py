@@ -7,7 +7,6 @@ Configs load from TOML or YAML and take dotted CLI overrides (`optim.lr=0.001`).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.errors import UserError, did_you_mean, unknown_choice
+from shared.config_errors import flag_name, format_validation
+from shared.errors import UserError, unknown_choice
 
 DatasetName = Literal["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
 Method = Literal[
@@ -244,58 +244,6 @@ def preset(name: str) -> RunConfig:
     return PRESETS[key].model_copy(deep=True)
 
 
-# CLI flags whose name is not the field's own name in kebab case (`optim.lr` -> --lr).
-FLAG_NAMES = {
-    "model.pretrained_weights": "--init-encoder",
-    "contrastive.hard_mining": "--no-mining",
-    "contrastive.multi_level": "--no-multi-level",
-    "privacy.mode": "--dp",
-}
-
-
-def flag_name(dotted: str) -> str:
-    """The command-line flag that sets config field `dotted`."""
-    return FLAG_NAMES.get(dotted) or "--" + dotted.rsplit(".", 1)[-1].replace("_", "-")
-
-
-def _fields_at(path: list[str]) -> list[str]:
-    """Field names of the config section at `path` (for typo suggestions)."""
-    model: Any = RunConfig
-    for part in path:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def _format_validation(
-    err: ValidationError, source: str, given: dict[str, str] | None = None
-) -> str:
-    """One line naming what the user typed (flag, --set key, or field of their file)."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    dotted = ".".join(loc) or "(root)"
-    who = (given or {}).get(dotted) or (
-        f"field '{dotted}'" if source == "defaults" else f"field '{dotted}' in {source}"
-    )
-    if first["type"] == "extra_forbidden":
-        section, leaf = loc[:-1], loc[-1] if loc else ""
-        prefix = "".join(f"{part}." for part in section)
-        hint = did_you_mean(leaf, _fields_at(section)).replace("'", f"'{prefix}", 1)
-        where = "" if source == "defaults" else f" in {source}"
-        place = f"section {'.'.join(section)}" if section else "the config"
-        return f"unknown field '{dotted}'{where} (not in {place}){hint}"
-    value = first.get("input")
-    if first["type"] == "literal_error":
-        choices = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
-        return f"{who}: {value!r} is not one of {', '.join(choices)}{did_you_mean(value, choices)}"
-    msg = first["msg"].removeprefix("Value error, ")
-    got = "" if first["type"] == "value_error" else f", got {value!r}"
-    return f"{who}: {msg[:1].lower()}{msg[1:]}{got}"
-
-
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     """tree["a"]["b"] = value for "a.b": the one way a dotted override is applied."""
     parts = dotted.split(".")
@@ -349,7 +297,7 @@ def build_config(
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as err:
-        raise UserError(_format_validation(err, source, given)) from None
+        raise UserError(format_validation(err, source, RunConfig, given)) from None
 
 
 def load_config_tree(path: Path) -> dict[str, Any]:
@@ -383,4 +331,4 @@ def config_from_dict(tree: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        raise UserError(_format_validation(err, source)) from None
+        raise UserError(format_validation(err, source, RunConfig)) from None

@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from client.client_app import make_client_app
 from client.site import Site
@@ -33,16 +33,14 @@ from shared.interrupt import (
     reset,
     stop_requested,
 )
+from simulations.backends import BACKENDS, Backend
 from simulations.in_process import SiteHook, run_in_process
-from simulations.launch import BACKENDS
 from simulations.ray_startup import (
     DEFAULT_STARTUP_TIMEOUT,
     RayProcesses,
     RayStartFailed,
     start_ray,
 )
-
-Backend = Literal["auto", "ray", "in-process"]  # simulations.launch.BACKENDS
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import UserError, unknown_choice
-
-# Where the sites run: Flower's Simulation Engine on Ray, this process (one site after
-# another), or Ray with this process as the fallback when Ray cannot start.
-BACKENDS = ("auto", "ray", "in-process")
+from simulations.backends import BACKENDS
 
 
 @dataclass

@@ -171,16 +171,9 @@ def simulate(
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
     backend: Annotated[
-        str,
-        Opt(
-            "--backend",
-            help="ray, in-process (sites one after another in this process) or auto "
-            "(Ray, in-process if Ray cannot start).",
-        ),
+        str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
     ] = "auto",
-    ray_startup_timeout: Annotated[
-        float, Opt("--ray-startup-timeout", help="Seconds Ray may take to start (Ray's own: 30).")
-    ] = 180.0,
+    ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
     from server.settings import parse_fed_set, parse_site_budgets
