@@ -150,6 +150,9 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             backend=req.backend,  # type: ignore[arg-type]
             startup_timeout=req.ray_startup_timeout,
             say=say,
+            on_message=lambda i, msg: say(  # in-process: which site works on what, now
+                f"round {msg.metadata.group_id}: {site_list[i].name}, {msg.metadata.message_type}"
+            ),
             **budgets,
         )
     if peak is not None:
