@@ -309,8 +309,9 @@ def bench_train_step(
              "threads": threads if threads is not None else 2, "device": device or "cpu"}
         ]  # fmt: skip
     for s in settings:
-        rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         title = f"train step, {backbone}, {s['image_size']} px, batch {s['batch']}, {s['device']}"
+        with err_console.status(f"timing {title} ..."):  # minutes on a busy CPU
+            rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         if hasattr(bench, "bench_table"):
             console.print(bench.bench_table(rows, title))
         else:
