@@ -51,7 +51,14 @@ def interrupted_message(argv: list[str]) -> str:
     if command in RESUMABLE:
         if saved is None and "--resume" not in argv:
             return f"interrupted before the first checkpoint; start again with: {again}"
-        resume = again if "--resume" in argv else f"{again} --resume"
+        extra = [] if "--resume" in argv else ["--resume"]
+        if (
+            command == "train"
+            and saved is not None
+            and not any(a == "--out" or a.startswith("--out=") for a in argv)
+        ):
+            extra = ["--out", str(saved.parent), *extra]  # train --resume needs the folder
+        resume = shlex.join(["fediqad", *argv, *extra])
         where = f" (last saved {saved})" if saved is not None else ""
         return f"interrupted; everything saved is kept{where}. Resume with: {resume}"
     if saved is not None:

@@ -205,3 +205,12 @@ def test_ctrl_c_during_a_commit_is_raised_when_the_commit_is_whole():
         assert written == ["checkpoint", "metrics.json"] and interrupt.stop_requested()
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_train_resume_line_names_the_run_folder(tmp_path):
+    from fediqad.cli import interrupted_message
+
+    interrupt.note_saved(tmp_path / "EYEQ-mkcnet" / "last.ckpt")
+    text = interrupted_message(["train", "--data-root", "data"])
+    out = tmp_path / "EYEQ-mkcnet"
+    assert text.endswith(f"Resume with: fediqad train --data-root data --out {out} --resume")
