@@ -25,8 +25,9 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -229,19 +230,20 @@ def create_node_key(certs: Path, name: str, *, force: bool = False) -> tuple[Nod
     return files, entry
 
 
+def _private_key(path: Path, what: str, kind: str, loader: Callable[..., Any]) -> Any:
+    try:
+        return loader(_read(path, what), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise CertificateError(f"{what} is not an unencrypted {kind} key: {path}") from err
+
+
 def check_server_files(files: ServerFiles, now: dt.datetime | None = None) -> int:
     """Everything the TLS SuperLink needs is present, current and consistent; days left."""
     ca = check_ca(files.ca, now)
     cert = load_certificate(files.cert, "server certificate")
     days = check_validity(cert, files.cert, "server certificate", now)
     check_signed_by(cert, ca, files.cert, files.ca)
-    data = _read(files.key, "server private key")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise CertificateError(
-            f"server private key is not an unencrypted PEM key: {files.key}"
-        ) from err
+    key = _private_key(files.key, "server private key", "PEM", serialization.load_pem_private_key)
     if key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ) != cert.public_key().public_bytes(
@@ -279,13 +281,7 @@ def allowlisted_keys(allowlist: Path) -> list[Path]:
 def check_node_files(files: NodeFiles, now: dt.datetime | None = None) -> int:
     """The hospital's CA certificate is current and its node key loads; CA days left."""
     ca = check_ca(files.ca, now)
-    data = _read(files.key, "node private key")
-    try:
-        key = serialization.load_ssh_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-        raise CertificateError(
-            f"node private key is not an unencrypted OpenSSH key: {files.key}"
-        ) from err
+    key = _private_key(files.key, "node private key", "OpenSSH", serialization.load_ssh_private_key)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError(f"node private key is not an EC key: {files.key}")
     return (ca.not_valid_after_utc - (now or _now())).days

@@ -26,6 +26,7 @@ from shared.config import RunConfig, config_from_dict
 from shared.errors import UserError
 from shared.interrupt import note_saved
 from shared.models import ModelBundle, build_models
+from shared.torch_io import load_torch_file
 
 FORMAT = "fediqad-checkpoint"
 VERSION = 1
@@ -106,21 +107,10 @@ def checkpoint_payload(
     return payload
 
 
-def save_checkpoint(
-    path: str | Path,
-    bundle: ModelBundle,
-    cfg: RunConfig,
-    *,
-    epoch: int | None = None,
-    round: int | None = None,
-    metrics: Mapping[str, float] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a checkpoint atomically; returns its path."""
-    payload = checkpoint_payload(
-        bundle, cfg, epoch=epoch, round=round, metrics=metrics, extra=extra
-    )
-    return atomic_torch_save(payload, Path(path))
+def save_checkpoint(path: str | Path, bundle: ModelBundle, cfg: RunConfig, **fields: Any) -> Path:
+    """Write a checkpoint atomically; `fields` (epoch, round, metrics, extra) as for
+    `checkpoint_payload`. Returns its path."""
+    return atomic_torch_save(checkpoint_payload(bundle, cfg, **fields), Path(path))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
@@ -134,13 +124,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
 def read_payload(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, validated as ours; UserError naming the file otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("checkpoint not found", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"not a readable fediqad checkpoint ({reason[:200]})", path=path) from None
+    data = load_torch_file(path, "checkpoint not found", "not a readable fediqad checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         hint = ""
         if (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,3 +56,43 @@ def evaluate(
     del cfg  # metrics depend only on the labels and probabilities
     p = predict(bundle, loader, device)
     return compute_metrics(p.diagnosis_true, p.diagnosis_prob, p.quality_true, p.quality_prob)
+
+
+@dataclass
+class CheckpointScore:
+    checkpoint: Path
+    dataset: str
+    method: str
+    split: str
+    metrics: dict[str, float]
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    data_root: Path,
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+) -> CheckpointScore:
+    """Score a saved model on one split (default test; the last split where there is no
+    test, e.g. DRAC's train). `dataset`, if given, must be the checkpoint's."""
+    from shared.checkpoint import load_checkpoint
+    from shared.config import preset
+    from shared.data.dataset import make_loader, open_split
+    from shared.errors import UserError
+    from shared.training.setup import plain_worker_errors
+
+    ck = load_checkpoint(checkpoint)
+    cfg = ck.cfg
+    if dataset is not None and preset(dataset).dataset.name != cfg.dataset.name:
+        raise UserError(
+            f"checkpoint is for dataset {cfg.dataset.name}, not {preset(dataset).dataset.name}",
+            path=checkpoint,
+        )
+    split = split or ("test" if "test" in cfg.dataset.splits else cfg.dataset.splits[-1])
+    data = open_split(Path(data_root), cfg, split)
+    with plain_worker_errors():
+        metrics = evaluate(ck.bundle, make_loader(data, cfg, False, batch_size), cfg, device)
+    return CheckpointScore(Path(checkpoint), cfg.dataset.name, cfg.method, split, metrics)

@@ -27,6 +27,7 @@ from shared.config import PRESETS, RunConfig, build_config
 from shared.data.labels import file_quality_codes
 from shared.errors import UserError
 from shared.models import ModelBundle, build_models
+from shared.torch_io import load_torch_file
 
 NETWORK_FLAGS = {"task_net": "--task-net", "meta_learner": "--meta-learner"}
 # Keys only one of the two networks has; used to spot swapped files.
@@ -46,13 +47,9 @@ def reference_config(dataset: str, set_items: list[str] | None = None) -> RunCon
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A bare state dict from disk (weights only), `module.` prefixes removed."""
-    if not path.is_file():
-        raise UserError("state dict file not found", path=path)
-    try:
-        data: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"cannot read as a torch state dict ({reason[:200]})", path=path) from None
+    data: Any = load_torch_file(
+        path, "state dict file not found", "cannot read as a torch state dict"
+    )
     if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
         data = data["state_dict"]
     if isinstance(data, Mapping) and data.get("format") == "fediqad-checkpoint":

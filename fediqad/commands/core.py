@@ -23,14 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fediqad.commands.privacy_options import (
-    DeltaOpt,
-    DpOpt,
-    MaxGradNormOpt,
-    NoiseMultiplierOpt,
-    TargetEpsilonOpt,
-    privacy_flags,
-)
+from fediqad.commands import privacy_options as dp_opts
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
 from shared.errors import UserError
@@ -103,11 +96,11 @@ def train(
         Path | None,
         typer.Option("--init-encoder", help="CoMCL encoder (`fediqad pretrain`) for the backbone."),
     ] = None,
-    dp: DpOpt = None,
-    target_epsilon: TargetEpsilonOpt = None,
-    delta: DeltaOpt = None,
-    noise_multiplier: NoiseMultiplierOpt = None,
-    max_grad_norm: MaxGradNormOpt = None,
+    dp: dp_opts.DpOpt = None,
+    target_epsilon: dp_opts.TargetEpsilonOpt = None,
+    delta: dp_opts.DeltaOpt = None,
+    noise_multiplier: dp_opts.NoiseMultiplierOpt = None,
+    max_grad_norm: dp_opts.MaxGradNormOpt = None,
 ) -> None:
     """Train one model centrally; writes OUT/best.ckpt, OUT/last.ckpt and OUT/metrics.json."""
     from shared.training.start import start_training
@@ -117,7 +110,7 @@ def train(
         "model.width": width, "model.gab": gab, "image_size": image_size,
         "optim.batch_size": batch_size, "optim.lr": lr, "seed": seed,
         "model.pretrained_weights": init_encoder,
-        **privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
+        **dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
         "optim.epochs": epochs, "device": device, "threads": threads,
     }  # fmt: skip
     run = start_training(
@@ -204,28 +197,19 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
-    wanted = preset(dataset).dataset.name  # a typo is reported before torch loads
-    from shared.checkpoint import load_checkpoint
-    from shared.data.dataset import make_loader, open_split
-    from shared.evaluation import evaluate
-    from shared.training.setup import plain_worker_errors
+    preset(dataset)  # an unknown name is refused before torch starts
+    from shared.evaluation import evaluate_checkpoint
 
     dev = _setup_torch(device, threads)
-    ck = load_checkpoint(checkpoint)
-    if ck.cfg.dataset.name != wanted:
-        raise UserError(
-            f"checkpoint is for dataset {ck.cfg.dataset.name}, not {wanted}", path=checkpoint
-        )
-    cfg = ck.cfg
-    split = split or ("test" if "test" in cfg.dataset.splits else cfg.dataset.splits[-1])
-    data = open_split(data_root, cfg, split)
-    with plain_worker_errors():
-        metrics = evaluate(ck.bundle, make_loader(data, cfg, False, batch_size), cfg, dev)
+    score = evaluate_checkpoint(
+        checkpoint, data_root, dataset=dataset, split=split, device=dev, batch_size=batch_size
+    )
+    wanted, split, metrics = score.dataset, score.split, score.metrics
     if as_json:
         doc = {"checkpoint": str(checkpoint), "dataset": wanted, "split": split}
         sys.stdout.write(dumps({**doc, "metrics": metrics}) + "\n")
         return
-    title = f"{wanted} {cfg.method} ({checkpoint})"
+    title = f"{wanted} {score.method} ({checkpoint})"
     console.print(metrics_table([(split, metrics)], title))
     console.print(compat_line(metrics), highlight=False)
 

@@ -12,14 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from fediqad.commands.privacy_options import (
-    DeltaOpt,
-    DpOpt,
-    MaxGradNormOpt,
-    NoiseMultiplierOpt,
-    TargetEpsilonOpt,
-    privacy_flags,
-)
+from fediqad.commands import privacy_options as dp_opts
 from shared.errors import UserError
 
 console = Console()
@@ -100,7 +93,7 @@ def _simulate_privacy(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
     the noise and clipping norm are the server's (per site update), else per sample."""
-    run = privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    run = dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
     fed: dict[str, Any] = {}
     if dp == "client":
         fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
@@ -154,11 +147,11 @@ def simulate(
     fed_set: FedSetOpt = None,
     resume: ResumeOpt = False,
     verbose: Annotated[bool, Opt("--verbose", help="Flower and Ray debug logs.")] = False,
-    dp: DpOpt = None,
-    target_epsilon: TargetEpsilonOpt = None,
-    delta: DeltaOpt = None,
-    noise_multiplier: NoiseMultiplierOpt = None,
-    max_grad_norm: MaxGradNormOpt = None,
+    dp: dp_opts.DpOpt = None,
+    target_epsilon: dp_opts.TargetEpsilonOpt = None,
+    delta: dp_opts.DeltaOpt = None,
+    noise_multiplier: dp_opts.NoiseMultiplierOpt = None,
+    max_grad_norm: dp_opts.MaxGradNormOpt = None,
     site_epsilon_budget: Annotated[
         list[str] | None,
         Opt(
@@ -266,28 +259,19 @@ def server(
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     run_dir = run_dir.resolve()
+    eval_data = server_eval_data.resolve() if server_eval_data else None
     fed = federation_settings(
-        run_dir=run_dir,
-        resume=resume,
-        dataset=dataset,
-        config=config,
-        set_items=set_items,
+        run_dir=run_dir, resume=resume, dataset=dataset, config=config, set_items=set_items,
         run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
         fed_flags={
-            "num_rounds": rounds,
-            "local_epochs": local_epochs,
-            "pretrain_rounds": pretrain_rounds,
-            "pretrain_epochs": pretrain_epochs,
-            "strategy": strategy,
-            "proximal_mu": proximal_mu,
-            "min_nodes": min_nodes,
-            "min_replies": min_replies,
-            "round_timeout": round_timeout,
-            "transport_dtype": transport_dtype,
-            "server_eval_data": server_eval_data.resolve() if server_eval_data else None,
+            "num_rounds": rounds, "local_epochs": local_epochs,
+            "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
+            "strategy": strategy, "proximal_mu": proximal_mu, "min_nodes": min_nodes,
+            "min_replies": min_replies, "round_timeout": round_timeout,
+            "transport_dtype": transport_dtype, "server_eval_data": eval_data,
             **parse_fed_set(fed_set),
         },
-    )
+    )  # fmt: skip
     code = serve(fed, host=host, port=port, console=console, tls=tls)
     raise typer.Exit(code)
 

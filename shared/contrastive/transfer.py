@@ -25,6 +25,7 @@ from shared.checkpoint import atomic_torch_save
 from shared.config import RunConfig
 from shared.errors import UserError
 from shared.models.backbones import build_backbone, load_strict
+from shared.torch_io import load_torch_file
 
 FORMAT = "fediqad-encoder"
 VERSION = 1
@@ -83,13 +84,11 @@ def save_encoder(
 
 def read_encoder(path: Path) -> EncoderFile:
     path = Path(path)
-    if not path.is_file():
-        raise UserError("encoder file not found; write one with `fediqad pretrain`", path=path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"not a readable encoder file ({first[:160]})", path=path) from None
+    data = load_torch_file(
+        path,
+        "encoder file not found; write one with `fediqad pretrain`",
+        "not a readable encoder file",
+    )
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError("not a fediqad encoder file (write one with `fediqad pretrain`)", path=path)
     if int(data.get("version", 0)) > VERSION:

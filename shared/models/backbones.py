@@ -17,6 +17,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from shared.errors import UserError
+from shared.torch_io import load_torch_file
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 VGG_DEPTHS = (2, 2, 3, 3, 3)
@@ -114,15 +115,11 @@ def load_local_weights(backbone: Backbone, path: Path) -> None:
 
     Strict: the file must hold every tensor of this backbone with its shape and nothing
     else (a torchvision classifier head `fc.*` is ignored)."""
-    if not path.is_file():
-        raise UserError(
-            "backbone weights file not found; pass a local .pth file (nothing is downloaded)",
-            path=path,
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is the file's fault
-        raise UserError(f"cannot read backbone weights: {err}".splitlines()[0], path=path) from None
+    state = load_torch_file(
+        path,
+        "backbone weights file not found; pass a local .pth file (nothing is downloaded)",
+        "cannot read backbone weights",
+    )
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

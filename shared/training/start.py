@@ -24,7 +24,8 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.dataset.name}-{cfg.method}"
 
 
-def training_config(
+def start_training(
+    data_root: Path,
     *,
     dataset: str | None = None,
     config_file: Path | None = None,
@@ -33,14 +34,17 @@ def training_config(
     out: Path | None = None,
     resume: bool = False,
     force: bool = False,
-) -> tuple[RunConfig, Path]:
-    """(config, output folder): built from preset / file / flags, or on `resume` the one
-    OUT/last.ckpt stored (see `shared.resume`). Refuses to overwrite an earlier run."""
+) -> TrainRun:
+    """A `TrainRun` on DATA_ROOT/NAME, ready to `run()`; refuses to overwrite an earlier run.
+
+    The config: dataset preset, `config_file`, `flags` (dotted keys such as
+    "optim.epochs" -> value; None = not given), `set_items` ("section.field=value").
+    On `resume`, the config OUT/last.ckpt stored, as `shared.resume` allows."""
     if resume:
         if out is None:
             raise UserError("--resume needs --out, the folder of the run to continue")
         from shared.checkpoint import read_payload
-        from shared.training.central import LAST, check_out_dir
+        from shared.training.central import LAST, TrainRun, check_out_dir
 
         check_out_dir(out, force=force, resume=True)
         cfg = resumed_config(
@@ -51,22 +55,14 @@ def training_config(
             config_file=config_file,
             set_items=set_items,
         )
-        return cfg, out
+        return TrainRun(cfg, data_root, out, resume=True)
     cfg = build_config(dataset, config_file, flags, set_items)
     out = out or default_out(cfg)
     if cfg.model.pretrained_weights is not None:  # refuse an encoder of another backbone now
         from shared.contrastive.transfer import check_encoder
 
         check_encoder(Path(cfg.model.pretrained_weights), cfg)
-    from shared.training.central import check_out_dir
+    from shared.training.central import TrainRun, check_out_dir
 
     check_out_dir(out, force=force, resume=False)
-    return cfg, out
-
-
-def start_training(data_root: Path, **settings: Any) -> TrainRun:
-    """A `TrainRun` ready to `run()`; `settings` are those of `training_config`."""
-    cfg, out = training_config(**settings)
-    from shared.training.central import TrainRun
-
-    return TrainRun(cfg, data_root, out, resume=bool(settings.get("resume")))
+    return TrainRun(cfg, data_root, out)
