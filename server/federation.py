@@ -43,6 +43,7 @@ from server.strategies import (
 )
 from server.validation import RejectedUpdate, budget_exhausted, decode_train_reply
 from shared.errors import UserError
+from shared.interrupt import deferred_interrupt
 from shared.metric_details import site_weighted
 from shared.models import ModelBundle, build_models
 from shared.records import (
@@ -121,10 +122,7 @@ class Federation:
             self.log.doc["initial"] = self._server_eval()
         for rnd in range(self.start_round, self.fed.num_rounds + 1):
             record = self.run_round(grid, rnd)
-            self.log.add(record)
-            self.log.write()
             print_round(record, self.console, self.cfg.dataset)
-        write_report(self.fed.run_dir, self.log.doc)
         self.log.doc["finished"] = True
         self.log.write()
         return self.log.doc
@@ -153,7 +151,8 @@ class Federation:
         )
 
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
-        """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
+        """Train, screen, aggregate, evaluate and commit round `rnd` (checkpoint, state,
+        metrics.json, report); its log entry."""
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
             "round": rnd,
@@ -174,14 +173,19 @@ class Federation:
         t_srv = time.perf_counter()
         rec["server_eval"] = self._server_eval() if self.evaluate_fn is not None else None
         server_eval_s = time.perf_counter() - t_srv
-        t_ck = time.perf_counter()
-        self._commit(rnd, rec)
-        checkpoint_s = time.perf_counter() - t_ck
-        rec["timing"] = round_timing(
-            rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
-        )
-        rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
-        rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
+        with deferred_interrupt():  # Ctrl-C: the round is committed whole or not at all
+            t_ck = time.perf_counter()
+            self._commit(rnd, rec)
+            checkpoint_s = time.perf_counter() - t_ck
+            rec["timing"] = round_timing(
+                rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
+            )
+            rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
+            rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
+            self.log.add(rec)
+            self.log.write()
+            # after every round: an interrupted run has its report and plots too
+            write_report(self.fed.run_dir, self.log.doc)
         return rec
 
     # ------------------------------------------------------------------ phases

@@ -198,9 +198,9 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
+    preset(dataset)  # an unknown name is refused before torch starts
     from shared.evaluation import evaluate_checkpoint
 
-    preset(dataset)  # an unknown name is refused before torch starts
     dev = _setup_torch(device, threads)
     score = evaluate_checkpoint(
         checkpoint, data_root, dataset=dataset, split=split, device=dev, batch_size=batch_size
@@ -294,8 +294,9 @@ def bench_train_step(
              "threads": threads if threads is not None else 2, "device": device or "cpu"}
         ]  # fmt: skip
     for s in settings:
-        rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         title = f"train step, {backbone}, {s['image_size']} px, batch {s['batch']}, {s['device']}"
+        with err_console.status(f"timing {title} ..."):  # minutes on a busy CPU
+            rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         if hasattr(bench, "bench_table"):
             console.print(bench.bench_table(rows, title))
         else:

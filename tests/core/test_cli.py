@@ -216,9 +216,12 @@ def test_checkpoint_of_another_dataset_or_not_a_checkpoint(env, tmp_path):
 def test_bad_config_values(env, tmp_path):
     base = ["train", "--dataset", "EYEQ", "--data-root", env / "data", *CPU]
     msg = user_error(*base, "--image-size", "33", "--out", tmp_path / "o")
-    assert "image_size" in msg
-    msg = user_error(*base, "--method", "magic", "--out", tmp_path / "o")
-    assert "method" in msg
+    assert msg == "--image-size: must be a multiple of 32 (five 2x poolings), got 33"
+    msg = user_error(*base, "--method", "mkcnt", "--out", tmp_path / "o")
+    assert msg.startswith("--method: 'mkcnt' is not one of mkcnet, ")
+    assert msg.endswith("did you mean 'mkcnet'?")
+    msg = user_error(*base, "--epochs", "0", "--out", tmp_path / "o")
+    assert msg == "--epochs: input should be greater than or equal to 1, got 0"
     if not torch.cuda.is_available():
         msg = user_error(*base, *TINY, "--device", "cuda", "--out", tmp_path / "o")
         assert "CUDA is not available" in msg
