@@ -1,216 +1,78 @@
-"""The Flower ClientApp (`[tool.flwr.app.components] clientapp`): one hospital's work.
+"""The Flower ClientApp (`[tool.flwr.app.components] clientapp`): a thin relay.
 
-train: load the global Task Net and Meta Learner, run the configured local epochs of
-the configured method on the site's own training split, reply with both models, the
-example count and the training metrics. evaluate: load the global Task Net, reply
-with overall and HQ / LQ metrics on the site's evaluation split.
+Flower 1.42 starts one `flwr-clientapp` process per message. This module therefore
+imports Flower and the standard library only (no torch): it hands each message to
+the site's long-lived worker (`client/worker.py`) over the site's private Unix
+socket and returns the worker's reply. The worker holds the model, data cache,
+optimiser, DP ledger and CUDA context between rounds.
+
+Simulation and tests call `make_client_app(sites, ...)`, which runs the handlers in
+this process (Ray actors are long-lived already).
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Mapping, Sequence
-from functools import partial
+from typing import TYPE_CHECKING
 
-import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, MessageType
 from flwr.clientapp import ClientApp
+from flwr.common.serde import context_to_proto, message_from_proto, message_to_proto
 
-from client.proximal import add_proximal_term
-from client.site import Site, SiteError, eval_split_name, report_fatal, resolve_site, site_split
-from client.state import (
-    ledger_file,
-    load_ledger,
-    load_optimizer,
-    restore_local,
-    save_ledger,
-    save_local,
-    save_optimizer,
-    write_ledger_file,
-)
-from shared.config import RunConfig
-from shared.data.dataset import make_loader
-from shared.models import ModelBundle, build_models
-from shared.privacy.budget import BUDGET_EXHAUSTED, DP_UNIT_WEIGHT, EPSILON_BUDGET, PrivacyLedger
-from shared.records import (
-    CFG_DTYPE,
-    CFG_EPOCHS,
-    CFG_EVAL_SPLIT,
-    CFG_FEDBN,
-    CFG_NUM_ROUNDS,
-    CFG_PROX_MU,
-    CFG_ROUND,
-    CFG_RUN,
-    CONFIG,
-    METRICS,
-    NUM_EXAMPLES,
-    SITE,
-    batchnorm_keys,
-    load_record,
-    module_record,
-)
-from shared.training import LocalTrainer, resolve_device
+from client.channel import ChannelClosed, recv_frames, send_frames
+from client.worker_process import SiteWorkerError, ensure_worker, report_fatal, site_state_dir
+from shared.contrastive.protocol import MESSAGE_TYPE as COMCL_MESSAGE
+
+if TYPE_CHECKING:
+    from client.site import Site
+
+METRICS = "metrics"  # = shared.records.METRICS (that module imports torch)
 
 
-def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
-    record = msg.content.config_records[CONFIG]
-    return RunConfig.model_validate_json(str(record[CFG_RUN])), record
+def relay(msg: Message, context: Context) -> Message:
+    """Send `msg` (and the node's context) to the site worker; its reply, or raise
+    SiteWorkerError with one line that Flower puts into the error reply."""
+    state_dir = site_state_dir(context.node_config)
+    sent = time.perf_counter()
+    sock = ensure_worker(state_dir)
+    with sock:
+        try:
+            send_frames(
+                sock,
+                {"op": "handle"},
+                message_to_proto(msg).SerializeToString(),
+                context_to_proto(context).SerializeToString(),
+            )
+            header, blobs = recv_frames(sock)
+        except (ChannelClosed, OSError) as err:
+            raise SiteWorkerError(
+                f"the site worker stopped while handling a {msg.metadata.message_type} "
+                f"message ({err}); it is restarted from {state_dir}"
+            ) from None
+    if not header.get("ok"):
+        error = str(header.get("error", "the site worker failed"))
+        if header.get("fatal"):
+            report_fatal(error)
+        raise SiteWorkerError(error)
+    from flwr.proto.message_pb2 import Message as ProtoMessage
 
-
-def _seed(cfg: RunConfig, record: ConfigRecord, site: Site) -> int:
-    """Per run seed, round and site: reproducible, and different streams at each site."""
-    return (
-        cfg.seed * 1_000_003 + int(record.get(CFG_ROUND, 0)) * 7919 + zlib.crc32(site.name.encode())
-    ) % 2**63
-
-
-def _prepare(
-    msg: Message, context: Context, site: Site, models: Sequence[str], threads: int | None
-) -> tuple[RunConfig, ConfigRecord, ModelBundle, dict[str, set]]:
-    """Config, a bundle holding the global weights (and this site's BatchNorm under FedBN)."""
-    cfg, record = _config(msg)
-    if threads or cfg.threads:
-        torch.set_num_threads(int(threads or cfg.threads))  # type: ignore[arg-type]
-    torch.manual_seed(_seed(cfg, record, site))
-    bundle = build_models(cfg)
-    fedbn = bool(record.get(CFG_FEDBN, False))
-    local: dict[str, set] = {}
-    for name in models:
-        module = bundle.modules()[name]
-        local[name] = batchnorm_keys(module) if fedbn else set()
-        load_record(module, msg.content.array_records[name], allow_missing=local[name])
-        if fedbn:
-            restore_local(context, name, module)
-    return cfg, record, bundle, local
-
-
-def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -> Message:
-    content = RecordDict(records)
-    content[METRICS] = MetricRecord({k: float(v) for k, v in metrics.items()})
-    content[SITE] = ConfigRecord({"name": site.name})
+    reply = message_from_proto(ProtoMessage.FromString(blobs[0]))
+    content = reply.content
+    if METRICS in content.metric_records:  # what the relay itself cost this message
+        metrics = content.metric_records[METRICS]
+        metrics["relay_seconds"] = (
+            time.perf_counter() - sent - float(metrics.get("handler_seconds", 0.0))
+        )
     return Message(content, reply_to=msg)
 
 
-def train(
-    msg: Message,
-    context: Context,
-    site: Site,
-    threads: int | None = None,
-    budgets: Mapping[str, float] | None = None,
-) -> Message:
-    """Local epochs (DP-SGD under sample-level DP); `budgets`: per-site epsilon limits
-    by site name, the simulation's stand-in for node config `epsilon-budget`."""
-    start = time.perf_counter()
-    models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
-    cfg, record, bundle, local = _prepare(msg, context, site, models, threads)
-    device = resolve_device(cfg.device)
-    dataset = site_split(site, cfg, "train", augment=cfg.augment)
-    epochs = int(record.get(CFG_EPOCHS, 1))
-    generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
-    ledger = dp_trainer = None
-    if cfg.privacy.mode == "sample":  # Opacus is imported by DP runs only (~1 s per process)
-        from shared.privacy.trainer import (
-            DPLocalTrainer,
-            planned_steps,
-            poisson_loader,
-            sampling_generator,
-        )
-
-        own = context.node_config.get(EPSILON_BUDGET, (budgets or {}).get(site.name))
-        ledger = _ledger(context, cfg, record, len(dataset), epochs, own)
-        if ledger.exhausted(planned_steps(cfg, len(dataset), epochs)):
-            return _budget_spent(msg, site, ledger, len(dataset), start)
-        dp_trainer = DPLocalTrainer(cfg, bundle, device, ledger)
-        trainer: LocalTrainer = dp_trainer
-        loader = poisson_loader(dataset, cfg, sampling_generator(cfg))
-    else:
-        trainer = LocalTrainer(cfg, bundle, device)
-        loader = make_loader(dataset, cfg, train=True, generator=generator)
-    saved = load_optimizer(context)
-    if saved is not None:
-        trainer.load_optimizer_state(saved)
-    hooks = add_proximal_term(
-        [trainer.task_optimizer, trainer.meta_optimizer], float(record.get(CFG_PROX_MU, 0.0))
-    )
-    fit = trainer.fit(loader, epochs=epochs)
-    for hook in hooks:
-        hook.remove()
-    if dp_trainer is not None:
-        dp_trainer.close()
-    save_optimizer(context, trainer.optimizer_state())
-    bundle.to("cpu")
-    dtype = str(record.get(CFG_DTYPE, "float32"))
-    out = {}
-    for name in models:
-        module = bundle.modules()[name]
-        if local[name]:
-            save_local(context, name, module, local[name])
-        out[name] = module_record(module, dtype=dtype, exclude=local[name])
-    metrics = {k: v for k, v in fit.items() if isinstance(v, int | float)}
-    if ledger is not None:
-        save_ledger(context, ledger)
-        metrics.update(ledger.metrics())
-        if ledger_file(context) is not None:
-            write_ledger_file(ledger_file(context), ledger)
-    if cfg.privacy.mode == "client":
-        metrics[DP_UNIT_WEIGHT] = 1.0  # client-level DP averages sites uniformly
-    metrics[NUM_EXAMPLES] = float(len(dataset))
-    metrics["handler_seconds"] = time.perf_counter() - start
-    return _reply(msg, site, out, metrics)
-
-
-def _ledger(
-    context: Context, cfg: RunConfig, record: ConfigRecord, n: int, epochs: int, own: object
-) -> PrivacyLedger:
-    """This site's ledger: from earlier rounds, else new with sigma for the whole run.
-
-    The site's own limit (node config `epsilon-budget`, set by its privacy officer)
-    overrides the run's budget when it is lower.
-    """
-    from shared.privacy.trainer import new_ledger, planned_steps
-
-    ledger = load_ledger(context)
-    if ledger is None and ledger_file(context) is not None and ledger_file(context).is_file():
-        ledger = PrivacyLedger.from_json(ledger_file(context).read_text())
-    rounds = int(record.get(CFG_NUM_ROUNDS, 1))
-    if ledger is None:
-        ledger = new_ledger(cfg, n, rounds * planned_steps(cfg, n, epochs))
-    if own not in (None, ""):
-        limit = float(own)  # type: ignore[arg-type]
-        ledger.budget = limit if ledger.budget is None else min(limit, ledger.budget)
-    return ledger
-
-
-def _budget_spent(msg: Message, site: Site, ledger: PrivacyLedger, n: int, start: float) -> Message:
-    """No training, no weights: the site's privacy budget would be exceeded."""
-    metrics = {
-        **ledger.metrics(),
-        BUDGET_EXHAUSTED: 1.0,
-        NUM_EXAMPLES: float(n),
-        "handler_seconds": time.perf_counter() - start,
-    }
-    return _reply(msg, site, {}, metrics)
-
-
-def evaluate_global(
-    msg: Message, context: Context, site: Site, threads: int | None = None
-) -> Message:
-    from shared.evaluation import evaluate  # scikit-learn: only evaluate messages pay for it
-
-    start = time.perf_counter()
-    cfg, record, bundle, _ = _prepare(msg, context, site, ["task_net"], threads)
-    device = resolve_device(cfg.device)
-    split = eval_split_name(site, cfg, str(record.get(CFG_EVAL_SPLIT, "auto")))
-    dataset = site_split(site, cfg, split)
-    t0 = time.perf_counter()
-    metrics = evaluate(bundle, make_loader(dataset, cfg, train=False), cfg, device)
-    metrics["eval_seconds"] = time.perf_counter() - t0
-    if cfg.privacy.mode == "client":
-        metrics[DP_UNIT_WEIGHT] = 1.0  # the DP strategy checks every reply carries its key
-    metrics[NUM_EXAMPLES] = float(len(dataset))
-    metrics["handler_seconds"] = time.perf_counter() - start
-    return _reply(msg, site, {}, metrics)
+def make_relay_app() -> ClientApp:
+    relay_app = ClientApp()
+    relay_app.train()(relay)
+    relay_app.evaluate()(relay)
+    relay_app.train(COMCL_MESSAGE.split(".", 1)[1])(relay)
+    return relay_app
 
 
 def make_client_app(
@@ -218,28 +80,16 @@ def make_client_app(
     threads: int | None = None,
     epsilon_budgets: Mapping[str, float] | None = None,
 ) -> ClientApp:
-    """A ClientApp; `sites` maps simulation partition ids to site folders,
-    `epsilon_budgets` gives sites (by name) their own DP limit in simulation."""
-    app = ClientApp()
+    """A ClientApp running the handlers in this process (simulation, tests); `sites`
+    maps partition ids to site folders, `epsilon_budgets` sets per-site DP limits."""
+    from client.handlers import handler_table
 
-    def guarded(handler):  # type: ignore[no-untyped-def]
-        def run(msg: Message, context: Context) -> Message:
-            try:
-                site = resolve_site(context, sites)
-                return handler(msg, context, site, threads)
-            except SiteError as err:
-                report_fatal(str(err))
-                raise
-
-        return run
-
-    app.train()(guarded(partial(train, budgets=epsilon_budgets)))
-    app.evaluate()(guarded(evaluate_global))
-    from client.comcl import comcl_train  # CoMCL pretraining rounds: train.comcl messages
-    from shared.contrastive.protocol import ACTION
-
-    app.train(ACTION)(guarded(comcl_train))
-    return app
+    in_process = ClientApp()
+    table = handler_table(sites, threads, epsilon_budgets)
+    in_process.train()(table[MessageType.TRAIN])
+    in_process.evaluate()(table[MessageType.EVALUATE])
+    in_process.train(COMCL_MESSAGE.split(".", 1)[1])(table[COMCL_MESSAGE])
+    return in_process
 
 
-app = make_client_app()
+app = make_relay_app()

@@ -1,7 +1,11 @@
-"""`fediqad client`: one hospital's SuperNode running this project's ClientApp.
+"""`fediqad client`: one hospital's site worker and SuperNode, supervised.
 
-Starts stock `flower-supernode` with the site's node config (`data-path`,
-`site-name`). By default over TLS (`--root-certificates`, the federation's CA) with
+Starts the site worker (`client/worker.py`, restarted whenever it exits) and stock
+`flower-supernode` with the site's node config (`data-path`, `site-name`,
+`state-dir`); the thin ClientApp Flower spawns per message relays to the worker. A
+SuperNode dropped by a restarted SuperLink is started again so the site rejoins.
+
+By default over TLS (`--root-certificates`, the federation's CA) with
 SuperNode authentication (`--auth-supernode-private-key`): the certificate files are
 checked and the server's certificate is verified with a TLS handshake *before* the
 SuperNode starts, so a wrong CA, an expired certificate or an unreachable server is
@@ -28,12 +32,16 @@ from typing import IO
 
 from rich.console import Console
 
-from client.site import STATUS_ENV, SiteError
+from client.channel import private_dir
+from client.site import SiteError
+from client.supervision import WorkerSupervisor
+from client.worker_process import STATE_DIR_KEY, STATUS_ENV, WORKER_ENV
 from shared.certificates import NodeFiles, check_node_files, probe_tls
 from shared.errors import UserError
-from shared.process_group import flower_tool, free_port, stop_process_group
+from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
 
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
+REJOIN_PAUSE_S = 1.0
 
 
 def supernode_command(
@@ -43,9 +51,12 @@ def supernode_command(
     runtime_port: int,
     max_wait: float | None,
     tls: NodeFiles | None = None,
+    state_dir: Path | None = None,
 ) -> list[str]:
     """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
+    if state_dir is not None:
+        node_config += f' {STATE_DIR_KEY}="{state_dir}"'
     security = (
         ["--root-certificates", str(tls.ca), "--auth-supernode-private-key", str(tls.key)]
         if tls is not None
@@ -121,6 +132,28 @@ def preflight(server: str, tls: NodeFiles, max_wait: float | None, console: Cons
     probe_tls(server, tls.ca, wait=max_wait if max_wait is not None else 10 * 365 * 86400.0)
 
 
+def supernode_env(home: Path, status: Path) -> dict[str, str]:
+    """The SuperNode's environment: its own FLWR_HOME, this interpreter's bin first on
+    PATH (flower-supernode starts `flower-superexec` by name), the supervised worker."""
+    env = dict(os.environ)
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            STATUS_ENV: str(status),
+            WORKER_ENV: "supervised",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    require_superexec(env["PATH"])
+    return env
+
+
+def site_state_dir(home: Path) -> Path:
+    """The site worker's private state directory inside the SuperNode's home."""
+    return home / "site-state"
+
+
 def run_site(
     server: str,
     data_path: Path,
@@ -132,7 +165,9 @@ def run_site(
     max_wait: float | None = None,
     tls: NodeFiles | None = None,
 ) -> int:
-    """Run the SuperNode until it stops; SiteError when the site cannot take part.
+    """Run the site worker and the SuperNode until stopped; SiteError when the site
+    cannot take part. A SuperNode that the server drops (a restarted SuperLink answers
+    its heartbeat with 401 and it exits 0) is started again, so the site rejoins.
 
     `tls=None` is plaintext without node authentication (tests, a closed lab network).
     """
@@ -147,46 +182,54 @@ def run_site(
     if tls is not None:
         console.print(f"checking certificates and the server {server} (TLS)")
         preflight(server, tls, max_wait, console)
-    home = flwr_home or Path.home() / ".fediqad" / "supernodes" / site_name
+    home = (flwr_home or Path.home() / ".fediqad" / "supernodes" / site_name).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    state_dir = private_dir(site_state_dir(home))
     status = Path(tempfile.mkstemp(prefix="fediqad-client-", suffix=".json")[1])
     status.write_text("")
-    env = dict(os.environ)
-    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
-    env.update(
-        {
-            "FLWR_HOME": str(home),
-            STATUS_ENV: str(status),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        }
-    )
+    env = supernode_env(home, status)
     cmd = supernode_command(
-        server, data_path, site_name, runtime_port or free_port(), max_wait, tls
+        server, data_path, site_name, runtime_port or free_port(), max_wait, tls, state_dir
     )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
-    console.print(f"site '{site_name}' connecting to {server} ({mode})")
-    proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    assert proc.stdout is not None
-    watch = OutputWatch(proc.stdout)
+    worker = WorkerSupervisor(state_dir, console)
+    proc: subprocess.Popen | None = None
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        while proc.poll() is None:
-            text = status.read_text() if status.exists() else ""
-            if text.strip():
-                time.sleep(REPORT_GRACE_S)
-                stop_process_group(proc)
-                raise SiteError(json.loads(text).get("error", "site error"))
-            time.sleep(0.5)
-        if proc.returncode != 0:
-            watch.join()
-            raise UserError(
-                watch.reason(server, site_name)
-                or f"the SuperNode exited with code {proc.returncode}"
+        worker.start()
+        console.print(f"site worker for '{site_name}' starting (state {state_dir})")
+        while True:
+            console.print(f"site '{site_name}' connecting to {server} ({mode})")
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-        return 0
+            assert proc.stdout is not None
+            watch = OutputWatch(proc.stdout)
+            while proc.poll() is None:
+                text = status.read_text() if status.exists() else ""
+                if text.strip():
+                    time.sleep(REPORT_GRACE_S)
+                    stop_process_group(proc)
+                    raise SiteError(json.loads(text).get("error", "site error"))
+                worker.check()
+                time.sleep(0.5)
+            watch.join()
+            if proc.returncode != 0:
+                raise UserError(
+                    watch.reason(server, site_name)
+                    or f"the SuperNode exited with code {proc.returncode}"
+                )
+            console.print(
+                "[yellow]the server dropped this SuperNode (was the SuperLink restarted?); "
+                "rejoining"
+            )
+            time.sleep(REJOIN_PAUSE_S)
     finally:
         stop_process_group(proc)
+        worker.stop()
         signal.signal(signal.SIGTERM, previous)
         status.unlink(missing_ok=True)

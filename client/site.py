@@ -8,20 +8,20 @@ server carries its message, and `fediqad client` exits non-zero on it.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import Context
 
+from client.worker_process import STATUS_ENV, report_fatal
 from shared.config import RunConfig
 from shared.data.dataset import IQADDataset, open_split, resolve_dataset_dir
 from shared.data.layout import present_splits
 from shared.errors import UserError
 
-STATUS_ENV = "FEDIQAD_CLIENT_STATUS"  # file where `fediqad client` learns of fatal errors
+__all__ = ["STATUS_ENV", "Site", "SiteError", "report_fatal", "resolve_site", "site_split"]
+
 EVAL_PREFERENCE = ("test", "val", "train")
 
 
@@ -51,13 +51,6 @@ def resolve_site(context: Context, sites: Sequence[Site] | None = None) -> Site:
     if not path.is_dir():
         raise SiteError(f"site '{name}': data path {path} does not exist")
     return Site(name, path)
-
-
-def report_fatal(message: str) -> None:
-    """Tell a supervising `fediqad client` process that this site cannot go on."""
-    target = os.environ.get(STATUS_ENV)
-    if target:
-        Path(target).write_text(json.dumps({"error": message}))
 
 
 _DATASETS: dict[tuple[str, str, str], IQADDataset] = {}

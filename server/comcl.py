@@ -37,7 +37,6 @@ from shared.contrastive.protocol import (
     MESSAGE_TYPE,
 )
 from shared.contrastive.transfer import init_from_encoder, read_encoder, save_encoder
-from shared.data.layout import write_text_atomic
 from shared.records import (
     CFG_DTYPE,
     CFG_ROUND,
@@ -49,6 +48,7 @@ from shared.records import (
     to_numpy,
     to_record,
 )
+from shared.strict_json import write_json
 
 log = logging.getLogger("fediqad.server")
 
@@ -179,7 +179,7 @@ def pretrain_federation(grid: Grid, federation: Federation) -> dict[str, torch.T
             epochs=rnd * epochs,
             federated=True,
         )
-        write_text_atomic(folder / "rounds.json", json.dumps({"rounds": history}, indent=2))
+        write_json(folder / "rounds.json", {"rounds": history}, indent=2)
         loss = f"{entry['loss']:.4f}" if entry["loss"] is not None else "-"
         federation.console.print(
             f"CoMCL round {rnd}/{rounds_total}: {len(updates)} site(s), loss {loss}, "

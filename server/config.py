@@ -8,14 +8,16 @@ pyproject.toml, overridable with `flwr run --run-config`), flat kebab-case keys.
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.config import RunConfig, build_config
-from shared.errors import UserError
+from shared.errors import UserError, did_you_mean
 from shared.privacy.rules import COMCL_SAMPLE_DP
 
 StrategyName = Literal[
@@ -111,14 +113,51 @@ class FederationConfig(BaseModel):
         return self.strategy == "fedbn"
 
 
-def validated(**fields: Any) -> FederationConfig:
-    """FederationConfig from keyword fields; UserError naming the bad field."""
+# The flags of `fediqad simulate` / `fediqad server` that set federation fields; any
+# other field is set with `--fed-set KEY=VALUE`.
+FLAGS = {
+    "num_rounds": "--rounds",
+    "local_epochs": "--local-epochs",
+    "pretrain_rounds": "--pretrain-rounds",
+    "pretrain_epochs": "--pretrain-epochs",
+    "strategy": "--strategy",
+    "proximal_mu": "--proximal-mu",
+    "transport_dtype": "--transport-dtype",
+    "min_nodes": "--min-nodes",
+    "min_replies": "--min-replies",
+    "round_timeout": "--round-timeout",
+    "server_eval_data": "--server-eval-data",
+    "dp_noise_multiplier": "--noise-multiplier",
+    "dp_clipping_norm": "--max-grad-norm",
+}
+
+
+def validated(*, flags: Mapping[str, str] | None = None, **fields: Any) -> FederationConfig:
+    """FederationConfig from keyword fields; a UserError naming the user's flag.
+
+    `flags` maps field names to the flags of the calling command (default `FLAGS`)."""
+    names = dict(FLAGS if flags is None else flags)
     try:
         return FederationConfig(**fields)
     except ValidationError as err:
         first = err.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "(root)"
-        raise UserError(f"invalid federation setting '{name}': {first['msg']}") from None
+        loc = [str(p) for p in first["loc"]]
+        msg = first["msg"].removeprefix("Value error, ")
+        if not loc:  # a rule across fields: speak in flags
+            for field, flag in sorted(names.items(), key=lambda kv: -len(kv[0])):
+                msg = re.sub(rf"\b{field}\b", flag, msg)
+            raise UserError(msg) from None
+        if loc[0] == "run":
+            raise UserError(f"invalid run setting '{'.'.join(loc[1:])}': {msg}") from None
+        who = names.get(loc[0]) or f"--fed-set {loc[0].replace('_', '-')}"
+        if first["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
+            raise UserError(
+                f"{who}: {first.get('input')!r} is not one of {', '.join(choices)}"
+                f"{did_you_mean(first.get('input'), choices)}"
+            ) from None
+        got = "" if first["type"] == "value_error" else f", got {first.get('input')!r}"
+        raise UserError(f"{who}: {msg[:1].lower()}{msg[1:]}{got}") from None
 
 
 # Keys of [tool.flwr.app.config] that are not FederationConfig fields.

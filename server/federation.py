@@ -44,6 +44,8 @@ from server.strategies import (
 )
 from server.validation import RejectedUpdate, budget_exhausted, decode_train_reply
 from shared.errors import UserError
+from shared.interrupt import deferred_interrupt
+from shared.metric_details import site_weighted
 from shared.models import ModelBundle, build_models
 from shared.records import (
     CFG_DTYPE,
@@ -122,10 +124,7 @@ class Federation:
             self.log.doc["initial"] = self._server_eval()
         for rnd in range(self.start_round, self.fed.num_rounds + 1):
             record = self.run_round(grid, rnd)
-            self.log.add(record)
-            self.log.write()
-            print_round(record, self.console)
-        write_report(self.fed.run_dir, self.log.doc)
+            print_round(record, self.console, self.cfg.dataset)
         self.log.doc["finished"] = True
         self.log.write()
         return self.log.doc
@@ -154,7 +153,8 @@ class Federation:
         )
 
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
-        """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
+        """Train, screen, aggregate, evaluate and commit round `rnd` (checkpoint, state,
+        metrics.json, report); its log entry."""
         t0 = time.perf_counter()
         self.server_bn.new_round()
         rec: dict[str, Any] = {
@@ -176,14 +176,19 @@ class Federation:
         t_srv = time.perf_counter()
         rec["server_eval"] = self._server_eval() if self.evaluate_fn is not None else None
         server_eval_s = time.perf_counter() - t_srv
-        t_ck = time.perf_counter()
-        self._commit(rnd, rec)
-        checkpoint_s = time.perf_counter() - t_ck
-        rec["timing"] = round_timing(
-            rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
-        )
-        rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
-        rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
+        with deferred_interrupt():  # Ctrl-C: the round is committed whole or not at all
+            t_ck = time.perf_counter()
+            self._commit(rnd, rec)
+            checkpoint_s = time.perf_counter() - t_ck
+            rec["timing"] = round_timing(
+                rec, train, evaluation, round_s, agg_s, server_eval_s, checkpoint_s
+            )
+            rec["bytes_down"] = sum(s.get("bytes_down", 0) for s in rec["sites"].values())
+            rec["bytes_up"] = sum(s.get("bytes_up", 0) for s in rec["sites"].values())
+            self.log.add(rec)
+            self.log.write()
+            # after every round: an interrupted run has its report and plots too
+            write_report(self.fed.run_dir, self.log.doc)
         return rec
 
     # ------------------------------------------------------------------ phases
@@ -314,7 +319,8 @@ class Federation:
         rec["replies"]["eval_ok"] = len(views)
         if views:
             try:
-                rec["global"] = plain_metrics(self.strategy.aggregate_evaluate(rnd, views))
+                averaged = self.strategy.aggregate_evaluate(rnd, views)
+                rec["global"] = site_weighted(plain_metrics(averaged))
             except InconsistentMessageReplies as err:
                 log.warning("round %s: evaluation not aggregated: %s", rnd, err)
         return ex

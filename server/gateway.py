@@ -1,6 +1,6 @@
 """Fleet-only TLS gateway in front of the SuperLink.
 
-flwr 1.41 serves the Fleet API (SuperNodes), the Control API (submit / stop runs,
+flwr 1.42 serves the Fleet API (SuperNodes), the Control API (submit / stop runs,
 register SuperNode keys) and the runtime API on one HTTPS port, and open-source Flower
 has no account authentication on the Control API. Exposed as is, anyone who can reach
 the port could register their own node key (defeating SuperNode authentication) or

@@ -4,7 +4,8 @@ Built on the Grid's public push/pull API rather than `send_and_receive` so that
 (1) replies are polled every `poll` seconds instead of the deployment grid's fixed
 3 s, which is pure per-round latency, and (2) every sampled node ends the exchange
 as a reply, an error (the SuperLink's own "node unavailable" errors come from the
-SuperLink, so they are matched by the message they answer) or a timeout.
+SuperLink, so they are matched by the message they answer) or a timeout. A stop
+request (Ctrl-C, `shared.interrupt`) ends the wait with `StopRequested`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
+
+from shared.interrupt import check_stop
 
 
 def short_reason(reason: str, limit: int = 400) -> str:
@@ -64,6 +67,7 @@ def exchange(
     deadline = time.monotonic() + timeout
     delay = poll
     while pending and time.monotonic() < deadline:
+        check_stop()  # Ctrl-C: stop waiting for sites (their runtime is shutting down)
         got = list(grid.pull_messages(list(pending)))
         for reply in got:
             node = pending.pop(reply.metadata.reply_to_message_id, None)

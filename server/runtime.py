@@ -1,19 +1,19 @@
 """`fediqad server`: a SuperLink plus one run of this ServerApp on Flower's deployment runtime.
 
 Stock Flower tools only: `flower-superlink` (Fleet, Control and runtime APIs on one
-port in flwr 1.41), then `flwr run <project> <connection>` with the federation
+port in flwr 1.42), then `flwr run <project> <connection>` with the federation
 settings as run config. The connection lives in a private FLWR_HOME inside the run
 directory, so the operator's ~/.flwr is left alone. Progress is read from the run's
 own `metrics.json`; the SuperLink is stopped when the run ends.
 
-Security by default (flwr 1.41): the SuperLink serves HTTPS (`--ssl-ca-certfile
+Security by default (flwr 1.42): the SuperLink serves HTTPS (`--ssl-ca-certfile
 --ssl-certfile --ssl-keyfile`) with SuperNode authentication (`--enable-supernode-auth`),
 and every public key in the certificates folder's allow-list is registered through the
 Control API (`flwr supernode register KEY`) before the run starts; keys added to the
 allow-list while the run is going are registered at the next status poll. Certificates
 are checked (present, current, issued by the CA, key matches) before anything starts.
 With TLS the SuperLink itself listens on 127.0.0.1 only; the public port is the
-Fleet-only gateway (`server/gateway.py`), because flwr 1.41 serves its unauthenticated
+Fleet-only gateway (`server/gateway.py`), because flwr 1.42 serves its unauthenticated
 Control API (run submission, node registration) on the same port as the Fleet API.
 """
 
@@ -32,6 +32,7 @@ import yaml
 from rich.console import Console
 
 from server.config import FederationConfig, to_user_config
+from server.flwr_cli import CONNECTION, NodeRegistry, flwr_json
 from server.report import METRICS_FILE, print_round
 from shared.certificates import (
     EXPIRY_WARN_DAYS,
@@ -42,9 +43,7 @@ from shared.certificates import (
     sans,
 )
 from shared.errors import UserError
-from shared.process_group import flower_tool, free_port, stop_process_group
-
-CONNECTION = "fediqad"
+from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
 
 
 def project_root() -> Path:
@@ -65,6 +64,7 @@ def child_env(flwr_home: Path, **extra: str) -> dict[str, str]:
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.5")  # Flower default 1 s
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
+    require_superexec(env["PATH"])  # flower-superlink starts it by name
     return env
 
 
@@ -84,26 +84,6 @@ def wait_for_port(
                 return
         time.sleep(0.3)
     raise UserError(f"{what} did not open {host}:{port} within {timeout:.0f} s")
-
-
-def _flwr(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
-    done = subprocess.run(
-        [flower_tool("flwr"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise UserError(f"`flwr {args[0]}` failed: {' | '.join(tail)}")
-    return done.stdout
-
-
-def _json_tail(text: str) -> dict:
-    start = text.find("{")
-    return json.loads(text[start:]) if start >= 0 else {}
 
 
 def prepare_run_dir(
@@ -178,48 +158,6 @@ def check_tls(tls: ServerFiles, host: str, console: Console) -> list[Path]:
     return allowlisted_keys(tls.allowlist)
 
 
-class NodeRegistry:
-    """Registers allow-listed SuperNode public keys with the SuperLink (Control API)."""
-
-    def __init__(self, allowlist: Path, env: dict[str, str], console: Console):
-        self.allowlist, self.env, self.console = allowlist, env, console
-        self.done: set[Path] = set()
-
-    def sync(self, strict: bool = True) -> None:
-        """Register keys not registered yet; mid-run (`strict=False`) a bad new key is a
-        warning, so one hospital's mistake cannot stop the others' federation."""
-        for key in sorted(self.allowlist.glob("*.pub")):
-            if key in self.done:
-                continue
-            self.done.add(key)
-            try:
-                out = _json_tail(
-                    _flwr(
-                        [
-                            "supernode",
-                            "register",
-                            str(key),
-                            CONNECTION,
-                            "--name",
-                            key.stem,
-                            "--format",
-                            "json",
-                        ],
-                        self.env,
-                    )
-                )
-                if not out.get("success"):
-                    raise UserError(
-                        f"the SuperLink did not register {key}: {out.get('error-message', out)}"
-                    )
-            except UserError as err:
-                if strict:
-                    raise
-                self.console.print(f"[yellow]warning:[/] {err}")
-                continue
-            self.console.print(f"node key {key.name} registered (node {out.get('node-id')})")
-
-
 def serve(
     fed: FederationConfig,
     *,
@@ -280,19 +218,8 @@ def serve(
                 else "plaintext, --insecure, any SuperNode may join"
             )
             console.print(f"SuperLink listening on {host}:{port} ({mode}); log {log_path}")
-            started = _json_tail(
-                _flwr(
-                    [
-                        "run",
-                        str(app_dir),
-                        CONNECTION,
-                        "--run-config",
-                        str(overrides),
-                        "--format",
-                        "json",
-                    ],
-                    env,
-                )
+            started = flwr_json(
+                ["run", str(app_dir), CONNECTION, "--run-config", str(overrides)], env
             )
             run_id = started.get("run-id")
             if not run_id:
@@ -356,9 +283,11 @@ def _follow(
             next_status = time.monotonic() + status_every
             if registry is not None:
                 registry.sync(strict=False)
-            runs = _json_tail(
-                _flwr(["ls", CONNECTION, "--run-id", str(run_id), "--format", "json"], env)
-            ).get("runs", [])
+            try:
+                runs = flwr_json(["ls", CONNECTION, "--run-id", str(run_id)], env).get("runs", [])
+            except UserError as err:  # a status poll: ask again at the next one
+                console.print(f"[yellow]warning:[/] {err}")
+                runs = []
             status = runs[0].get("status", "") if runs else ""
             if status.startswith("finished"):
                 if status.endswith("completed"):

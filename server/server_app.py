@@ -2,11 +2,16 @@
 
 Deployment (`flwr run`, `fediqad server`) reads settings from the run config;
 simulation builds the app around a FederationConfig object with `make_server_app`.
+A relative `run-dir` in the run config is placed under the server state directory
+($FEDIQAD_SERVER_HOME, default ~/.fediqad/server), never under whatever directory the
+SuperLink happened to be started from.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
@@ -17,6 +22,18 @@ from server.federation import Federation
 from shared.errors import UserError
 
 log = logging.getLogger("fediqad.server")
+SERVER_HOME_ENV = "FEDIQAD_SERVER_HOME"
+
+
+def server_state_dir() -> Path:
+    """Where a stock `flwr run` puts runs whose `run-dir` is relative."""
+    return Path(os.environ.get(SERVER_HOME_ENV) or Path.home() / ".fediqad" / "server")
+
+
+def resolve_run_dir(fed: FederationConfig) -> FederationConfig:
+    if fed.run_dir.is_absolute():
+        return fed
+    return fed.model_copy(update={"run_dir": server_state_dir().expanduser() / fed.run_dir})
 
 
 def run_server(grid: Grid, fed: FederationConfig) -> None:
@@ -49,4 +66,6 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    run_server(grid, from_user_config(dict(context.run_config)))
+    fed = resolve_run_dir(from_user_config(dict(context.run_config)))
+    log.info("fediqad: run directory %s", fed.run_dir)
+    run_server(grid, fed)

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from server.config import FederationConfig, validated
-from server.persistence import STATE_FILE
+from server.config import FLAGS, FederationConfig, validated
 from shared.config import RunConfig, build_config, parse_assignment
-from shared.errors import UserError
+from shared.errors import UserError, did_you_mean
 from shared.resume import resumed_config
 
 SETTINGS_FILE = "federation.json"
@@ -30,9 +29,14 @@ def federation_settings(
     run_flags: dict[str, Any],
     fed_flags: dict[str, Any],
     defaults: RunConfig | None = None,
+    simulation: bool = False,
 ) -> FederationConfig:
     """Fresh settings from the flags, or on --resume the stored ones: the run config as
-    `shared.resume` allows (the original flags again are fine), federation fields as given."""
+    `shared.resume` allows (the original flags again are fine), federation fields as given.
+
+    `simulation`: errors speak `fediqad simulate`'s flags (--sites, --name), not the
+    server's (--min-nodes, --run-dir)."""
+    flags = {**FLAGS, "min_nodes": "--sites"} if simulation else FLAGS
     stored = run_dir / SETTINGS_FILE
     if resume:
         if not stored.is_file():
@@ -48,19 +52,24 @@ def federation_settings(
         fields = base.model_dump()
         fields.update({k: v for k, v in fed_flags.items() if v is not None})
         fields.update(run=run, resume=True, run_dir=run_dir)
-        return validated(**fields)
-    if (run_dir / STATE_FILE).exists():
-        raise UserError(
-            f"{run_dir} already holds a federated run; pass --resume to continue "
-            "it or --name / --run-dir for a new one"
-        )
+        return validated(flags=flags, **fields)
     if defaults is not None and dataset is None and config is None:
         run = build_config(None, None, run_flags, set_items, base=defaults)
     else:
         run = build_config(dataset, config, run_flags, set_items)
     fed = validated(
-        run=run, run_dir=run_dir, **{k: v for k, v in fed_flags.items() if v is not None}
+        flags=flags,
+        run=run,
+        run_dir=run_dir,
+        **{k: v for k, v in fed_flags.items() if v is not None},
     )
+    from server.persistence import STATE_FILE  # torch: only once the settings are valid
+
+    if (run_dir / STATE_FILE).exists():
+        raise UserError(
+            f"{run_dir} already holds a federated run; pass --resume to continue "
+            f"it or {'--name' if simulation else '--run-dir'} for a new one"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     stored.write_text(fed.model_dump_json(indent=2))
     return fed
@@ -69,6 +78,8 @@ def federation_settings(
 def committed_round(run_dir: Path) -> int | None:
     """The last round RUN_DIR/state.json records as complete (None: no round yet)."""
     try:
+        from server.persistence import STATE_FILE
+
         return int(json.loads((run_dir / STATE_FILE).read_text())["round"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -81,7 +92,10 @@ def parse_fed_set(items: list[str] | None) -> dict[str, Any]:
         key, value = parse_assignment(item, "--fed-set", "key=value")
         field = key.replace("-", "_")
         if field not in FederationConfig.model_fields or field == "run":
-            raise UserError(f"--fed-set: unknown federation setting {key!r}")
+            known = [f.replace("_", "-") for f in FederationConfig.model_fields if f != "run"]
+            raise UserError(
+                f"--fed-set: unknown federation setting {key!r}{did_you_mean(key, known)}"
+            )
         out[field] = value
     return out
 

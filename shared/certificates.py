@@ -1,6 +1,6 @@
 """TLS certificates and SuperNode keys for a deployment, and their start-up checks.
 
-Flower 1.41 does the TLS and SuperNode authentication itself; this module makes the
+Flower 1.42 does the TLS and SuperNode authentication itself; this module makes the
 files it expects and checks them *before* a SuperLink or SuperNode starts, so that a
 missing, expired or wrongly signed file ends in one line instead of a retry loop:
 

@@ -24,6 +24,7 @@ import torch
 from shared.atomic_write import atomic_open
 from shared.config import RunConfig, config_from_dict
 from shared.errors import UserError
+from shared.interrupt import note_saved
 from shared.models import ModelBundle, build_models
 from shared.torch_io import load_torch_file
 
@@ -116,6 +117,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     """torch.save through `shared.atomic_write` (temp file, fsync, rename)."""
     with atomic_open(path) as handle:
         torch.save(obj, handle)
+    note_saved(Path(path))  # what an interrupted run keeps (the CLI names it on Ctrl-C)
     return Path(path)
 
 

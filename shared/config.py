@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.errors import UserError
+from shared.config_errors import flag_name, format_validation
+from shared.errors import UserError, unknown_choice
 from shared.methods import METHODS
 from shared.privacy.config import PrivacyConfig, PrivacyMode  # noqa: F401  (part of the schema)
 
@@ -244,14 +245,8 @@ def preset(name: str) -> RunConfig:
     """A fresh copy of a dataset preset (case-insensitive; `IQAD-CT` also accepted)."""
     key = name.upper().replace("-", "_")
     if key not in PRESETS:
-        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise unknown_choice("dataset", name, PRESETS)
     return PRESETS[key].model_copy(deep=True)
-
-
-def _format_validation(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(root)"
-    return f"invalid config in {source}: field '{field}': {first['msg']}"
 
 
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -293,16 +288,21 @@ def build_config(
     name = dataset or tree.get("dataset", {}).get("name") or "EYEQ"
     start = base.model_dump() if base is not None else preset(name).model_dump()
     merged = _deep_merge(start, tree)
+    given: dict[str, str] = {}  # dotted field -> how the user wrote it
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(merged, key, value)
+            given[key] = flag_name(key)
     for item in set_items or []:
-        set_dotted(merged, *parse_assignment(item))
-        source = "--set"
+        key, value = parse_assignment(item)
+        set_dotted(merged, key, value)
+        given[key] = f"--set {key}"
+        if source == "defaults":
+            source = "--set"
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as err:
-        raise UserError(_format_validation(err, source)) from None
+        raise UserError(format_validation(err, source, RunConfig, given)) from None
 
 
 def load_config_tree(path: Path) -> dict[str, Any]:
@@ -336,4 +336,4 @@ def config_from_dict(tree: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
-        raise UserError(_format_validation(err, source)) from None
+        raise UserError(format_validation(err, source, RunConfig)) from None

@@ -15,6 +15,7 @@ finite-difference approximation of the second-order term (DARTS / MAXL).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,12 @@ from torch.func import functional_call, grad, jvp
 
 from shared.losses import auxiliary_loss, entropy_regulariser, focal_loss
 from shared.models.outputs import TaskOutputs
+
+# The first `jvp` makes torch script its own JVP decompositions, and torch 2.14 warns that
+# `torch.jit.script` is deprecated: torch's internals, nothing a user can act on.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ Keys (all floats; counts are floats too so the dict is JSON- and MetricRecord-re
   kappa is Cohen's quadratic-weighted kappa (the ordinal grading metric CoMCL reports).
 - the same with `_hq` (quality 0) and `_lq` (quality > 0) suffixes.
 - `quality_acc` (and `_hq` / `_lq`) when quality probabilities are given.
+- intervals, calibration, referable sensitivity / specificity, confusion counts, ROC
+  points and head usage for all images (`shared.metric_details`).
 - `auc_hard_compat`, `f1_compat`: what the MKCNet authors' evaluation reports, for
   comparison with their tables only. For binary tasks their AUC is computed from hard
   predictions (a known quirk) and their F1 uses `average="binary"`; for multi-class
@@ -29,6 +31,8 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+
+from shared.metric_details import metric_details
 
 NAN = float("nan")
 SUBSETS = ("", "_hq", "_lq")
@@ -148,4 +152,5 @@ def compute_metrics(
             hits = p_q[mask].argmax(axis=1) == y_q[mask]
             out[f"quality_acc{suffix}"] = float(hits.mean()) if mask.any() else NAN
     out.update(_compat(y_d, p_d, out["auc"], out["f1"]))
+    out.update(metric_details(y_d, p_d, y_q, p_q))
     return out

@@ -4,17 +4,31 @@ federation."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from shared.errors import UserError
+
 
 def flower_tool(name: str) -> str:
     """A Flower executable from this interpreter's environment (else found on PATH)."""
     path = Path(sys.executable).parent / name
     return str(path) if path.exists() else name
+
+
+def require_superexec(path: str) -> None:
+    """flower-superlink and flower-supernode start `flower-superexec` by name: without it
+    on PATH the SuperLink exits and the SuperNode hangs, so refuse to start instead."""
+    if shutil.which("flower-superexec", path=path) is None:
+        raise UserError(
+            "flower-superexec is not on PATH; Flower's SuperLink and SuperNode start it by "
+            f"name. Install flwr into this environment or put {Path(sys.executable).parent} "
+            "on PATH"
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

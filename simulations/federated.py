@@ -4,6 +4,11 @@ N virtual SuperNodes run the project's ClientApp, node i on site folder i; the
 ServerApp is the same code that runs in deployment. Per-site CPU / GPU shares are
 Ray client resources: with `cpus_per_site` below 1, several sites train at once on
 one core each share, so a round lasts about as long as its slowest site.
+
+Backends: `ray` (Flower's Simulation Engine; Ray is started here with generous,
+configurable start-up waits and a retry, `simulations.ray_startup`), `in-process`
+(`simulations.in_process`: the sites one after another in this process) and `auto`,
+Ray with the in-process backend as the fallback when Ray cannot start.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,22 @@ from client.client_app import make_client_app
 from client.site import Site
 from server.config import FederationConfig
 from server.server_app import make_server_app
+from shared.errors import UserError
+from shared.interrupt import (
+    add_stop_hook,
+    remove_stop_hook,
+    request_stop,
+    reset,
+    stop_requested,
+)
+from simulations.backends import BACKENDS, Backend
+from simulations.in_process import SiteHook, run_in_process
+from simulations.ray_startup import (
+    DEFAULT_STARTUP_TIMEOUT,
+    RayProcesses,
+    RayStartFailed,
+    start_ray,
+)
 
 
 @dataclass(frozen=True)
@@ -76,13 +97,20 @@ def run_federated_simulation(
     *,
     verbose: bool = False,
     epsilon_budgets: dict[str, float] | None = None,
+    backend: Backend = "auto",
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    say: Callable[[str], None] = lambda text: None,
+    on_message: SiteHook | None = None,
 ) -> Path:
-    """Run the federation over `sites` with `flwr.simulation.run_simulation`; the run dir.
+    """Run the federation over `sites` on `backend`; the run dir.
 
     `epsilon_budgets` (site name -> epsilon) gives sites their own DP limit, as node
-    config `epsilon-budget` does in deployment."""
-    from flwr.simulation import run_simulation
-
+    config `epsilon-budget` does in deployment. `say` reports backend decisions
+    (Ray retries, the fallback); `on_message` sees each message an in-process site
+    handles."""
+    reset()  # a new run: an earlier run's stop request (tests, notebooks) is spent
+    if backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if len(sites) < fed.min_nodes:
         fed = fed.model_copy(
             update={"min_nodes": len(sites), "min_replies": min(fed.min_replies, len(sites))}
@@ -92,16 +120,76 @@ def run_federated_simulation(
         # Opacus' import adds a root log handler (undone right after); imported later by
         # the ServerApp's thread, it would print the other threads' lines meanwhile
         import shared.privacy.opacus_import  # noqa: F401
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
-    run_simulation(
-        server_app=make_server_app(fed),
-        client_app=make_client_app(
-            list(sites), threads=res.torch_threads, epsilon_budgets=epsilon_budgets
-        ),
-        num_supernodes=len(sites),
-        backend_name="ray",
-        backend_config=backend_config(res, verbose=verbose),  # type: ignore[arg-type]
-        verbose_logging=verbose,
+    if backend != "in-process":
+        try:
+            _run_on_ray(fed, sites, res, verbose, epsilon_budgets, startup_timeout, say)
+            return fed.run_dir
+        except RayStartFailed as err:
+            if backend == "ray":
+                raise UserError(
+                    f"Ray did not start within {startup_timeout:.0f} s ({err}); raise "
+                    "--ray-startup-timeout or use --backend in-process"
+                ) from None
+            say(f"Ray did not start ({err}); running the sites in this process, one at a time")
+
+    threads = res.total_cpus or os.cpu_count() or 1  # one site at a time: all the cores
+    run_in_process(
+        make_server_app(fed),
+        make_client_app(list(sites), threads=threads, epsilon_budgets=epsilon_budgets),
+        len(sites),
+        on_message=on_message,
     )
     return fed.run_dir
+
+
+def _run_on_ray(
+    fed: FederationConfig,
+    sites: Sequence[Site],
+    res: Resources,
+    verbose: bool,
+    epsilon_budgets: dict[str, float] | None,
+    startup_timeout: float,
+    say: Callable[[str], None],
+) -> None:
+    """Start Ray (raises `RayStartFailed`), then `flwr.simulation.run_simulation` on it."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's future default
+    config = backend_config(res, verbose=verbose)
+    start_ray(config["init_args"], timeout=startup_timeout, say=say)
+    from flwr.simulation import run_simulation
+
+    flower_log = logging.getLogger("flwr")
+    flower_log.addFilter(_quiet_flower)
+    processes = RayProcesses()
+    add_stop_hook(processes.stop_actors)
+    try:
+        run_simulation(
+            server_app=make_server_app(fed),
+            client_app=make_client_app(
+                list(sites), threads=res.torch_threads, epsilon_budgets=epsilon_budgets
+            ),
+            num_supernodes=len(sites),
+            backend_name="ray",
+            backend_config=config,  # type: ignore[arg-type]
+            verbose_logging=verbose,
+        )
+    except BaseException:
+        request_stop()  # the ServerApp thread must not wait on sites that are gone
+        raise
+    finally:
+        remove_stop_hook(processes.stop_actors)
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        processes.kill_leftovers()
+        flower_log.removeFilter(_quiet_flower)
+
+
+def _quiet_flower(record: logging.LogRecord) -> bool:
+    """Drop Flower's notice that `run_simulation` is deprecated (it is for Flower app
+    authors, this command is the user's interface), and after Ctrl-C Flower's errors
+    about the actors and threads being stopped."""
+    if stop_requested():
+        return False
+    return "`run_simulation` function is deprecated" not in record.getMessage()

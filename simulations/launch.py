@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import UserError
+from shared.errors import UserError, unknown_choice
+from simulations.backends import BACKENDS
 
 
 @dataclass
@@ -40,6 +41,8 @@ class SimulationRequest:
     resume: bool = False
     verbose: bool = False
     profile_memory: bool = False
+    backend: str = "auto"  # ray, in-process, or auto (Ray, in-process where Ray cannot start)
+    ray_startup_timeout: float = 180.0
 
     @property
     def synthetic(self) -> bool:
@@ -68,9 +71,10 @@ def run_dir_of(req: SimulationRequest) -> Path:
 def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> SimulationResult:
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
     from server.settings import committed_round, federation_settings
-    from simulations import federated, scenarios
-    from simulations.resources import PeakMemory
+    from simulations import scenarios
 
+    if req.backend not in BACKENDS:
+        raise unknown_choice("--backend", req.backend, BACKENDS)
     if req.synthetic and (req.dataset or req.partition):
         raise UserError("--dataset and --partition describe real data; add --data-root")
     n_sites = req.sites or 3
@@ -91,7 +95,11 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         run_flags=req.run_flags,
         fed_flags=fed_flags,
         defaults=scenarios.default_run_config() if req.synthetic else None,
+        simulation=True,
     )
+    from simulations import federated  # torch: only once the settings are valid
+    from simulations.resources import PeakMemory
+
     if req.data_root is None:
         site_list, held_out = scenarios.default_sites(
             run_dir / "data",
@@ -134,7 +142,19 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
     budgets = {"epsilon_budgets": req.epsilon_budgets} if req.epsilon_budgets else {}
     peak_report = None
     with PeakMemory() if req.profile_memory else nullcontext() as peak:
-        federated.run_federated_simulation(fed, site_list, res, verbose=req.verbose, **budgets)
+        federated.run_federated_simulation(
+            fed,
+            site_list,
+            res,
+            verbose=req.verbose,
+            backend=req.backend,  # type: ignore[arg-type]
+            startup_timeout=req.ray_startup_timeout,
+            say=say,
+            on_message=lambda i, msg: say(  # in-process: which site works on what, now
+                f"round {msg.metadata.group_id}: {site_list[i].name}, {msg.metadata.message_type}"
+            ),
+            **budgets,
+        )
     if peak is not None:
         peak_report = peak.write(run_dir / "resources.json")
         say(

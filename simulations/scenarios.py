@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from client.site import Site
 from shared.config import RunConfig, preset
+
+if TYPE_CHECKING:  # client.site loads torch: the settings are checked before that
+    from client.site import Site
 
 DEFAULT_SITES: tuple[tuple[str, float], ...] = (
     ("hospital-a", 0.15),  # mostly high quality
@@ -66,6 +69,8 @@ def default_sites(
     n_sites: int | None = None,
 ) -> tuple[list[Site], Path]:
     """The synthetic hospitals and the server's held-out set, under `data_dir`."""
+    from client.site import Site
+
     specs = list(DEFAULT_SITES)
     n_sites = n_sites or len(specs)
     while len(specs) < n_sites:  # more sites: cycle through the quality mixes
@@ -86,6 +91,7 @@ def partitioned_sites(
 ) -> list[Site]:
     """Real data split into `n_sites` site folders (OUT/site_k/NAME) by the data package's
     partitioner; an existing partition in OUT (a resumed run) is reused as it is."""
+    from client.site import Site
     from simulations.site_partition import partition
 
     existing = sorted(out.glob("site_*"), key=lambda p: int(p.name.split("_")[-1]))

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "report",
     "certs",
     "deploy",
+    "bench_deploy",
     "methods",
 ]
 

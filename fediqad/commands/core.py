@@ -28,6 +28,7 @@ from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atom
 from shared.config import preset
 from shared.errors import UserError
 from shared.methods import methods_help
+from shared.report.format import number
 
 console = Console()
 err_console = Console(stderr=True)
@@ -135,7 +136,7 @@ def train(
     if result.test is not None:
         sections.append(("test", result.test))
     title = f"{cfg.dataset.name} {cfg.method}: selected by {result.selection}"
-    console.print(metrics_table(sections, title))
+    console.print(metrics_table(sections, title, cfg.dataset))
     console.print(compat_line(result.test or result.best), highlight=False)
     if run.ledger is not None:
         console.print(_dp_line(run.ledger), highlight=False)
@@ -178,9 +179,9 @@ def _run_with_progress(run: Any) -> Any:
                 return
             mark = " (selected)" if epoch == run.best_epoch else ""
             progress.console.print(
-                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {m['auc']:.4f} "
-                f"ACC {m['acc']:.4f} F1 {m['f1']:.4f} "
-                f"(HQ AUC {m['auc_hq']:.4f}, LQ AUC {m['auc_lq']:.4f}){mark}",
+                f"epoch {epoch}/{cfg.optim.epochs} {run.eval_split}: AUC {number(m['auc'])} "
+                f"ACC {number(m['acc'])} F1 {number(m['f1'])} "
+                f"(HQ AUC {number(m['auc_hq'])}, LQ AUC {number(m['auc_lq'])}){mark}",
                 highlight=False,
             )
 
@@ -206,9 +207,9 @@ def evaluate_cmd(
     threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint on one split: AUC, ACC, F1, kappa overall, on HQ and on LQ images."""
+    preset(dataset)  # an unknown name is refused before torch starts
     from shared.evaluation import evaluate_checkpoint
 
-    preset(dataset)  # an unknown name is refused before torch starts
     dev = _setup_torch(device, threads)
     score = evaluate_checkpoint(
         checkpoint, data_root, dataset=dataset, split=split, device=dev, batch_size=batch_size
@@ -219,7 +220,7 @@ def evaluate_cmd(
         sys.stdout.write(dumps({**doc, "metrics": metrics}) + "\n")
         return
     title = f"{wanted} {score.method} ({checkpoint})"
-    console.print(metrics_table([(split, metrics)], title))
+    console.print(metrics_table([(split, metrics)], title, preset(wanted).dataset))
     console.print(compat_line(metrics), highlight=False)
 
 
@@ -303,8 +304,9 @@ def bench_train_step(
              "threads": threads if threads is not None else 2, "device": device or "cpu"}
         ]  # fmt: skip
     for s in settings:
-        rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         title = f"train step, {backbone}, {s['image_size']} px, batch {s['batch']}, {s['device']}"
+        with err_console.status(f"timing {title} ..."):  # minutes on a busy CPU
+            rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
         if hasattr(bench, "bench_table"):
             console.print(bench.bench_table(rows, title))
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,7 +26,6 @@ from fediqad.deployment.specs import (
     Role,
     Variant,
     hospital_spec,
-    image_specs,
     server_spec,
 )
 from shared.errors import UserError
@@ -38,6 +38,12 @@ Opt = typer.Option
 app = typer.Typer(
     help="Build and run the server / hospital containers (Docker SDK).", no_args_is_help=True
 )
+
+RESTART_POLICIES: dict[str, dict[str, Any] | None] = {
+    "on-failure": None,  # the spec's own (a few tries, then the container stays down)
+    "always": {"Name": "always"},
+    "no": {"Name": "no"},
+}
 
 RoleArg = Annotated[str, typer.Argument(help="server or hospital.")]
 
@@ -85,23 +91,65 @@ def repo_root() -> Path:
 def build(
     role: Annotated[str | None, typer.Argument(help="server or hospital (default both).")] = None,
     variant: Annotated[str, Opt("--variant", help="Hospital image: cpu or cuda.")] = "cpu",
+    offline: Annotated[
+        bool,
+        Opt(
+            "--offline",
+            help="Base image from Debian packages (debootstrap) and Python packages from "
+            "deploy/wheelhouse; the build itself uses no network. Both are made on first use.",
+        ),
+    ] = False,
+    release: Annotated[
+        str | None, Opt("--release", help="--offline: Debian release (default: the host's).")
+    ] = None,
+    mirror: Annotated[
+        str | None, Opt("--mirror", help="--offline: Debian mirror (default: the host's).")
+    ] = None,
+    cpu_wheels: Annotated[
+        Path | None,
+        Opt(
+            "--cpu-wheels",
+            help="--offline: a folder with a CPU-only torch and torchvision wheel pair "
+            "(default: pip's find-links folders).",
+        ),
+    ] = None,
 ) -> None:
     """Build the images from deploy/Dockerfile.* (repository root as context)."""
+    from fediqad.deployment.images import build_images
+    from fediqad.deployment.offline import DebianSource, apt_source, cpu_torch_wheels
+
     roles: list[Role] = [_role(role)] if role else ["server", "hospital"]
-    specs = image_specs(roles, _variant(variant))
+    kind = _variant(variant)
+    if (release or mirror or cpu_wheels) and not offline:
+        raise UserError("--release, --mirror and --cpu-wheels only apply with --offline")
+    pair = None
+    if cpu_wheels is not None:
+        pair = cpu_torch_wheels([cpu_wheels])
+        if pair is None:
+            raise UserError(
+                f"--cpu-wheels {cpu_wheels} has no matching torch-*+cpu and "
+                "torchvision-*+cpu wheels for this Python"
+            )
+    source = None
+    if offline and (release or mirror):
+        host = apt_source() if not (release and mirror) else None
+        source = DebianSource(release or host.release, mirror or host.mirror)  # type: ignore[union-attr]
     client = docker_client()
-    root = repo_root()
-    for spec in specs:
-        console.print(f"building {spec.tag} from {spec.dockerfile}", highlight=False)
-        client.images.build(
-            path=str(root),
-            dockerfile=spec.dockerfile,
-            tag=spec.tag,
-            buildargs=spec.buildargs,
-            rm=True,
-            pull=True,
+    built = build_images(
+        client,
+        repo_root(),
+        roles,
+        kind,
+        lambda line: console.print(line, highlight=False, markup=False),
+        offline=offline,
+        source=source,
+        cpu_pair=pair,
+    )
+    for image in built:
+        console.print(
+            f"{image.tag}: {image.size_bytes / 1e6:.0f} MB, built in {image.seconds:.0f} s",
+            highlight=False,
         )
-    console.print("done", highlight=False)
 
 
 def _ensure_network(client: Any) -> None:
@@ -135,9 +183,14 @@ def up(
     server_args: Annotated[
         list[str] | None, Opt("--arg", help="Server: an argument for `fediqad server` (repeat).")
     ] = None,
+    restart: Annotated[
+        str, Opt("--restart", help="Restart policy: on-failure (5 tries), always or no.")
+    ] = "on-failure",
 ) -> None:
     """Start the server's SuperLink or this hospital's SuperNode container."""
     kind = _role(role)
+    if restart not in RESTART_POLICIES:
+        raise UserError(f"--restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
     if kind == "server":
         spec = server_spec(certs, runs, port=port, server_args=server_args, insecure=insecure)
     else:
@@ -146,6 +199,7 @@ def up(
         spec = hospital_spec(
             site_name, server, data, certs, variant=_variant(variant), insecure=insecure
         )
+    spec = replace(spec, restart_policy=RESTART_POLICIES[restart] or spec.restart_policy)
     if insecure:
         console.print("[bold yellow]WARNING: --insecure: plaintext, no node authentication[/]")
     container = start(docker_client(), spec)
@@ -178,10 +232,13 @@ def status() -> None:
     if not found:
         console.print("no fediqad containers", highlight=False)
     for container in found:
-        health = container.attrs.get("State", {}).get("Health", {}).get("Status", "-")
+        state = container.attrs.get("State", {})
+        health = state.get("Health", {}).get("Status", "-")
+        status = container.status
+        if status == "exited":
+            status = f"exited (code {state.get('ExitCode')})"
         console.print(
-            f"{container.name}: {container.status}, health {health}, image "
-            f"{', '.join(container.image.tags)}",
+            f"{container.name}: {status}, health {health}, image {', '.join(container.image.tags)}",
             highlight=False,
         )
 

@@ -164,8 +164,12 @@ def simulate(
         bool,
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
+    backend: Annotated[
+        str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
+    ] = "auto",
+    ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
 ) -> None:
-    """Federated simulation on one machine (Flower Simulation Engine, Ray backend)."""
+    """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
     from server.settings import parse_fed_set, parse_site_budgets
     from simulations.launch import SimulationRequest, simulate
 
@@ -184,7 +188,8 @@ def simulate(
         images_per_site=images_per_site, server_eval=server_eval,
         cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
-        verbose=verbose, profile_memory=profile_memory,
+        verbose=verbose, profile_memory=profile_memory, backend=backend,
+        ray_startup_timeout=ray_startup_timeout,
     )  # fmt: skip
     result = simulate(request, say=lambda text: console.print(text, highlight=False))
     run_dir = result.run_dir

@@ -101,16 +101,27 @@ def image_tag(role: Role, variant: Variant = "cpu") -> str:
     return f"fediqad-hospital{'-cuda' if variant == 'cuda' else ''}:{VERSION}"
 
 
-def image_specs(roles: list[Role], variant: Variant = "cpu") -> list[ImageSpec]:
-    """The images `fediqad deploy build` builds (the server image is CPU only)."""
+def image_specs(
+    roles: list[Role],
+    variant: Variant = "cpu",
+    *,
+    base_image: str | None = None,
+    wheelhouse: bool = False,
+) -> list[ImageSpec]:
+    """The images `fediqad deploy build` builds (the server image is CPU only).
+
+    `base_image` replaces the Dockerfiles' default `python:*-slim` base; `wheelhouse`
+    installs every Python package from deploy/wheelhouse instead of the package indexes.
+    """
     out = []
     for role in roles:
         v: Variant = "cpu" if role == "server" else variant
-        out.append(
-            ImageSpec(
-                image_tag(role, v), f"deploy/Dockerfile.{role}", {"TORCH_INDEX": TORCH_INDEX[v]}
-            )
-        )
+        args = {"TORCH_INDEX": TORCH_INDEX[v]}
+        if base_image:
+            args["BASE_IMAGE"] = base_image
+        if wheelhouse:
+            args["WHEEL_SOURCE"] = "wheelhouse"
+        out.append(ImageSpec(image_tag(role, v), f"deploy/Dockerfile.{role}", args))
     return out
 
 

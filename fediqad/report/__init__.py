@@ -1,4 +1,4 @@
-"""Run reports, Grad-CAM figures and embedding maps for `fediqad report/explain/embed`.
+"""Grad-CAM figures, embedding maps and the checkpoint part of `fediqad report`.
 
 `rundir` reads a centralised (`fediqad train`) or federated (`fediqad simulate` /
 `server`) run folder, `predictions` gets per-sample probabilities, the figure

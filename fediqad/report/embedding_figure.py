@@ -16,9 +16,9 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from fediqad.report.style import OKABE_ITO, new_figure, save
 from shared.config import RunConfig
 from shared.explain import EmbeddingData, tsne_2d
+from shared.report.style import OKABE_ITO, new_figure, save
 
 FIG_WIDTH, FIG_HEIGHT = 13.0, 5.6
 QUALITY_MARKERS = ("o", "^", "s", "D", "v", "P")

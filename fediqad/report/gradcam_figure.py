@@ -16,12 +16,12 @@ import torch
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from fediqad.report.style import HEATMAP, new_mosaic, save
 from shared.checkpoint import Checkpoint
 from shared.config import RunConfig
 from shared.data.images import load_image, normalise
 from shared.errors import UserError
 from shared.explain import HEADS, Explanation, grad_cam
+from shared.report.style import HEATMAP, new_mosaic, save
 
 FIG_WIDTH, FIG_HEIGHT = 13.0, 4.4
 PANEL_TITLES = {

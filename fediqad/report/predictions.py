@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from fediqad.report.rundir import RunData
 from shared.errors import UserError
 from shared.evaluation import Predictions
+from shared.report.rundir import RunData
 
 
 @dataclass

@@ -84,6 +84,21 @@ def run_pretraining(
     start = time.perf_counter()
     every = max(1, c.epochs // 10)  # an interrupted run keeps its latest encoder
     path = out / ENCODER
+
+    def write_history() -> None:  # beside every encoder.pt: an interrupted run keeps both
+        doc = {
+            "dataset": cfg.dataset.name,
+            "box_source": getattr(source, "name", "custom"),
+            "box_source_label": source_label(source),
+            "encoder": encoder_backbone(cfg),
+            "patches": bank.counts(),
+            "skipped": skipped_terms(bank, c.multi_level),
+            "seconds": time.perf_counter() - start,
+            "config": cfg.model_dump(mode="json"),
+            "epochs": history,
+        }
+        write_text_atomic(out / HISTORY, dumps(doc) + "\n")
+
     for epoch in range(c.epochs):
         logs = trainer.fit(bank, 1, epoch, generator)
         history.append({"epoch": epoch + 1, **logs})
@@ -94,16 +109,5 @@ def run_pretraining(
         if (epoch + 1) % every == 0 or epoch + 1 == c.epochs:
             metrics = {k: v for k, v in history[-1].items() if isinstance(v, float)}
             save_encoder(path, trainer.model.state_dict(), cfg, metrics=metrics, epochs=epoch + 1)
-    doc = {
-        "dataset": cfg.dataset.name,
-        "box_source": getattr(source, "name", "custom"),
-        "box_source_label": source_label(source),
-        "encoder": encoder_backbone(cfg),
-        "patches": bank.counts(),
-        "skipped": skipped_terms(bank, c.multi_level),
-        "seconds": time.perf_counter() - start,
-        "config": cfg.model_dump(mode="json"),
-        "epochs": history,
-    }
-    write_text_atomic(out / HISTORY, dumps(doc) + "\n")
+            write_history()
     return PretrainResult(path, out / HISTORY, history)

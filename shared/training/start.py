@@ -4,13 +4,17 @@ output folder (what `fediqad train` does before the first epoch)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.checkpoint import read_payload
 from shared.config import RunConfig, build_config
 from shared.errors import UserError
 from shared.resume import resumed_config
-from shared.training.central import LAST, TrainRun, check_out_dir
+
+if TYPE_CHECKING:
+    from shared.training.central import TrainRun
+
+# torch (shared.training.central, shared.checkpoint) is imported only once the settings
+# are valid, so a user's mistake is reported fast.
 
 # What a resumed central run may change; every other setting is the stored one.
 CHANGEABLE_ON_RESUME = ("optim.epochs", "device", "threads")
@@ -39,6 +43,9 @@ def start_training(
     if resume:
         if out is None:
             raise UserError("--resume needs --out, the folder of the run to continue")
+        from shared.checkpoint import read_payload
+        from shared.training.central import LAST, TrainRun, check_out_dir
+
         check_out_dir(out, force=force, resume=True)
         cfg = resumed_config(
             read_payload(out / LAST)["config"],
@@ -55,5 +62,7 @@ def start_training(
         from shared.contrastive.transfer import check_encoder
 
         check_encoder(Path(cfg.model.pretrained_weights), cfg)
+    from shared.training.central import TrainRun, check_out_dir
+
     check_out_dir(out, force=force, resume=False)
     return TrainRun(cfg, data_root, out)

@@ -1,4 +1,4 @@
-"""CoMCL test fixtures: one tiny synthetic EYEQ set (64 px) and a 64 px config."""
+"""CoMCL test fixtures: one tiny synthetic EYEQ set (64 px)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import RunConfig, preset
-
-
-def comcl_config(**contrastive: object) -> RunConfig:
-    """Slim VGG at 64 px images: 16 px patches (of the 64 px files) resized to a 32 px
-    encoder input; the encoder is the diagnosis backbone."""
-    cfg = preset("EYEQ")
-    cfg.image_size = 64
-    cfg.model.backbone = "vgg16_bn_slim"
-    cfg.contrastive.backbone = None
-    cfg.contrastive.patch_size = 16
-    cfg.optim.batch_size = 8
-    cfg.contrastive.batch_size = 32
-    cfg.contrastive.epochs = 4
-    for key, value in contrastive.items():
-        setattr(cfg.contrastive, key, value)
-    return cfg
+from tests.support.configs import comcl_config  # noqa: F401 - imported from here too
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +15,5 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from shared.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("comcl")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("EYEQ", 48, 64, root / "data", seed=3, lq_ratio=0.4)
+    synthesize("EYEQ", 48, 64, root / "data", seed=3, lq_ratio=0.4)
     return root / "data"
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FEDIQAD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -14,20 +14,14 @@ from fediqad.commands import contrastive, core
 from shared.checkpoint import load_checkpoint
 from shared.contrastive.transfer import read_encoder
 from shared.errors import UserError
-from tests.conftest import cli_for
+from tests.support.cli import cli_for
 
 TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "64", "--device", "cpu", "--threads", "2"]
 TINY += ["--set", "contrastive.patch_size=16"]  # 16 px of the 64 px files (paper: 128)
 
 
 cli = cli_for(core.register, contrastive.register)
-
-
-def user_error(*args: object) -> str:
-    result = cli(*args, ok=False)
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    assert "\n" not in str(result.exception)
-    return str(result.exception)
+user_error = cli.user_error
 
 
 def test_pretrain_then_finetune(synth_root: Path, tmp_path: Path) -> None:

@@ -10,53 +10,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
-from client.client_app import make_client_app
 from client.site import Site
 from server.comcl import pretrain_federation
 from server.config import FederationConfig
 from server.federation import Federation
 from server.server_app import run_server
-from shared.contrastive.protocol import MESSAGE_TYPE
+from shared.contrastive.protocol import ENCODER, MESSAGE_TYPE
 from shared.contrastive.transfer import read_encoder
-from tests.contrastive.conftest import comcl_config
-from tests.federation.helpers import InProcessGrid
-
-
-@pytest.fixture(autouse=True)
-def flwr_identity():
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
+from shared.records import METRICS, NUM_EXAMPLES, to_numpy
+from tests.support.configs import comcl_config
+from tests.support.flower import InProcessGrid, flwr_identity, site_grid  # noqa: F401 - autouse
+from tests.support.sites import synth_sites
 
 
 @pytest.fixture(scope="module")
 def sites(tmp_path_factory: pytest.TempPathFactory) -> list[Site]:
-    """Two sites at 64 px; site 1 has only HQ images (no L~, no H~)."""
-    from shared.data.synth import synthesize
-
+    """Two sites at 64 px; site b has only HQ images (no L~, no H~)."""
     root = tmp_path_factory.mktemp("comcl-sites")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("EYEQ", 24, 64, root / "a", seed=1, lq_ratio=0.5)
-        synthesize("EYEQ", 24, 64, root / "b", seed=2, lq_ratio=0.0)
-    return [Site("a", root / "a"), Site("b", root / "b")]
+    dirs = synth_sites(root, [0.5, 0.0], n=24, size=64, first_seed=1, names=["a", "b"])
+    return [Site(d.name, d) for d in dirs]
 
 
 def grid_of(sites: list[Site]) -> InProcessGrid:
-    app = make_client_app(sites, threads=1)
-    contexts = {
-        100 + i: Context(
-            run_id=1,
-            node_id=100 + i,
-            node_config={"partition-id": i},
-            state=RecordDict(),
-            run_config={},
-        )
-        for i in range(len(sites))
-    }
-    return InProcessGrid({n: (app, c) for n, c in contexts.items()})
+    return site_grid(sites)[0]
 
 
 def fed_of(tmp_path: Path, **kw: object) -> FederationConfig:
@@ -96,9 +73,25 @@ def test_pretrain_rounds_feed_the_global_backbone(sites, tmp_path, caplog) -> No
     assert np.allclose(after, enc.state_dict["block1.0.weight"].numpy())
     assert not np.allclose(after, before)
     assert np.allclose(federation.bundle.task_net.model.block1[0].weight.detach().numpy(), after)
-    # FedAvg weighted by patch counts
-    n = {name: s["num-examples"] for name, s in history[-1]["sites"].items()}
-    assert all(v > 0 for v in n.values())
+    # FedAvg weighted by patch counts: the saved encoder is the patch-weighted mean of the
+    # last round's replies, and the two sites' counts differ enough for that to matter
+    replies = [r for r in grid.received if r.metadata.message_type == MESSAGE_TYPE][-2:]
+    counts = [float(r.content.metric_records[METRICS][NUM_EXAMPLES]) for r in replies]
+    sent = [to_numpy(r.content.array_records[ENCODER]) for r in replies]
+    assert counts[0] != counts[1] and min(counts) > 0
+    assert sorted(counts) == sorted(s["num-examples"] for s in history[-1]["sites"].values())
+    key = "backbone.block1.0.weight"
+    weighted = sum(a[key].astype(np.float64) * n for a, n in zip(sent, counts, strict=True)) / sum(
+        counts
+    )
+    plain = (sent[0][key].astype(np.float64) + sent[1][key]) / 2
+    assert not np.allclose(weighted, plain, rtol=1e-4, atol=1e-6)
+    for name, value in enc.state_dict.items():
+        if value.is_floating_point():
+            expect = sum(
+                a[f"backbone.{name}"] * n for a, n in zip(sent, counts, strict=True)
+            ) / sum(counts)
+            np.testing.assert_allclose(value.numpy(), expect, rtol=1e-5, atol=1e-6)
 
 
 def test_run_server_pretrains_then_trains_and_resume_skips_done_rounds(sites, tmp_path):

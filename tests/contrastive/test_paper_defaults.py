@@ -21,7 +21,7 @@ from shared.contrastive.pretrain import (
     encoder_backbone,
 )
 from shared.data.dataset import open_split
-from tests.contrastive.conftest import comcl_config
+from tests.support.configs import comcl_config
 
 
 def test_contrastive_defaults_are_the_papers() -> None:

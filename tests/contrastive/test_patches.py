@@ -32,7 +32,7 @@ from shared.contrastive.patches import (
 )
 from shared.data.dataset import open_split
 from shared.errors import UserError
-from tests.contrastive.conftest import comcl_config
+from tests.support.configs import comcl_config
 
 
 def test_patches_are_cut_from_the_full_resolution_file(tmp_path: Path) -> None:
@@ -156,13 +156,28 @@ def test_detector_checkpoint_of_wrong_format_is_a_clear_error(tmp_path: Path) ->
         DetectorBoxes(tmp_path / "missing.pt")
 
 
-def test_torchvision_detector_checkpoint_gives_boxes(tmp_path: Path) -> None:
+def _confident_detector():
+    """A torchvision detector whose heads call every proposal a lesion (score ~1) and
+    keep the proposal's box: an untrained one may find nothing, and a test passing on
+    zero boxes proves nothing."""
     from torchvision.models import detection
 
     torch.manual_seed(0)
     model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(
         weights=None, weights_backbone=None, num_classes=2
     )
+    with torch.no_grad():
+        model.rpn.head.cls_logits.bias.fill_(5.0)  # every anchor is an object
+        predictor = model.roi_heads.box_predictor
+        predictor.cls_score.weight.zero_()
+        predictor.cls_score.bias.copy_(torch.tensor([-10.0, 10.0]))  # ... and a lesion
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.zero_()
+    return model
+
+
+def test_torchvision_detector_checkpoint_gives_boxes(tmp_path: Path) -> None:
+    model = _confident_detector()
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     assert DetectorBoxes(tmp_path / "bare.pt").model is not None  # arch inferred from keys
     torch.save(
@@ -170,15 +185,26 @@ def test_torchvision_detector_checkpoint_gives_boxes(tmp_path: Path) -> None:
             "arch": "fasterrcnn_mobilenet_v3_large_320_fpn",
             "num_classes": 2,
             "state_dict": model.state_dict(),
-            "score_threshold": 0.0,
+            "score_threshold": 0.9,
         },
         tmp_path / "d.pt",
     )
     source = DetectorBoxes(tmp_path / "d.pt")
-    image = torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
-    boxes = source(Path("x.png"), image)
-    assert isinstance(boxes, list)
-    assert all(0 <= b.x0 <= b.x1 <= 64 and 0 <= b.y0 <= b.y1 <= 64 for b in boxes)
+    g = torch.Generator().manual_seed(0)
+    for channels in (3, 1):  # fundus, and a grey modality expanded to three channels
+        image = torch.randint(0, 255, (channels, 64, 64), dtype=torch.uint8, generator=g)
+        boxes = source(Path("x.png"), image)
+        assert boxes, "a detector sure of every proposal must give boxes"
+        # in the loaded image's pixels (64), not the detector's internal 320 px
+        assert all(0 <= b.x0 < b.x1 <= 64 and 0 <= b.y0 < b.y1 <= 64 for b in boxes)
+        assert max(b.x1 - b.x0 for b in boxes) > 16
+    # the score threshold decides: lesion scores of 0.5 pass 0.4, not 0.6
+    assert source.score_threshold == 0.9  # the checkpoint's own
+    with torch.no_grad():
+        source.model.roi_heads.box_predictor.cls_score.bias.zero_()
+    for threshold, found in ((0.4, True), (0.6, False)):
+        source.score_threshold = threshold
+        assert bool(source(Path("x.png"), image)) is found
     torch.save(
         {
             "arch": "fasterrcnn_mobilenet_v3_large_320_fpn",

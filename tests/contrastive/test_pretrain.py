@@ -24,7 +24,7 @@ from shared.contrastive.transfer import (
 )
 from shared.errors import UserError
 from shared.models import build_models
-from tests.contrastive.conftest import comcl_config
+from tests.support.configs import comcl_config
 
 
 @pytest.fixture(scope="module")

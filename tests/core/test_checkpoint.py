@@ -12,7 +12,8 @@ from shared import checkpoint as ckpt_mod
 from shared.checkpoint import load_checkpoint, save_checkpoint
 from shared.errors import UserError
 from shared.models import build_models
-from tests.conftest import tiny_config
+from tests.support.compare import assert_same_state
+from tests.support.configs import tiny_config
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -25,6 +26,9 @@ def saved(tmp_path: Path):
     torch.manual_seed(0)
     cfg = tiny_config()
     bundle = build_models(cfg)
+    optimizer = torch.optim.SGD(bundle.task_net.parameters(), lr=0.1, momentum=0.9)
+    bundle.task_net(torch.randn(2, 3, 32, 32)).diagnosis.sum().backward()
+    optimizer.step()  # momentum buffers: the state a resumed run needs
     path = save_checkpoint(
         tmp_path / "run" / "model.ckpt",
         bundle,
@@ -32,18 +36,18 @@ def saved(tmp_path: Path):
         epoch=3,
         round=None,
         metrics={"auc": 0.75, "auc_lq": float("nan")},
-        extra={"optimizer": torch.optim.SGD(bundle.task_net.parameters(), lr=0.1).state_dict()},
+        extra={"optimizer": optimizer.state_dict()},
     )
-    return cfg, bundle, path
+    return cfg, bundle, path, optimizer
 
 
 def test_round_trip(saved):
-    cfg, bundle, path = saved
+    cfg, bundle, path, optimizer = saved
     ck = load_checkpoint(path, expect=cfg)
     assert ck.cfg == cfg
     assert ck.epoch == 3 and ck.round is None
     assert ck.metrics["auc"] == 0.75 and math.isnan(ck.metrics["auc_lq"])
-    assert "optimizer" in ck.extra
+    assert_same_state(ck.extra["optimizer"], optimizer.state_dict())
     assert _same_state(ck.bundle.task_net, bundle.task_net)
     assert _same_state(ck.bundle.meta_learner, bundle.meta_learner)
     assert not ck.bundle.task_net.training
@@ -64,7 +68,7 @@ def test_no_meta_learner_and_baselines(tmp_path):
 
 
 def test_crash_during_save_keeps_the_good_file(saved, monkeypatch):
-    cfg, bundle, path = saved
+    cfg, bundle, path, _ = saved
     before = path.read_bytes()
 
     def broken_save(obj, handle):
@@ -111,7 +115,7 @@ def test_pickled_code_is_refused(tmp_path):
 
 
 def test_newer_version_is_refused(saved):
-    cfg, bundle, path = saved
+    cfg, bundle, path, _ = saved
     data = torch.load(path, weights_only=True)
     data["version"] = 99
     torch.save(data, path)
@@ -120,7 +124,7 @@ def test_newer_version_is_refused(saved):
 
 
 def test_dataset_and_architecture_mismatch(saved):
-    cfg, _, path = saved
+    cfg, _, path, _ = saved
     with pytest.raises(UserError, match=r"model.ckpt: checkpoint is for dataset EYEQ, not DRAC"):
         load_checkpoint(path, expect=tiny_config("DRAC"))
     with pytest.raises(UserError, match=r"model.gab='pooled' \(expected 'spatial'\)"):
@@ -130,7 +134,7 @@ def test_dataset_and_architecture_mismatch(saved):
 
 
 def test_damaged_weights(saved):
-    cfg, _, path = saved
+    cfg, _, path, _ = saved
     data = torch.load(path, weights_only=True)
     data["task_net"]["classifier1.2.weight"] = torch.zeros(7, 3)
     torch.save(data, path)

@@ -16,24 +16,13 @@ import torch
 
 from fediqad.commands import core
 from shared.checkpoint import load_checkpoint
-from shared.errors import UserError
-from tests.conftest import cli_for
+from tests.support.cli import CPU, TINY, cli_for
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "32", "--batch-size", "8"]
-CPU = ["--device", "cpu", "--threads", "2"]
 
 
 cli = cli_for(core.register)
-
-
-def user_error(*args: object) -> str:
-    """The message `fediqad.cli.main` would print (it maps UserError to exit 2)."""
-    result = cli(*args, ok=False)
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    message = str(result.exception)
-    assert "\n" not in message and "Traceback" not in message
-    return message
+user_error = cli.user_error
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +31,11 @@ def env(tmp_path_factory):
     from shared.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("EYEQ", 24, 32, root / "data", seed=0)
-        synthesize("DRAC", 16, 32, root / "data", seed=0)
-        run = root / "run"
-        cli("train", "--dataset", "EYEQ", "--data-root", root / "data", *TINY, *CPU,
-            "--epochs", "2", "--seed", "1", "--out", run)  # fmt: skip
-        yield root
+    synthesize("EYEQ", 24, 32, root / "data", seed=0)
+    synthesize("DRAC", 16, 32, root / "data", seed=0)
+    cli("train", "--dataset", "EYEQ", "--data-root", root / "data", *TINY, *CPU,
+        "--epochs", "2", "--seed", "1", "--out", root / "run")  # fmt: skip
+    return root
 
 
 def test_train_writes_checkpoints_and_history(env):
@@ -142,7 +128,7 @@ def test_predict_csv(env):
 def test_import_reference_cli(env, tmp_path):
     # a slim model's weights are not the authors' full VGG16-BN: named mismatch, exit 2
     from shared.models import build_models
-    from tests.conftest import tiny_config
+    from tests.support.configs import tiny_config
 
     slim = tmp_path / "best_model.pth"
     torch.save(build_models(tiny_config()).task_net.state_dict(), slim)
@@ -230,9 +216,12 @@ def test_checkpoint_of_another_dataset_or_not_a_checkpoint(env, tmp_path):
 def test_bad_config_values(env, tmp_path):
     base = ["train", "--dataset", "EYEQ", "--data-root", env / "data", *CPU]
     msg = user_error(*base, "--image-size", "33", "--out", tmp_path / "o")
-    assert "image_size" in msg
-    msg = user_error(*base, "--method", "magic", "--out", tmp_path / "o")
-    assert "method" in msg
+    assert msg == "--image-size: must be a multiple of 32 (five 2x poolings), got 33"
+    msg = user_error(*base, "--method", "mkcnt", "--out", tmp_path / "o")
+    assert msg.startswith("--method: 'mkcnt' is not one of mkcnet, ")
+    assert msg.endswith("did you mean 'mkcnet'?")
+    msg = user_error(*base, "--epochs", "0", "--out", tmp_path / "o")
+    assert msg == "--epochs: input should be greater than or equal to 1, got 0"
     if not torch.cuda.is_available():
         msg = user_error(*base, *TINY, "--device", "cuda", "--out", tmp_path / "o")
         assert "CUDA is not available" in msg

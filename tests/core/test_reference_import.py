@@ -25,8 +25,8 @@ from shared.checkpoint import load_checkpoint
 from shared.config import preset
 from shared.data.labels import file_quality_codes
 from shared.errors import UserError
+from shared.reference_files import reference_file
 from shared.reference_import import import_reference, load_reference, reference_config
-from tests.conftest import REFERENCE
 
 DATASETS = ["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
 TRUNCATED = {("IQAD_CXR", "meta_learner")}
@@ -34,9 +34,7 @@ SIZE = 32
 
 
 def _listing() -> dict[tuple[str, str], dict[str, tuple[int, ...]]]:
-    path = REFERENCE / "mkcnet_state_dict_keys.tsv"
-    if not path.is_file():
-        pytest.skip("../shared/reference/mkcnet_state_dict_keys.tsv is not present")
+    path = reference_file("mkcnet_state_dict_keys.tsv")
     out: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
     with path.open() as handle:
         for row in csv.DictReader(handle, delimiter="\t"):

@@ -14,7 +14,7 @@ from fediqad.commands import federation
 from shared.config import build_config
 from shared.errors import UserError
 from shared.resume import resumed_config
-from tests.conftest import cli_for
+from tests.support.cli import cli_for
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def _fake_simulation(monkeypatch, tmp_path: Path) -> list:
 
     seen: list = []
 
-    def fake_run(fed, sites, res, verbose=False):  # noqa: ANN001, ANN202
+    def fake_run(fed, sites, res, verbose=False, **backend):  # noqa: ANN001, ANN003, ANN202
         seen.append(fed)
         doc = {"rounds": [{"round": 1}]}
         (Path(fed.run_dir) / "metrics.json").write_text(json.dumps(doc))

@@ -3,30 +3,18 @@ user errors as one line with exit code 2 and nothing half-written."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from data_testkit import write_image, write_split
-from tests_cli_app import data_app
-from typer.testing import CliRunner
 
+from fediqad.commands import data
 from shared.data.check import check_dataset
 from shared.data.synth import synthesize
 from shared.errors import UserError
+from tests.support.cli import cli_for, run_fediqad
+from tests.support.files import write_image, write_split
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _fediqad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fediqad", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+cli = cli_for(data.register)
 
 
 @pytest.fixture
@@ -76,178 +64,59 @@ def test_check_reports_every_problem_with_file_and_line(broken: Path) -> None:
 
 
 def test_check_cli_exit_codes(broken: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(data_app(), ["data", "check", str(broken)])
+    result = cli("data", "check", str(broken), ok=False)
     assert result.exit_code == 1
     assert len([ln for ln in result.stdout.splitlines() if ln.startswith(str(broken))]) == 8
     good = synthesize("IQAD_CT", 12, 32, tmp_path / "good")
-    result = runner.invoke(data_app(), ["data", "check", str(good)])
+    result = cli("data", "check", str(good), ok=False)
     assert result.exit_code == 0, result.output
     assert "no problems" in result.stdout
 
 
 def test_synth_stats_partition_degrade_commands(tmp_path: Path) -> None:
-    runner = CliRunner()
-    app = data_app()
-    r = runner.invoke(
-        app,
-        [
-            "data",
-            "synth",
-            "--like",
-            "IQAD-CXR",
-            "--n",
-            "60",
-            "--image-size",
-            "32",
-            "--out",
-            str(tmp_path / "root"),
-            "--seed",
-            "1",
-            "--lq-ratio",
-            "0.5",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    root = tmp_path / "root"
+    r = cli("data", "synth", "--like", "IQAD-CXR", "--n", "60", "--image-size", "32",
+            "--out", root, "--seed", "1", "--lq-ratio", "0.5")  # fmt: skip
     assert "images/s" in r.stdout and "LQ-A" in r.stdout
-    r = runner.invoke(app, ["data", "stats", str(tmp_path / "root" / "IQAD_CXR")])
-    assert r.exit_code == 0 and "Pneumonia" in r.stdout and "all splits" in r.stdout
-    r = runner.invoke(
-        app,
-        [
-            "data",
-            "partition",
-            "--data-root",
-            str(tmp_path / "root"),
-            "--dataset",
-            "IQAD_CXR",
-            "--sites",
-            "2",
-            "--scheme",
-            "iid",
-            "--out",
-            str(tmp_path / "sites"),
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    r = cli("data", "stats", root / "IQAD_CXR")
+    assert "Pneumonia" in r.stdout and "all splits" in r.stdout
+    r = cli("data", "partition", "--data-root", root, "--dataset", "IQAD_CXR", "--sites", "2",
+            "--scheme", "iid", "--out", tmp_path / "sites")  # fmt: skip
     assert (tmp_path / "sites" / "site_1" / "IQAD_CXR" / "train.txt").is_file()
     assert "site_0" in r.stdout and (tmp_path / "sites" / "partition.tsv").is_file()
-    r = runner.invoke(
-        app,
-        [
-            "data",
-            "degrade",
-            "--data-root",
-            str(tmp_path / "root"),
-            "--dataset",
-            "IQAD_CXR",
-            "--lq-ratio",
-            "0.9",
-            "--out",
-            str(tmp_path / "lq"),
-        ],
-    )
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(
-        app,
-        [
-            "data",
-            "partition",
-            "--data-root",
-            str(tmp_path / "root"),
-            "--dataset",
-            "IQAD_CXR",
-            "--sites",
-            "2",
-            "--scheme",
-            "nope",
-            "--out",
-            str(tmp_path / "x"),
-        ],
-    )
+    cli("data", "degrade", "--data-root", root, "--dataset", "IQAD_CXR", "--lq-ratio", "0.9",
+        "--out", tmp_path / "lq")  # fmt: skip
+    r = cli("data", "partition", "--data-root", root, "--dataset", "IQAD_CXR", "--sites", "2",
+            "--scheme", "nope", "--out", tmp_path / "x", ok=False)  # fmt: skip
     assert isinstance(r.exception, UserError) and not (tmp_path / "x").exists()
-
-
-def _one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
-    assert "Traceback" not in proc.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     folder = tmp_path / "EYEQ"
     write_image(folder / "Images" / "a.png", "RGB", 16)
     split = write_split(folder / "train.txt", ["Images/a.png,0,0", "Images/a.png,1"])
-    _one_line_error(_fediqad("data", "stats", str(folder)), f"{split}:3: expected 3 columns")
+    run_fediqad("data", "stats", folder).one_line_error(f"{split}:3: expected 3 columns")
     write_split(folder / "train.txt", ["Images/a.png,9,0"])
-    _one_line_error(_fediqad("data", "stats", str(folder)), "DR_label 9 out of range")
+    run_fediqad("data", "stats", folder).one_line_error("DR_label 9 out of range")
     write_split(folder / "train.txt", [])
     out = tmp_path / "sites"
-    _one_line_error(
-        _fediqad(
-            "data",
-            "partition",
-            "--data-root",
-            str(tmp_path),
-            "--dataset",
-            "EYEQ",
-            "--sites",
-            "2",
-            "--scheme",
-            "iid",
-            "--out",
-            str(out),
-        ),
-        "empty dataset",
-    )
+    run_fediqad("data", "partition", "--data-root", tmp_path, "--dataset", "EYEQ", "--sites", "2",
+                "--scheme", "iid", "--out", out).one_line_error("empty dataset")  # fmt: skip
     assert not out.exists()
     synthesize("IQAD_CT", 8, 32, tmp_path / "ct")
-    _one_line_error(
-        _fediqad(
-            "data",
-            "partition",
-            "--data-root",
-            str(tmp_path / "ct"),
-            "--dataset",
-            "IQAD_CT",
-            "--sites",
-            "9",
-            "--scheme",
-            "dirichlet-label:0.1",
-            "--out",
-            str(out),
-        ),
-        "has no samples",
-    )
+    run_fediqad("data", "partition", "--data-root", tmp_path / "ct", "--dataset", "IQAD_CT",
+                "--sites", "9", "--scheme", "dirichlet-label:0.1", "--out", out
+                ).one_line_error("has no samples")  # fmt: skip
     assert not out.exists()
-    _one_line_error(
-        _fediqad(
-            "data", "synth", "--like", "EYEQ", "--n", "0", "--image-size", "32", "--out", str(out)
-        ),
-        "--n must be at least 1",
-    )
+    run_fediqad("data", "synth", "--like", "EYEQ", "--n", "0", "--image-size", "32", "--out", out
+                ).one_line_error("--n must be at least 1")  # fmt: skip
     assert not out.exists()
     ct = tmp_path / "ct" / "IQAD_CT"
     hq = next(
         r.split(",")[0] for r in (ct / "train.txt").read_text().splitlines()[1:] if r.endswith(",1")
     )  # file code 1 = HQ in CT-IQAD
     (ct / hq).write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-    _one_line_error(
-        _fediqad(
-            "data",
-            "degrade",
-            "--data-root",
-            str(tmp_path / "ct"),
-            "--dataset",
-            "IQAD_CT",
-            "--split",
-            "train",
-            "--lq-ratio",
-            "1.0",
-            "--out",
-            str(out),
-        ),
-        "cannot read image",
-    )
+    run_fediqad("data", "degrade", "--data-root", tmp_path / "ct", "--dataset", "IQAD_CT",
+                "--split", "train", "--lq-ratio", "1.0", "--out", out
+                ).one_line_error("cannot read image")  # fmt: skip
     assert not out.exists()

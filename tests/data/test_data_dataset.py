@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_testkit import write_image, write_split
 
 from shared.config import preset
 from shared.data import cache as cache_module
 from shared.data.dataset import make_loader, open_split
 from shared.data.synth import synthesize
 from shared.errors import UserError
+from tests.support.files import write_image, write_split
 
 
 @pytest.fixture(scope="module")

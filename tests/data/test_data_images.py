@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_testkit import write_image
 from PIL import Image
 
 from shared.config import preset
 from shared.data.images import load_image, normalise
 from shared.errors import UserError
+from tests.support.files import write_image
 
 
 def test_rgb_image_for_fundus(tmp_path: Path) -> None:

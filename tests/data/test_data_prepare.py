@@ -6,16 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_testkit import write_image, write_split, write_xlsx
 from PIL import Image
-from typer.testing import CliRunner
 
+from fediqad.commands import data
 from shared.config import preset
 from shared.data.check import check_dataset
 from shared.data.prepare import Options, prepare
+from shared.data.prepare.tables import read_table
 from shared.data.splits import parse_split, read_split
 from shared.data.stats import split_counts
 from shared.errors import UserError
+from tests.support.cli import cli_for
+from tests.support.files import write_image, write_split, write_xlsx
+
+cli = cli_for(data.register)
 
 
 def _all_rows(folder: Path) -> dict[str, tuple[str, int, int]]:
@@ -192,6 +196,29 @@ def test_deepdr_without_evaluation_labels(tmp_path: Path) -> None:
         p.unlink()
     with pytest.raises(UserError, match="Challenge1_labels.xlsx or Challenge1_labels.csv"):
         prepare(src, "deepdr", tmp_path / "root", Options())
+
+
+def test_xlsx_labels_as_a_spreadsheet_program_saves_them(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "labels"
+    sheet["A2"], sheet["B2"] = "image_id", "DR_Levels"  # a title row left empty
+    sheet.append(["4_l1", 2.0])  # integers saved as floats
+    sheet.append([])
+    sheet.append(["4_l2", 3, "an extra column"])
+    workbook.create_sheet("notes").append(["image_id", "ignored"])
+    workbook.save(tmp_path / "labels.xlsx")
+    assert read_table(tmp_path / "labels.xlsx", ["image_id", "DR_Levels"]) == [
+        (3, {"image_id": "4_l1", "DR_Levels": "2"}),
+        (5, {"image_id": "4_l2", "DR_Levels": "3"}),
+    ]
+    with pytest.raises(UserError, match="missing column 'quality'"):
+        read_table(tmp_path / "labels.xlsx", ["image_id", "quality"])
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not a workbook")
+    with pytest.raises(UserError, match="cannot read spreadsheet"):
+        read_table(tmp_path / "broken.xlsx", ["image_id"])
 
 
 # ---------------------------------------------------------------------------- DRAC
@@ -388,24 +415,10 @@ def test_kermany_plus_cxr14(tmp_path: Path) -> None:
 
 
 def test_cli_prepare_and_unknown_source(tmp_path: Path) -> None:
-    from tests_cli_app import data_app
-
     src = _eyeq_release(tmp_path / "src")
-    result = CliRunner().invoke(
-        data_app(),
-        [
-            "data",
-            "prepare",
-            str(src),
-            "--from",
-            "eyeq",
-            "--out",
-            str(tmp_path / "root"),
-            "--seed",
-            "3",
-        ],
+    result = cli(
+        "data", "prepare", src, "--from", "eyeq", "--out", tmp_path / "root", "--seed", "3"
     )
-    assert result.exit_code == 0, result.output
     assert "EYEQ train" in result.stdout
     with pytest.raises(UserError, match="unknown source 'eyepacs'"):
         prepare(src, "eyepacs", tmp_path / "x", Options())

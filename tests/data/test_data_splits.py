@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_testkit import reference, write_split
 
 from shared.config import preset
 from shared.data.labels import (
@@ -21,6 +20,7 @@ from shared.data.mix import TABLE1, TABLE1_NAMES, table1_matrix
 from shared.data.splits import apportion, read_split, stratified_assign
 from shared.data.stats import count_matrix
 from shared.errors import UserError
+from tests.support.files import write_split
 
 FOLDERS = {
     "EYEQ": "EYEQ",
@@ -50,8 +50,8 @@ def test_quality_codes_round_trip(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(FOLDERS))
-def test_authors_split_files_load_unchanged(name: str) -> None:
-    folder = reference() / "splits" / FOLDERS[name]
+def test_authors_split_files_load_unchanged(name: str, reference_dir: Path) -> None:
+    folder = reference_dir / "splits" / FOLDERS[name]
     cfg = preset(name).dataset
     records = []
     for split in cfg.splits:
@@ -74,8 +74,8 @@ def test_authors_split_files_load_unchanged(name: str) -> None:
         assert np.abs(counts - table).max() <= 10
 
 
-def test_table1_constants_match_reference() -> None:
-    path = reference() / "table1_label_quality_counts.tsv"
+def test_table1_constants_match_reference(reference_dir: Path) -> None:
+    path = reference_dir / "table1_label_quality_counts.tsv"
     rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
     got = {(r[0], r[1], r[2]): int(r[3]) for r in rows}
     want = {(TABLE1_NAMES[name], d, q): c for name, t in TABLE1.items() for (d, q), c in t.items()}

@@ -16,6 +16,7 @@ SERVER_IP = "10.213.7.1"  # the server namespace's address in the multi-host tes
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "deployment: real SuperLink / SuperNode processes (minutes)")
+    config.addinivalue_line("markers", "engine: a real Docker engine (deploy/ci-engine.sh)")
 
 
 @dataclass(frozen=True)

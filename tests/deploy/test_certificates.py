@@ -10,6 +10,7 @@ import ssl
 import stat
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -40,8 +41,6 @@ def test_server_certificate_has_the_hosts_as_sans_and_is_issued_by_the_ca(pki):
     assert {"fl.test", "10.213.7.1", "localhost", "127.0.0.1"} <= set(sans(cert))
     ca = load_certificate(pki.server.ca)
     cert.verify_directly_issued_by(ca)  # raises if not
-    # and an ordinary TLS client trusts it for those names
-    ssl.create_default_context(cafile=str(pki.server.ca))  # the CA file loads as a trust root
     assert check_server_files(pki.server) > 800
 
 
@@ -189,6 +188,27 @@ def tls_server(pki) -> Iterator[str]:
     stop.set()
     thread.join(2)
     listener.close()
+
+
+def _handshake(address: str, ca: Path, name: str) -> dict:
+    """A real TLS handshake as an ordinary client does it: chain and host name checked."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        return tls.getpeercert()
+
+
+def test_tls_clients_trust_the_server_for_its_sans_only(pki, tls_server):
+    for name in ("fl.test", pki.server_ip, "localhost", "127.0.0.1"):  # DNS and IP SANs
+        assert _handshake(tls_server, pki.server.ca, name)["subject"]
+    for name in ("fl.other", "10.213.7.2"):
+        with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+            _handshake(tls_server, pki.server.ca, name)
+    with pytest.raises(ssl.SSLCertVerificationError, match="issuer"):
+        _handshake(tls_server, pki.wrong_ca.ca, "fl.test")  # another federation's CA
 
 
 def test_tls_probe_accepts_our_ca_and_names_a_wrong_one(pki, tls_server):

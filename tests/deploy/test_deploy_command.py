@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from docker.types import Mount
@@ -121,13 +122,14 @@ def test_up_and_down_on_a_real_engine(tmp_path, pki):
     data = tmp_path / "data"
     data.mkdir()
     cli = cli_for(deploy_cmd.register)
+    site = f"t-{uuid.uuid4().hex[:8]}"  # `up` replaces a container of the same name
     try:
         cli(
             "deploy",
             "up",
             "hospital",
             "--site-name",
-            "site0",
+            site,
             "--server",
             "127.0.0.1:1",
             "--data",
@@ -135,8 +137,8 @@ def test_up_and_down_on_a_real_engine(tmp_path, pki):
             "--certs",
             pki.nodes["site0"].key.parent,
         )
-        container = client.containers.get("fediqad-hospital-site0")
+        container = client.containers.get(f"fediqad-hospital-{site}")
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts["/data"]["RW"] is False and mounts["/certs"]["RW"] is False
     finally:
-        cli("deploy", "down", "hospital", "--site-name", "site0", ok=False)
+        cli("deploy", "down", "hospital", "--site-name", site, ok=False)

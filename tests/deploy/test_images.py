@@ -57,9 +57,12 @@ def test_hadolint_is_clean(role):
 @pytest.mark.parametrize("role", sorted(DOCKERFILES))
 def test_dockerfile_pins_base_runs_as_non_root_has_healthcheck_and_tested_entrypoint(role):
     steps = instructions(DOCKERFILES[role])
-    froms = [args for word, args in steps if word == "FROM"]
-    assert froms and all(re.search(r":\d+\.\d+\.\d+", image) for image in froms), froms
-    assert not any(image.endswith(":latest") or ":" not in image for image in froms)
+    # Every stage starts from BASE_IMAGE, whose default is a pinned python:*-slim tag.
+    froms = [args.split()[0] for word, args in steps if word == "FROM"]
+    assert len(froms) == 3 and set(froms) == {"${BASE_IMAGE}"}, froms
+    base = _arg_defaults(steps)["BASE_IMAGE"]
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-bookworm", base), base
+    assert steps[0][0] == "ARG"  # declared before the first FROM, so FROM can use it
     users = [args for word, args in steps if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), users
     assert any(word == "HEALTHCHECK" and "healthcheck.py" in args for word, args in steps)
@@ -71,8 +74,19 @@ def test_dockerfile_pins_base_runs_as_non_root_has_healthcheck_and_tested_entryp
     for word, args in steps:  # nothing secret baked in
         assert not (word in ("ENV", "ARG") and re.search(r"(?i)secret|password|token", args))
         assert not (word in ("COPY", "ADD") and re.search(r"certs|\.key|runs|data/", args))
-    torch = [args for word, args in steps if word == "RUN" and "torch==" in args]
-    assert torch and "torch==2.14.1" in torch[0] and "torchvision==0.29.1" in torch[0]
+    args = _arg_defaults(steps)
+    assert args["TORCH"] == "torch==2.14.1" and args["TORCHVISION"] == "torchvision==0.29.1"
+    assert args["WHEEL_SOURCE"] == "index"  # online unless asked otherwise
+    # Dependencies come from a build stage; the final image copies the venv only (no wheels).
+    final = steps[[i for i, (word, _) in enumerate(steps) if word == "FROM"][-1] :]
+    assert final[1] == ("COPY", "--from=build /opt/venv /opt/venv")  # shared by both images
+    assert not any("/wheels" in args for _, args in final)
+    installs = [a for w, a in final if w == "RUN" and "pip install" in a]
+    assert installs and all("--no-index" in a and "--no-deps" in a for a in installs)
+
+
+def _arg_defaults(steps: list[tuple[str, str]]) -> dict[str, str]:
+    return dict(a.split("=", 1) for w, a in steps if w == "ARG" and "=" in a)
 
 
 def test_dockerignore_keeps_data_keys_and_environments_out():
@@ -114,11 +128,19 @@ def test_server_compose_and_demo():
     assert len(hospitals) == 3
     assert "fediqad data synth" in demo["init"]["command"][0]
     assert "fediqad certs init --host superlink" in demo["init"]["command"][0]
+    sources = []
     for name in hospitals:
         mounts = _mounts(demo[name])
         assert mounts["/data"]["read_only"] and mounts["/certs"]["read_only"]
-        assert mounts["/certs"]["volume"]["subpath"] == f"nodes/{name}"
+        sources += [mounts["/data"]["source"], mounts["/certs"]["source"]]
         assert demo[name]["environment"]["FEDIQAD_SERVER"] == "superlink:9092"
+    assert len(set(sources)) == 6  # each hospital sees only its own data and key
+    init_volumes = demo["init"]["volumes"]
+    assert all(any(v.startswith(f"{source}:") for v in init_volumes) for source in sources)
+    # Compose v1.29 (Debian 12's docker-compose) knows neither `name:` nor volume subpaths.
+    for name in ("server", "hospital", "demo"):
+        text = (DEPLOY / f"{name}.compose.yaml").read_text()
+        assert "subpath" not in text and "name" not in _compose(name)
 
 
 def _run_entrypoint(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -201,3 +223,43 @@ def test_healthcheck_reports_listening_ports(tmp_path):
         check=False,
     )
     assert down.returncode == 1
+
+
+def _compose_commands() -> list[list[str]]:
+    """The Compose implementations installed here (v1 `docker-compose`, v2 plugin)."""
+    found = [["docker-compose"]] if shutil.which("docker-compose") else []
+    if shutil.which("docker"):
+        v2 = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60, check=False
+        )
+        found += [["docker", "compose"]] if v2.returncode == 0 else []
+    return found
+
+
+@pytest.mark.parametrize("name", ["server", "hospital", "demo"])
+def test_compose_files_pass_compose_config(name, tmp_path):
+    """Each installed Compose accepts the file with its example env file."""
+    commands = _compose_commands()
+    if not commands:
+        pytest.skip("no Compose installed (apt-get install docker-compose)")
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    shutil.copy(DEPLOY / f"{name}.compose.yaml", copy)
+    env = []
+    if (DEPLOY / f"{name}.env.example").exists():
+        shutil.copy(DEPLOY / f"{name}.env.example", copy / f"{name}.env")
+        env = ["--env-file", str(copy / f"{name}.env")]
+    for command in commands:
+        done = subprocess.run(
+            [*command, "-f", str(copy / f"{name}.compose.yaml"), *env, "config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        config = yaml.safe_load(done.stdout)
+        for service_name, service in config["services"].items():
+            if service_name != "init":  # the one-off that makes the demo's keys and data
+                assert service["read_only"] is True
+                assert service["labels"]["org.fediqad.role"] in ("server", "hospital")

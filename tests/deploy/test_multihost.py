@@ -28,7 +28,7 @@ import pytest
 from shared.checkpoint import load_checkpoint
 from tests.process_registry import ProcessRegistry, cleaned_up
 
-pytestmark = [pytest.mark.deployment, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1800)]  # a hang guard only
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_ENTRYPOINT = REPO / "deploy" / "entrypoint-server.sh"
@@ -167,7 +167,7 @@ def _post_statuses(netns: str, ca: Path, *paths: str) -> list[int]:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # a hang guard: a Python start on a busy machine
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -215,12 +215,10 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
         "--set",
         "threads=1",
         "--round-timeout",
-        "240",
+        "900",  # a liveness bound, not a verdict
     )
-    deadline = time.monotonic() + 120  # both allow-listed keys registered, run submitted
-    while "started; waiting" not in processes.log("server"):
+    while "started; waiting" not in processes.log("server"):  # keys registered, run submitted
         assert server.poll() is None, processes.log("server")
-        assert time.monotonic() < deadline, processes.log("server")
         time.sleep(0.5)
     assert processes.log("server").count("registered (node") == 2
     # From another host the public port is the Fleet API only: the Control API (which
@@ -272,11 +270,11 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
             FEDIQAD_MAX_WAIT="3",
         ),
     )
-    assert processes.wait("wrong-ca", 60) == 2
+    assert processes.wait("wrong-ca") == 2
     assert "does not verify against" in _error_line(processes.log("wrong-ca"))
-    assert processes.wait("no-data", 10) == 2
+    assert processes.wait("no-data") == 2
     assert "does not exist" in _error_line(processes.log("no-data"))
-    assert processes.wait("unreachable", 60) == 2
+    assert processes.wait("unreachable") == 2
     assert "unreachable" in _error_line(processes.log("unreachable"))
 
     processes.start(
@@ -285,7 +283,7 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
         HOSPITAL_ENTRYPOINT,
         _hospital_env(tmp_path, "rogue", data, pki.unregistered.ca.parent),
     )
-    assert processes.wait("rogue", 120) == 2, processes.log("rogue")[-2000:]
+    assert processes.wait("rogue") == 2, processes.log("rogue")[-2000:]
     assert "refused this SuperNode" in _error_line(processes.log("rogue"))
 
     processes.start(
@@ -296,13 +294,13 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
             tmp_path, "plaintext", data, pki.certs, FEDIQAD_INSECURE="1", FEDIQAD_MAX_WAIT="5"
         ),
     )
-    assert processes.wait("plaintext", 120) != 0, processes.log("plaintext")[-2000:]
+    assert processes.wait("plaintext") != 0, processes.log("plaintext")[-2000:]
     plain = processes.log("plaintext")
     assert "WARNING: --insecure" in plain
     assert "no connection to the server" in _error_line(plain)
     assert "SuperNode ID" not in plain  # never admitted
 
-    assert processes.wait("server", 360) == 0, processes.log("server")[-4000:]
+    assert processes.wait("server") == 0, processes.log("server")[-4000:]
     final = load_checkpoint(run_dir / "global.pt")
     assert final.round == 2
     doc = json.loads((run_dir / "metrics.json").read_text())

@@ -1,13 +1,13 @@
-"""Fixtures for the federation tests: Flower task identity, synthetic sites, tiny configs."""
+"""Federation tests: Flower task identity, three synthetic sites."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
-from tests.conftest import tiny_config
+from tests.support.flower import flwr_identity  # noqa: F401 - autouse in this folder
+from tests.support.sites import synth_sites
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -17,30 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.fixture(autouse=True)
-def flwr_identity():
-    """Messages built outside a Flower runtime need a task identity (set by the runtime)."""
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-
-
-def fed_config(**run_model: object):
-    """A tiny RunConfig: the slim VGG at 32 px, width 1/8 (fast on CPU)."""
-    cfg = tiny_config(**run_model)
-    cfg.model.width = 0.125
-    cfg.device = "cpu"
-    cfg.threads = 1
-    return cfg
-
-
 @pytest.fixture(scope="session")
 def site_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three synthetic EYEQ-like sites at 32 px; site 2 mostly low quality."""
-    from shared.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("sites")
-    out = []
-    for i, lq in enumerate((0.2, 0.4, 0.85)):
-        synthesize("EYEQ", 40, 32, root / f"site{i}", seed=i, lq_ratio=lq)
-        out.append(root / f"site{i}")
-    return out
+    return synth_sites(tmp_path_factory.mktemp("sites"), [0.2, 0.4, 0.85])

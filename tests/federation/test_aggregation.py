@@ -16,7 +16,7 @@ from server.layout import GlobalModels, ModelLayout
 from server.strategies import aggregates_buffers, build_strategy, weighted_metrics
 from server.validation import RejectedUpdate, decode_train_reply
 from shared.records import NUM_EXAMPLES
-from tests.federation.helpers import InProcessGrid, reply, tiny_bundle
+from tests.support.flower import InProcessGrid, reply, tiny_bundle
 
 Arrays = dict[str, dict[str, np.ndarray]]
 
@@ -58,6 +58,18 @@ class Setup:
             for key, value in arrays.items():
                 self.glob.update(model, key, value)
         return merged
+
+
+def _jitter(setup: Setup, arrays: Arrays, seed: int, scale: float = 0.01) -> Arrays:
+    """`arrays` with small noise on every float array (a distinct but nearby update)."""
+    rng = np.random.default_rng(seed)
+    return {
+        m: {
+            k: v + (scale * rng.normal(size=v.shape)).astype(v.dtype) if v.dtype.kind == "f" else v
+            for k, v in arrays[m].items()
+        }
+        for m in setup.layout.models
+    }
 
 
 def _float_keys(setup: Setup, model: str, *, params_only: bool = False) -> list[str]:
@@ -124,20 +136,7 @@ def test_fedtrimmedavg_drops_the_extremes_per_element():
 
 def test_krum_never_selects_the_outlier_and_judges_both_models_together():
     s = Setup("krum", 5, num_malicious=1)
-    base = s.site_arrays(0)
-    rng = np.random.default_rng(1)
-    sites = [
-        {
-            m: {
-                k: v + (0.01 * rng.normal(size=v.shape)).astype(v.dtype)
-                if v.dtype.kind == "f"
-                else v
-                for k, v in arrays.items()
-            }
-            for m, arrays in base.items()
-        }
-        for _ in range(4)
-    ]
+    sites = [_jitter(s, s.site_arrays(0), seed) for seed in range(1, 5)]
     outlier = s.site_arrays(9, scale=50.0)
     merged = s.round(1, sites + [outlier], [1.0] * 5)
     chosen = [
@@ -152,18 +151,21 @@ def test_krum_never_selects_the_outlier_and_judges_both_models_together():
     assert len(chosen) == 1  # Krum picks one whole update, Task Net and Meta Learner alike
 
 
-def test_multikrum_averages_the_selected_updates():
-    s = Setup("multikrum", 4, num_malicious=1, krum_select=2)
-    sites = [
-        s.site_arrays(0),
-        s.site_arrays(0),
-        s.site_arrays(7, scale=30.0),
-        s.site_arrays(8, scale=30.0),
-    ]
-    merged = s.round(1, sites, [1.0, 3.0, 1.0, 1.0])
+def test_multikrum_averages_the_selected_updates_weighted_by_examples():
+    s = Setup("multikrum", 5, num_malicious=1, krum_select=2)
+    near = [_jitter(s, s.site_arrays(0), seed) for seed in (1, 2)]  # close, not identical
+    far = [s.site_arrays(seed, scale=30.0) for seed in (7, 8, 9)]
+    weights = [1.0, 3.0, 1.0, 1.0, 1.0]
+    merged = s.round(1, near + far, weights)
     for model in s.layout.models:
         for key in _float_keys(s, model):
-            np.testing.assert_allclose(merged[model][key], sites[0][model][key], rtol=1e-5)
+            np.testing.assert_allclose(
+                merged[model][key], _weighted(near, weights[:2], model, key), rtol=1e-5, atol=1e-6
+            )
+    # the two selected updates differ enough that a plain mean would not pass
+    key = _float_keys(s, "task_net", params_only=True)[0]
+    plain = _weighted(near, [1.0, 1.0], "task_net", key)
+    assert not np.allclose(merged["task_net"][key], plain, rtol=1e-5, atol=1e-6)
 
 
 def test_fedadam_applies_adam_to_parameters_and_averages_buffers():

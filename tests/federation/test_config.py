@@ -49,12 +49,14 @@ def test_pyproject_has_no_legacy_federations_section():
 @pytest.mark.parametrize(
     "fields, match",
     [
-        ({"strategy": "fedsgd"}, "strategy"),
-        ({"min_nodes": 1, "min_replies": 2}, "min_replies"),
-        ({"transport_dtype": "int8"}, "transport_dtype"),
+        ({"strategy": "fedavgg"}, "^--strategy: 'fedavgg' is not one of .*did you mean 'fedavg'"),
+        ({"min_nodes": 1, "min_replies": 2}, r"^--min-replies \(2\) cannot exceed --min-nodes"),
+        ({"transport_dtype": "int8"}, "^--transport-dtype: 'int8'"),
+        ({"num_rounds": -1}, "^--rounds: input should be greater than or equal to 1, got -1$"),
+        ({"trim_beta": 0.7}, "^--fed-set trim-beta: "),
     ],
 )
-def test_invalid_settings_name_the_field(fields, match):
+def test_invalid_settings_name_the_users_flag(fields, match):
     with pytest.raises(UserError, match=match):
         validated(**fields)
 

@@ -16,7 +16,7 @@ from simulations.scenarios import DEFAULT_LOCAL_EPOCHS, DEFAULT_LR
 def _capture(monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
     seen: dict[str, object] = {}
 
-    def fake_run(fed, sites, res, verbose=False):  # noqa: ANN001, ANN202
+    def fake_run(fed, sites, res, verbose=False, **backend):  # noqa: ANN001, ANN003, ANN202
         seen["fed"] = fed
         (Path(fed.run_dir) / "metrics.json").write_text(json.dumps({"rounds": [{"round": 1}]}))
 

@@ -32,8 +32,11 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
             "HOST:PORT",
         ),
         (["simulate", "--dataset", "EYEQ"], "--data-root"),
-        (["simulate", "--fed-set", "trim_betta=0.1"], "unknown federation setting"),
-        (["simulate", "--fed-set", "trim-beta=0.7"], "trim_beta"),
+        (
+            ["simulate", "--fed-set", "trim_betta=0.1"],
+            "unknown federation setting 'trim_betta'; did you mean 'trim-beta'?",
+        ),
+        (["simulate", "--fed-set", "trim-beta=0.7"], "--fed-set trim-beta: input should be"),
         (["simulate", "--strategy", "fedsgd"], "strategy"),
     ],
 )

@@ -13,7 +13,7 @@ from shared.records import (
     record_nbytes,
     to_record,
 )
-from tests.federation.helpers import TinyNet
+from tests.support.flower import TinyNet
 
 
 def test_round_trip_is_exact_in_float32():

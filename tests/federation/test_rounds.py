@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Message
 
-from client.client_app import make_client_app
 from client.site import STATUS_ENV, Site
 from server.central_eval import make_evaluate_fn
 from server.config import FederationConfig
@@ -29,29 +28,14 @@ from shared.checkpoint import (
 )
 from shared.errors import UserError
 from shared.records import CFG_ROUND, CONFIG, to_record
-from tests.federation.conftest import fed_config
-from tests.federation.helpers import InProcessGrid
-
-
-def make_grid(sites: list[Site], **kw) -> tuple[InProcessGrid, dict[int, Context]]:
-    app = make_client_app(sites, threads=1)
-    contexts = {
-        100 + i: Context(
-            run_id=1,
-            node_id=100 + i,
-            node_config={"partition-id": i},
-            state=RecordDict(),
-            run_config={},
-        )
-        for i in range(len(sites))
-    }
-    return InProcessGrid({n: (app, c) for n, c in contexts.items()}, **kw), contexts
+from tests.support.configs import fast_config
+from tests.support.flower import InProcessGrid, site_grid
 
 
 def make_fed(tmp_path: Path, **kw) -> FederationConfig:
     kw.setdefault("num_rounds", 2)
     kw.setdefault("min_nodes", 2)
-    return FederationConfig(run=fed_config(), run_dir=tmp_path / "run", **kw)
+    return FederationConfig(run=fast_config(), run_dir=tmp_path / "run", **kw)
 
 
 def sites_of(site_dirs: list[Path], n: int = 2) -> list[Site]:
@@ -64,7 +48,7 @@ def digest(path: Path) -> str:
 
 def test_two_rounds_train_evaluate_checkpoint_and_report(tmp_path, site_dirs):
     fed = make_fed(tmp_path, server_eval_data=site_dirs[2])
-    grid, contexts = make_grid(sites_of(site_dirs))
+    grid, contexts = site_grid(sites_of(site_dirs))
     probe = Federation(fed).globals.arrays["task_net"]
     first_key = next(iter(probe))
     initial = probe[first_key].copy()
@@ -85,7 +69,7 @@ def test_two_rounds_train_evaluate_checkpoint_and_report(tmp_path, site_dirs):
     final = load_checkpoint(run / "global.pt")
     assert final.round == 2
     assert not np.allclose(final.bundle.task_net.state_dict()[first_key].numpy(), initial)
-    assert (run / "report.md").is_file() and (run / "plots" / "auc_per_round.png").is_file()
+    assert (run / "report.md").is_file() and (run / "figures" / "curves_metrics.png").is_file()
     assert all("fediqad.optimizer" in c.state.config_records for c in contexts.values())
     # both models travelled in separate ArrayRecords
     train_msgs = [m for m in grid.pushed if m.metadata.message_type == "train"]
@@ -94,7 +78,7 @@ def test_two_rounds_train_evaluate_checkpoint_and_report(tmp_path, site_dirs):
 
 def test_fedbn_keeps_each_sites_batchnorm(tmp_path, site_dirs):
     fed = make_fed(tmp_path, strategy="fedbn")
-    grid, contexts = make_grid(sites_of(site_dirs))
+    grid, contexts = site_grid(sites_of(site_dirs))
     Federation(fed).run(grid)
     pushed = grid.pushed[0].content.array_records["task_net"]
     assert not any(k.endswith(("running_var", "running_mean")) for k in pushed)
@@ -112,7 +96,7 @@ def test_fedbn_keeps_each_sites_batchnorm(tmp_path, site_dirs):
 
 def test_fedbn_server_evaluation_reestimates_batchnorm_on_its_own_data(tmp_path, site_dirs):
     fed = make_fed(tmp_path, strategy="fedbn", num_rounds=1, server_eval_data=site_dirs[2])
-    grid, _ = make_grid(sites_of(site_dirs))
+    grid, _ = site_grid(sites_of(site_dirs))
     doc = Federation(fed, evaluate_fn=make_evaluate_fn(fed)).run(grid)
     final = load_checkpoint(fed.run_dir / "global.pt")
     assert final.extra["batchnorm"] == BN_SERVER
@@ -135,7 +119,7 @@ def test_a_failing_site_does_not_stop_the_round(tmp_path, site_dirs):
             raise RuntimeError("disk on fire")
 
     fed = make_fed(tmp_path, num_rounds=1)
-    grid, _ = make_grid(sites_of(site_dirs), fail=fail)
+    grid, _ = site_grid(sites_of(site_dirs), fail=fail)
     doc = Federation(fed).run(grid)
     record = doc["rounds"][0]
     assert record["status"] == "ok" and record["replies"]["train_ok"] == 1
@@ -148,7 +132,7 @@ def test_too_few_replies_keep_the_global_model(tmp_path, site_dirs):
             raise RuntimeError("offline")
 
     fed = make_fed(tmp_path, num_rounds=1, min_replies=2)
-    grid, _ = make_grid(sites_of(site_dirs), fail=fail)
+    grid, _ = site_grid(sites_of(site_dirs), fail=fail)
     federation = Federation(fed)
     before = {k: v.copy() for k, v in federation.globals.arrays["task_net"].items()}
     record = federation.run(grid)["rounds"][0]
@@ -159,7 +143,7 @@ def test_too_few_replies_keep_the_global_model(tmp_path, site_dirs):
 
 def test_non_finite_update_is_rejected_never_averaged(tmp_path, site_dirs):
     fed = make_fed(tmp_path, num_rounds=1)
-    grid, _ = make_grid(sites_of(site_dirs))
+    grid, _ = site_grid(sites_of(site_dirs))
     honest_app, _ = grid.apps[100]
 
     def poisoned(msg: Message, context: Context) -> Message:
@@ -197,7 +181,7 @@ def test_resume_after_a_server_crash_loses_no_completed_round(tmp_path, site_dir
             raise Killed()
 
     fed = make_fed(tmp_path, num_rounds=4)
-    grid, _ = make_grid(sites_of(site_dirs), before_push=crash_in_round_3)
+    grid, _ = site_grid(sites_of(site_dirs), before_push=crash_in_round_3)
     with pytest.raises(Killed):
         Federation(fed).run(grid)
     state = json.loads((fed.run_dir / "state.json").read_text())
@@ -207,7 +191,7 @@ def test_resume_after_a_server_crash_loses_no_completed_round(tmp_path, site_dir
     with pytest.raises(UserError, match="--resume"):
         Federation(fed)
     resumed = fed.model_copy(update={"resume": True})
-    grid2, _ = make_grid(sites_of(site_dirs))
+    grid2, _ = site_grid(sites_of(site_dirs))
     federation = Federation(resumed)
     assert federation.start_round == 3
     np.testing.assert_array_equal(
@@ -229,7 +213,7 @@ def test_a_site_without_its_data_reports_a_clear_error(tmp_path, site_dirs, monk
     monkeypatch.setenv(STATUS_ENV, str(status))
     sites = [Site("site0", site_dirs[0]), Site("lost", tmp_path / "nowhere")]
     fed = make_fed(tmp_path, num_rounds=1)
-    grid, _ = make_grid(sites)
+    grid, _ = site_grid(sites)
     record = Federation(fed).run(grid)["rounds"][0]
     reasons = " ".join(f["reason"] for f in record["failures"])
     assert "site 'lost': data path" in reasons and "does not exist" in reasons
@@ -247,7 +231,7 @@ def test_a_site_lost_for_good_does_not_stall_later_phases(tmp_path, site_dirs):
             raise ConnectionError("node unavailable")
 
     fed = make_fed(tmp_path, num_rounds=2)
-    grid, _ = make_grid(sites_of(site_dirs), fail=vanish)
+    grid, _ = site_grid(sites_of(site_dirs), fail=vanish)
     grid_box.append(grid)
     doc = Federation(fed).run(grid)
     assert [r["status"] for r in doc["rounds"]] == ["ok", "ok"]
@@ -258,7 +242,7 @@ def test_a_run_is_reproducible(tmp_path, site_dirs):
     finals = []
     for name in ("a", "b"):
         fed = make_fed(tmp_path / name, num_rounds=1)
-        grid, _ = make_grid(sites_of(site_dirs))
+        grid, _ = site_grid(sites_of(site_dirs))
         federation = Federation(fed)
         federation.run(grid)
         finals.append(federation.globals.arrays)

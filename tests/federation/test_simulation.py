@@ -12,14 +12,14 @@ from server.config import FederationConfig
 from server.federation import Federation
 from shared.checkpoint import load_checkpoint
 from simulations.federated import Resources, backend_config, run_federated_simulation
-from tests.federation.conftest import fed_config
+from tests.support.configs import fast_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
 
 def test_two_sites_two_rounds_on_ray(tmp_path, site_dirs):
     fed = FederationConfig(
-        run=fed_config(),
+        run=fast_config(),
         run_dir=tmp_path / "run",
         num_rounds=2,
         min_nodes=2,

@@ -12,7 +12,7 @@ from shared.methods import list_methods
 from shared.models import build_models
 from shared.models.backbones import build_backbone
 from shared.models.meta_learner import MASK_FLOOR, masked_softmax
-from tests.conftest import tiny_config
+from tests.support.configs import tiny_config
 
 DATASETS = ["EYEQ", "DEEPDR", "DRAC", "IQAD_CT", "IQAD_CXR"]
 

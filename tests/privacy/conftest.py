@@ -1,47 +1,20 @@
-"""Fixtures for the privacy tests: Flower task identity, synthetic sites, tiny DP configs."""
+"""Privacy tests: Flower task identity, two synthetic sites."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
-from shared.config import RunConfig
-from tests.conftest import tiny_config
-
-
-@pytest.fixture(autouse=True)
-def flwr_identity():
-    """Messages built outside a Flower runtime need a task identity (set by the runtime)."""
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
-    yield
-
-
-def dp_config(method: str = "mkcnet", width: float = 0.125, **privacy: object) -> RunConfig:
-    """Slim VGG (width 1/8 of slim) at 32 px with sample-level DP."""
-    cfg = tiny_config(method=method)
-    cfg.model.width = width
-    cfg.device = "cpu"
-    cfg.threads = 1
-    cfg.privacy.mode = "sample"
-    cfg.privacy.noise_seed = 0
-    for key, value in {"noise_multiplier": 1.0, **privacy}.items():
-        setattr(cfg.privacy, key, value)
-    return cfg
+from tests.support.configs import dp_config  # noqa: F401 - imported from here too
+from tests.support.flower import flwr_identity  # noqa: F401 - autouse in this folder
+from tests.support.sites import synth_sites
 
 
 @pytest.fixture(scope="session")
 def dp_sites(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two synthetic EYEQ-like sites at 32 px."""
-    from shared.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("dp-sites")
-    out = []
-    for i in range(2):
-        synthesize("EYEQ", 40, 32, root / f"site{i}", seed=10 + i, lq_ratio=0.3)
-        out.append(root / f"site{i}")
-    return out
+    return synth_sites(tmp_path_factory.mktemp("dp-sites"), [0.3, 0.3], first_seed=10)
 
 
 @pytest.fixture

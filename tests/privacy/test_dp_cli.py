@@ -12,10 +12,9 @@ from opacus.accountants import RDPAccountant
 from fediqad.commands import core, federation
 from shared.checkpoint import load_checkpoint, read_payload
 from shared.errors import UserError
-from tests.conftest import cli_for
+from tests.support.cli import CPU, cli_for
 
 cli = cli_for(core.register)
-CPU = ["--device", "cpu", "--threads", "2"]
 DP_RUN = [
     "--dataset",
     "IQAD_CT",
@@ -46,17 +45,11 @@ def ct_root(tmp_path_factory):
     from shared.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("dp-cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(root / "cache"))
-        synthesize("IQAD_CT", 1500, 32, root / "data", seed=0)
-        yield root
+    synthesize("IQAD_CT", 1500, 32, root / "data", seed=0)
+    return root
 
 
-def _error(*args: object) -> str:
-    result = cli(*args, ok=False)
-    assert isinstance(result.exception, UserError), (result.exception, result.output)
-    assert "\n" not in str(result.exception)
-    return str(result.exception)
+_error = cli.user_error
 
 
 @pytest.mark.timeout(600)  # ~20 s alone; generous for a loaded 2-core machine

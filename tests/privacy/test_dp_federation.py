@@ -12,17 +12,15 @@ import math
 
 import numpy as np
 import pytest
-from flwr.app import Context, RecordDict
 from opacus.accountants import RDPAccountant
 
-from client.client_app import make_client_app
 from client.site import Site
 from server.config import FederationConfig
 from server.federation import Federation
 from server.server_app import run_server
 from shared.checkpoint import load_checkpoint
-from tests.federation.helpers import InProcessGrid
-from tests.privacy.conftest import dp_config
+from tests.support.configs import dp_config
+from tests.support.flower import InProcessGrid, site_grid
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,24 +31,10 @@ def grid_for(
     node_budget: dict[int, float] | None = None,
     node_extra: dict[int, dict] | None = None,
 ) -> InProcessGrid:
-    app = make_client_app(sites, threads=1, epsilon_budgets=budgets)
-    apps = {}
-    for i in range(len(sites)):
-        node_config: dict = {"partition-id": i}
-        if node_budget and i in node_budget:
-            node_config["epsilon-budget"] = node_budget[i]
-        node_config.update((node_extra or {}).get(i, {}))
-        apps[100 + i] = (
-            app,
-            Context(
-                run_id=1,
-                node_id=100 + i,
-                node_config=node_config,
-                state=RecordDict(),
-                run_config={},
-            ),
-        )
-    return InProcessGrid(apps)
+    config = {i: dict((node_extra or {}).get(i, {})) for i in range(len(sites))}
+    for i, budget in (node_budget or {}).items():
+        config[i] = {"epsilon-budget": budget, **config[i]}
+    return site_grid(sites, node_config=config, epsilon_budgets=budgets)[0]
 
 
 def test_a_spent_budget_stops_one_site_and_the_run_finishes(tmp_path, dp_sites):
@@ -85,7 +69,9 @@ def test_a_spent_budget_stops_one_site_and_the_run_finishes(tmp_path, dp_sites):
     assert privacy["mode"] == "sample"
     assert privacy["sites"]["site0"]["dp_epsilon"] == pytest.approx(eps0[-1])
     assert privacy["sites"]["site1"]["status"].startswith("stopped")
-    assert "privacy" in (fed.run_dir / "report.md").read_text().lower()
+    report = (fed.run_dir / "report.md").read_text()
+    assert "*Sample-level DP: epsilon spent per site (delta " in report
+    assert report.count(" (stopped) |") == 2  # site1 in rounds 2 and 3
 
 
 def test_site_budget_from_the_simulation_mapping(tmp_path, dp_sites):

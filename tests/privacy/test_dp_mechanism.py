@@ -21,8 +21,7 @@ from shared.models import build_models
 from shared.privacy.budget import PrivacyLedger
 from shared.privacy.meta import per_example_entropy, per_example_meta_gradients
 from shared.privacy.trainer import DPLocalTrainer, new_ledger
-from tests.conftest import tiny_batch
-from tests.privacy.conftest import dp_config
+from tests.support.configs import dp_config, tiny_batch
 
 
 def _trainer(cfg, sigma: float = 1.0, seed: int = 0) -> DPLocalTrainer:

@@ -70,7 +70,7 @@ def test_resume_with_other_epochs_keeps_epsilon_exact(
 
 def test_federated_sites_ledgers_equal_their_releases(tmp_path, dp_sites, monkeypatch) -> None:
     """2 sites x 2 rounds: each site's ledger file lists that site's releases."""
-    import client.client_app as client_app
+    import client.handlers as handlers
     from client.site import Site
     from server.config import FederationConfig
     from server.server_app import run_server
@@ -78,13 +78,13 @@ def test_federated_sites_ledgers_equal_their_releases(tmp_path, dp_sites, monkey
 
     made: dict[str, list[float]] = {"site0": [], "site1": []}
     current: list[str] = []
-    train = client_app.train
+    train = handlers.train
 
-    def tagged(msg, context, site, threads=None, budgets=None):  # noqa: ANN001
+    def tagged(msg, context, site, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         current[:] = [site.name]
-        return train(msg, context, site, threads, budgets)
+        return train(msg, context, site, *args, **kwargs)
 
-    monkeypatch.setattr(client_app, "train", tagged)
+    monkeypatch.setattr(handlers, "train", tagged)
     from opacus.optimizers import DPOptimizer
 
     add_noise = DPOptimizer.add_noise

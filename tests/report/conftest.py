@@ -11,11 +11,7 @@ import pytest
 from PIL import Image
 
 from fediqad.commands import core, report
-from tests.conftest import cli_for
-
-TINY = ["--backbone", "vgg16_bn_slim", "--image-size", "32", "--batch-size", "8"]
-CPU = ["--device", "cpu", "--threads", "2"]
-
+from tests.support.cli import CPU, TINY, cli_for
 
 cli = cli_for(core.register, report.register)
 
@@ -47,40 +43,27 @@ class TinyRun:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("report-cache")
-
-
-@pytest.fixture(autouse=True)
-def _cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Decoded-image caches go to a temporary folder, never the user's."""
-    monkeypatch.setenv("FEDIQAD_CACHE_DIR", str(cache_dir))
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TinyRun:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     from shared.data.synth import synthesize
 
     root = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FEDIQAD_CACHE_DIR", str(cache_dir))
-        synthesize("EYEQ", 24, 32, root / "data", seed=0)
-        synthesize("IQAD_CT", 12, 32, root / "data", seed=0)
-        cli(
-            "train",
-            "--dataset",
-            "EYEQ",
-            "--data-root",
-            root / "data",
-            *TINY,
-            *CPU,
-            "--epochs",
-            "1",
-            "--seed",
-            "1",
-            "--out",
-            root / "run",
-        )
+    synthesize("EYEQ", 24, 32, root / "data", seed=0)
+    synthesize("IQAD_CT", 12, 32, root / "data", seed=0)
+    cli(
+        "train",
+        "--dataset",
+        "EYEQ",
+        "--data-root",
+        root / "data",
+        *TINY,
+        *CPU,
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "--out",
+        root / "run",
+    )
     return TinyRun(root, root / "data", root / "run")
 
 

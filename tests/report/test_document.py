@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from fediqad.report.document import Figure, Heading, Paragraph, Table, render_html, render_markdown
 from fediqad.report.gradcam_figure import _out_names
+from shared.report.document import Figure, Heading, Paragraph, Table, render_html, render_markdown
 
 
 def test_html_escapes_text_and_embeds_figures(tmp_path: Path):

@@ -9,7 +9,7 @@ import torch
 from shared.explain import collect_embeddings, tsne_2d
 from shared.explain.embedding import default_perplexity
 from shared.models import build_models
-from tests.conftest import tiny_batch, tiny_config
+from tests.support.configs import tiny_batch, tiny_config
 
 
 def _loader(cfg, n: int = 12):

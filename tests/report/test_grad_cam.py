@@ -9,7 +9,7 @@ import torch
 
 from shared.explain import HEADS, grad_cam, target_layer
 from shared.models import build_models
-from tests.conftest import tiny_config
+from tests.support.configs import tiny_config
 
 
 def _images(cfg, n: int = 3, size: int | None = None) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from shared.config import RunConfig
 from shared.methods import get_method, list_methods
 from shared.models import build_models
 from shared.training import LocalTrainer
-from tests.conftest import tiny_batch, tiny_config
+from tests.support.compare import assert_same_state
+from tests.support.configs import tiny_batch, tiny_config
 
 METHODS = list_methods()  # every registered method trains
 
@@ -81,28 +84,48 @@ def test_paper_schedule_runs_stage_one_then_stage_two() -> None:
 
 
 def test_step_lr_halves_and_optimizer_state_round_trips() -> None:
-    cfg = tiny_config()
+    torch.manual_seed(0)
+    cfg = tiny_config(width=0.125)
     cfg.optim.lr_step_epochs = 1
     cfg.optim.momentum = 0.9
     trainer = LocalTrainer(cfg, build_models(cfg))
-    trainer.fit(_loader(cfg), epochs=2)
+    loader = _loader(cfg)
+    trainer.fit(loader, epochs=2)
     assert trainer.current_lr == pytest.approx(cfg.optim.lr * 0.25)
     state = trainer.optimizer_state()
-    fresh = LocalTrainer(cfg, build_models(cfg))
-    fresh.load_optimizer_state(state)
-    assert fresh.current_lr == trainer.current_lr
-    assert (
-        fresh.task_optimizer.state_dict()["state"].keys() == state["task_optimizer"]["state"].keys()
-    )
+    momentum = state["task_optimizer"]["state"]
+    assert momentum and any(v["momentum_buffer"].abs().sum() > 0 for v in momentum.values())
+    resumed = LocalTrainer(cfg, copy.deepcopy(trainer.bundle))
+    resumed.load_optimizer_state(copy.deepcopy(state))
+    assert resumed.current_lr == trainer.current_lr
+    assert_same_state(resumed.optimizer_state(), state)  # momentum buffers, lr, schedule: values
+    # a trainer resumed from that state takes the very step the original takes
+    trainer.fit(loader, epochs=1)
+    resumed.fit(loader, epochs=1)
+    for name, model in trainer.bundle.modules().items():
+        assert_same_state(resumed.bundle.modules()[name].state_dict(), model.state_dict(), name)
 
 
 def test_spatial_gab_trains_and_differs_from_pooled() -> None:
-    torch.manual_seed(0)
-    pooled = build_models(tiny_config(gab="pooled"))
-    torch.manual_seed(0)
-    spatial = build_models(tiny_config(gab="spatial"))
-    cfg = tiny_config()
+    cfg = tiny_config(gab="spatial", method="mkcnet-no-meta", width=0.25)
     cfg.image_size = 64  # a 2x2 feature map, so spatial attention has positions to weigh
-    x = torch.randn(4, 3, 64, 64)
-    assert pooled.task_net.state_dict().keys() == spatial.task_net.state_dict().keys()
+    cfg.optim.lr = 0.3
+    torch.manual_seed(0)
+    spatial = build_models(cfg)
+    pooled = copy.deepcopy(spatial)
+    pooled.task_net.gab = "pooled"  # same weights, the authors' placement
+    x = tiny_batch(cfg, n=8).image
+    for bundle in (spatial, pooled):
+        bundle.eval()
     assert not torch.allclose(pooled.task_net(x).diagnosis, spatial.task_net(x).diagnosis)
+    # the spatial gates learn: the diagnosis loss falls and every gate's conv gets gradient
+    loader = _loader(cfg)
+    before = _diagnosis_loss(spatial, loader)
+    gates = [spatial.task_net.get_submodule(f"branch_bam{i}.0.SpatialGate") for i in (1, 2, 3)]
+    trainer = LocalTrainer(cfg, spatial)
+    trainer.fit(loader, epochs=1)
+    for gate in gates:
+        grad = gate.spatial.conv.weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+    trainer.fit(loader, epochs=9)
+    assert _diagnosis_loss(spatial, loader) < 0.9 * before

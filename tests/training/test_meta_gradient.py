@@ -7,7 +7,7 @@ import torch
 
 from shared.meta_auxiliary import MetaHyper, meta_gradient, meta_objective
 from shared.models import build_models
-from tests.conftest import tiny_batch, tiny_config
+from tests.support.configs import tiny_batch, tiny_config
 
 
 @pytest.fixture

@@ -1,19 +1,15 @@
 """Reading the label tables of the public releases: CSV, and the first sheet of an XLSX
-file (DeepDRiD publishes its evaluation labels as .xlsx) without extra dependencies."""
+file (DeepDRiD publishes its evaluation labels as .xlsx; openpyxl reads them)."""
 
 from __future__ import annotations
 
 import csv
-import re
 import zipfile
 from pathlib import Path
-from xml.etree import ElementTree
 
 from shared.errors import UserError
 
 Row = tuple[int, dict[str, str]]  # (line or spreadsheet row number, values by column)
-
-_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
 
 
 def _columns(header: list[str], path: Path, required: list[str], line: int = 1) -> list[str]:
@@ -52,54 +48,35 @@ def read_csv(path: Path, required: list[str]) -> list[Row]:
         raise UserError("label file is not UTF-8 text", path=path) from None
 
 
-def _col_index(ref: str) -> int:
-    letters = re.match(r"[A-Z]+", ref)
-    index = 0
-    for ch in letters.group(0) if letters else "A":
-        index = index * 26 + ord(ch) - 64
-    return index - 1
-
-
-def _cell_text(cell: ElementTree.Element, shared: list[str]) -> str:
-    kind = cell.get("t")
-    if kind == "inlineStr":
-        return "".join(t.text or "" for t in cell.iter(f"{{{_NS['m']}}}t"))
-    value = cell.find("m:v", _NS)
-    text = value.text if value is not None and value.text is not None else ""
-    if kind == "s" and text:
-        return shared[int(text)]
-    if text.endswith(".0"):
-        text = text[:-2]  # integers stored as floats
-    return text
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # integers stored as floats
+    return str(value)
 
 
 def read_xlsx(path: Path, required: list[str]) -> list[Row]:
-    """Rows of the first worksheet; the first non-empty row is the header."""
+    """Rows of the first worksheet (cached values, not formulas); the first non-empty row
+    is the header."""
+    from openpyxl import load_workbook  # imported here: only DeepDRiD's labels need it
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
-        with zipfile.ZipFile(path) as zf:
-            shared: list[str] = []
-            if "xl/sharedStrings.xml" in zf.namelist():
-                root = ElementTree.fromstring(zf.read("xl/sharedStrings.xml"))
-                for si in root.findall("m:si", _NS):
-                    shared.append("".join(t.text or "" for t in si.iter(f"{{{_NS['m']}}}t")))
-            sheets = sorted(
-                n for n in zf.namelist() if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)
-            )
-            if not sheets:
-                raise UserError("spreadsheet has no worksheet", path=path)
-            sheet = ElementTree.fromstring(zf.read(sheets[0]))
-    except (zipfile.BadZipFile, ElementTree.ParseError, KeyError) as err:
+        workbook = load_workbook(path, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as err:
         raise UserError(f"cannot read spreadsheet ({err})", path=path) from None
-    table: list[tuple[int, list[str]]] = []
-    for row in sheet.iter(f"{{{_NS['m']}}}row"):
-        cells: dict[int, str] = {}
-        for i, cell in enumerate(row.findall("m:c", _NS)):
-            ref = cell.get("r")
-            cells[_col_index(ref) if ref else i] = _cell_text(cell, shared)
-        if cells and any(v.strip() for v in cells.values()):
-            width = max(cells) + 1
-            number = int(row.get("r", len(table) + 1))
-            table.append((number, [cells.get(i, "") for i in range(width)]))
+    try:
+        table = []
+        rows = workbook.worksheets[0].iter_rows(values_only=True)
+        for number, values in enumerate(rows, start=1):
+            cells = [_cell_text(v) for v in values]
+            while cells and not cells[-1].strip():
+                cells.pop()  # the sheet's width, not this row's
+            if cells:
+                table.append((number, cells))
+    finally:
+        workbook.close()
     if not table:
         raise UserError("empty spreadsheet", path=path)
     header_line, header = table[0]

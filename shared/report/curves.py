@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from fediqad.report.rundir import GLOBAL_SCOPE, SERVER_SCOPE, RunData, Series
-from fediqad.report.style import LINESTYLES, bar_style, new_figure, save, series_style
+from shared.report.rundir import GLOBAL_SCOPE, SERVER_SCOPE, RunData, Series
+from shared.report.style import LINESTYLES, bar_style, new_figure, save, series_style
 
 Drawn = tuple[Path, str] | None
 UNIT = {
@@ -42,11 +42,26 @@ def _finite(values: Sequence[float]) -> bool:
     return any(math.isfinite(v) for v in values)
 
 
-def _axis(ax: Axes, run: RunData, ylabel: str, title: str) -> None:
+def integer_steps(ax: Axes, steps: Sequence[float]) -> None:
+    """Rounds and epochs are whole numbers: ticks only at integers, half a step of margin
+    (one round must not show ticks 0.945 ... 1.050)."""
+    steps = [float(s) for s in steps if math.isfinite(float(s))]
+    if not steps:
+        return
+    lo, hi = math.floor(min(steps)), math.ceil(max(steps))
+    ax.set_xlim(lo - 0.5, hi + 0.5)
+    if hi - lo <= 12:
+        ax.set_xticks(range(lo, hi + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _axis(ax: Axes, run: RunData, ylabel: str, title: str, steps: Sequence[float] = ()) -> None:
     ax.set_xlabel(f"{run.step_label} (count)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lines = [x for line in ax.get_lines() for x in np.atleast_1d(line.get_xdata())]
+    integer_steps(ax, list(steps) or lines)
     ax.grid(True, alpha=0.3)
 
 
@@ -218,7 +233,7 @@ def bytes_per_round(run: RunData, out: Path) -> Drawn:
     width = 0.38
     ax.bar(xs - width / 2, down, width, label="server to sites (down)", **bar_style(0))
     ax.bar(xs + width / 2, up, width, label="sites to server (up)", **bar_style(1))
-    _axis(ax, run, "Data sent (MB = 10^6 bytes)", "Bytes on the wire per round")
+    _axis(ax, run, "Data sent (MB = 10^6 bytes)", "Bytes on the wire per round", list(xs))
     ax.legend(fontsize=8)
     caption = (
         f"Model and metric payloads per round, all sites together; total "

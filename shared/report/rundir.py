@@ -46,10 +46,37 @@ class RunData:
     eval_data: Path | None = None
     eval_split: str | None = None
     problems: list[str] = field(default_factory=list)
+    synthetic: list[Path] = field(default_factory=list)  # synthetic data folders it used
 
     @property
     def dataset(self) -> str | None:
         return ((self.config or {}).get("dataset") or {}).get("name")
+
+    @property
+    def diagnosis_names(self) -> list[str]:
+        return list(((self.config or {}).get("dataset") or {}).get("diagnosis_names") or [])
+
+    @property
+    def quality_names(self) -> list[str]:
+        return list(((self.config or {}).get("dataset") or {}).get("quality_names") or [])
+
+    @property
+    def final_sets(self) -> list[tuple[str, dict[str, float]]]:
+        """Every evaluated set of the final epoch / round (overall results, then sites)."""
+        return self.results + self.site_results
+
+
+SYNTH_MARKER = "synth.json"  # written by `fediqad data synth` beside the images
+
+
+def synthetic_folders(roots: list[Path], dataset: str | None) -> list[Path]:
+    """The data folders among `roots` that `fediqad data synth` made."""
+    found = []
+    for root in roots:
+        for folder in (root, root / (dataset or "")):
+            if (folder / SYNTH_MARKER).is_file() and folder not in found:
+                found.append(folder)
+    return found
 
 
 def plain(metrics: Any) -> dict[str, float]:
@@ -122,7 +149,16 @@ def load_run(path: Path) -> RunData:
         run.config = _checkpoint_config(checkpoint, run)
     if run.config is not None:
         run.settings = model_settings(run.config) + run.settings
+    run.synthetic = synthetic_folders(_data_roots(doc or {}, run), run.dataset)
     return run
+
+
+def _data_roots(doc: dict[str, Any], run: RunData) -> list[Path]:
+    """Data folders the run names: its data root, the server's held-out set, site folders."""
+    fed = doc.get("federation") if isinstance(doc.get("federation"), dict) else {}
+    named = [doc.get("data_root"), fed.get("server_eval_data"), *(fed.get("site_data") or [])]
+    roots = [Path(p) for p in named if isinstance(p, str) and p]
+    return roots + ([run.eval_data] if run.eval_data is not None else [])
 
 
 def _checkpoint_config(checkpoint: Path, run: RunData) -> dict[str, Any] | None:

@@ -22,7 +22,9 @@ class Heading:
 @dataclass
 class Paragraph:
     text: str
-    kind: str = "text"  # "text", "note" (provenance) or "warning" (something left out)
+    # "text", "note" (provenance), "warning" (something left out), "banner" (synthetic
+    # data) or "alarm" (a useless model)
+    kind: str = "text"
 
 
 @dataclass
@@ -53,6 +55,8 @@ figure img { max-width: 100%; border: 1px solid #ccc; }
 figcaption { font-size: 0.9em; margin-top: 0.3em; }
 .note { border-left: 4px solid #0072B2; background: #eef5fb; padding: 0.5em 0.8em; }
 .warning { border-left: 4px solid #D55E00; background: #fdf0e8; padding: 0.5em 0.8em; }
+.banner { border: 3px solid #000; background: #F0E442; padding: 0.6em 0.8em; font-weight: bold; }
+.alarm { border: 3px solid #D55E00; background: #fbd9c4; padding: 0.6em 0.8em; font-weight: bold; }
 """
 
 
@@ -96,6 +100,14 @@ def render_html(blocks: list[Block], title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+PREFIX = {
+    "note": "> **Note:** ",
+    "warning": "> **Not drawn:** ",
+    "banner": "> **SYNTHETIC DATA:** ",
+    "alarm": "> **WARNING - degenerate model:** ",
+}
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -107,7 +119,7 @@ def render_markdown(blocks: list[Block], title: str, base: Path) -> str:
         if isinstance(block, Heading):
             lines += ["#" * min(max(block.level, 2), 4) + " " + block.text, ""]
         elif isinstance(block, Paragraph):
-            prefix = {"note": "> **Note:** ", "warning": "> **Not drawn:** "}.get(block.kind, "")
+            prefix = PREFIX.get(block.kind, "")
             lines += [prefix + block.text, ""]
         elif isinstance(block, Table):
             if block.caption:

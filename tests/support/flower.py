@@ -1,4 +1,5 @@
-"""Test doubles for the federation: a stand-in model bundle and an in-process Grid.
+"""Test doubles for the federation: a stand-in model bundle, an in-process Grid, and the
+Flower task identity that messages built outside a Flower runtime need.
 
 `InProcessGrid` runs ClientApps synchronously inside `push_messages`, so the real
 ServerApp loop and the real ClientApp handlers meet without Ray or network.
@@ -10,14 +11,28 @@ import itertools
 from collections.abc import Callable, Iterable
 
 import numpy as np
+import pytest
 import torch
 from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
 from shared.models import ModelBundle
 from shared.records import METRICS, NUM_EXAMPLES
+
+
+def set_flwr_identity() -> None:
+    """Messages built outside a Flower runtime need a task identity (the runtime sets it)."""
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+
+
+@pytest.fixture(autouse=True)
+def flwr_identity() -> None:
+    """`set_flwr_identity` before every test wherever this fixture is imported (a folder's
+    conftest, a test module)."""
+    set_flwr_identity()
 
 
 class TinyNet(nn.Module):
@@ -74,6 +89,7 @@ class InProcessGrid(Grid):
         self.replies: dict[str, Message] = {}
         self._ids = itertools.count(1)
         self.pushed: list[Message] = []
+        self.received: list[Message] = []  # every reply, in order, as the nodes sent it
 
     def set_run(self, run_id: int) -> None:  # type: ignore[override]
         pass
@@ -106,6 +122,7 @@ class InProcessGrid(Grid):
                 out = Message(Error(code=0, reason=f"{type(err).__name__}: {err}"), reply_to=msg)
             out.metadata.__dict__["_message_id"] = f"r{msg_id}"
             self.replies[msg_id] = out
+            self.received.append(out)
             self.pushed.append(msg)
             ids.append(msg_id)
         return ids
@@ -115,3 +132,30 @@ class InProcessGrid(Grid):
 
     def send_and_receive(self, messages, *, timeout=None):  # type: ignore[override]
         return self.pull_messages(self.push_messages(messages))
+
+
+def site_grid(
+    sites: list,
+    *,
+    node_config: dict[int, dict] | None = None,
+    epsilon_budgets: dict[str, float] | None = None,
+    **grid: object,
+) -> tuple[InProcessGrid, dict[int, Context]]:
+    """The real ClientApp for `sites` (client.site.Site) as nodes 100, 101, ... of an
+    InProcessGrid, each with its own Context (partition-id i, plus `node_config[i]`);
+    `grid` goes to InProcessGrid (fail=, before_push=)."""
+    from client.client_app import make_client_app
+
+    app = make_client_app(sites, threads=1, epsilon_budgets=epsilon_budgets)
+    contexts = {
+        100 + i: Context(
+            run_id=1,
+            node_id=100 + i,
+            node_config={"partition-id": i, **(node_config or {}).get(i, {})},
+            state=RecordDict(),
+            run_config={},
+        )
+        for i in range(len(sites))
+    }
+    apps = {n: (app, c) for n, c in contexts.items()}
+    return InProcessGrid(apps, **grid), contexts  # type: ignore[arg-type]

@@ -1,0 +1,57 @@
+"""`fediqad bench deploy-round`: a deployed round's cost beyond the sites' work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import UserError
+
+console = Console()
+Opt = typer.Option
+
+
+def bench_deploy_round(
+    rounds: Annotated[int, Opt(help="Rounds to run (round 1 includes start-up).")] = 3,
+    keep: Annotated[
+        Path | None, Opt("--keep", help="Keep data, logs and the run in this folder.")
+    ] = None,
+) -> None:
+    """Two sites + server on 127.0.0.1: round time, slowest handler, time outside handlers."""
+    from simulations.deploy_bench import bench_deploy_round as run
+
+    if rounds < 1:
+        raise UserError(f"--rounds must be at least 1, got {rounds}")
+    result = run(rounds, keep)
+    load = ", ".join(f"{x:.2f}" for x in result.load)
+    table = Table(title=f"deployed round, 2 sites on 127.0.0.1 (load average {load})")
+    for column in ("round", "round s", "slowest handler s", "outside handlers s", "outside %"):
+        table.add_column(column, justify="right")
+    for cost in result.rounds:
+        table.add_row(
+            str(cost.round),
+            f"{cost.round_s:.2f}",
+            f"{cost.handler_s:.2f}",
+            f"{cost.outside_s:.2f}",
+            f"{cost.outside_pct:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"cold import: flwr {result.import_flwr_s:.3f} s, client.client_app "
+        f"{result.import_clientapp_s:.3f} s (ratio {result.import_ratio:.2f}; target <= 1.5)"
+    )
+    console.print("target: outside handlers <= 20 % of a round on an idle machine")
+
+
+def register(app: typer.Typer) -> None:
+    for group in app.registered_groups:
+        if group.name == "bench" and group.typer_instance is not None:
+            group.typer_instance.command("deploy-round")(bench_deploy_round)
+            return
+    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+    bench.command("deploy-round")(bench_deploy_round)
+    app.add_typer(bench, name="bench")
