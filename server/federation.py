@@ -1,11 +1,9 @@
 """The federated run: rounds of train -> screen -> aggregate -> evaluate -> checkpoint.
 
-Flower's strategies do what they are for (sampling, FedProx's mu, FedOpt/FedAvgM
-server state, robust aggregation) through their public `configure_*` /
-`aggregate_*` methods; this loop adds what a study needs around them: separate
-ArrayRecords per model on the wire, screening of updates, per-site accounting,
-a checkpoint per round and resuming. `Strategy.start` is not used because it can
-neither resume at round k nor commit a checkpoint between rounds.
+Flower's strategies do their part through their public `configure_*` / `aggregate_*`
+methods; this loop adds separate ArrayRecords per model, screening of updates,
+per-site accounting, a checkpoint per round and resuming (`Strategy.start` can do
+neither of the last two).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from rich.console import Console
 
 from server.aggregation import AggregationFailed, Update, aggregate
 from server.config import FederationConfig
-from server.fedbn import ServerBatchNorm
+from server.fedbn import batchnorm_note
 from server.layout import GlobalModels, ModelLayout
 from server.messaging import Exchange, exchange, payload_bytes
 from server.persistence import RunStore, restore_strategy_state, strategy_state
@@ -95,7 +93,6 @@ class Federation:
         self.start_round = 1
         self._resume_or_refuse()
         self.globals = GlobalModels.from_bundle(self.layout, self.bundle)
-        self.server_bn = ServerBatchNorm.for_run(fed, self.layout)  # FedBN's global BN
 
     # ------------------------------------------------------------------ set-up
     def _resume_or_refuse(self) -> None:
@@ -130,10 +127,8 @@ class Federation:
         return self.log.doc
 
     def _relax_minimums(self) -> None:
-        """Once round 1 is sent, go on with whoever is connected, down to `min_replies`.
-
-        `min_nodes` gates the start only; a site lost for good must not stall the study.
-        """
+        """After round 1 is sent, go on with whoever is connected (down to `min_replies`):
+        `min_nodes` gates the start only; a site lost for good must not stall the study."""
         floor = self.fed.min_replies
         self.strategy.min_available_nodes = floor
         self.strategy.min_train_nodes = floor
@@ -153,10 +148,8 @@ class Federation:
         )
 
     def run_round(self, grid: Grid, rnd: int) -> dict[str, Any]:
-        """Train, screen, aggregate, evaluate and commit round `rnd` (checkpoint, state,
-        metrics.json, report); its log entry."""
+        """Train, screen, aggregate, evaluate and commit round `rnd`; its log entry."""
         t0 = time.perf_counter()
-        self.server_bn.new_round()
         rec: dict[str, Any] = {
             "round": rnd,
             "status": "ok",
@@ -328,13 +321,14 @@ class Federation:
     # ------------------------------------------------------- evaluation, commit
     def _load_globals_into_bundle(self) -> None:
         for model, module in self.bundle.modules().items():
-            arrays = self.globals.arrays[model]
-            module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+            arrays, kept = self.globals.arrays[model], self.layout.local.get(model, ())  # FedBN
+            state = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k not in kept}
+            module.load_state_dict(state, strict=not kept)
 
     def _server_eval(self) -> dict[str, float] | None:
         assert self.evaluate_fn is not None
         self._load_globals_into_bundle()
-        return self.server_bn.keep(self.evaluate_fn(self.bundle), self.bundle)
+        return self.evaluate_fn(self.bundle)  # under FedBN it re-estimates BN (server.fedbn)
 
     def _commit(self, rnd: int, rec: dict[str, Any]) -> None:
         self._load_globals_into_bundle()
@@ -351,6 +345,6 @@ class Federation:
                     f"{m}.{k}" for m, keys in self.layout.local.items() for k in keys
                 ),
                 "privacy": privacy_summary(self.fed, self.log.rounds + [rec]),
-                **self.server_bn.apply(self.bundle),
+                **batchnorm_note(self.fed),
             },
         )
