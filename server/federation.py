@@ -127,7 +127,7 @@ class Federation:
         return self.log.doc
 
     def _relax_minimums(self) -> None:
-        """After round 1 is sent, go on with whoever is connected (down to `min_replies`):
+        """Once round 1 is sent, go on with whoever is connected, down to `min_replies`:
         `min_nodes` gates the start only; a site lost for good must not stall the study."""
         floor = self.fed.min_replies
         self.strategy.min_available_nodes = floor
