@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from fediqad.report.paper_table2 import paper_rows
 
 from fediqad.commands import methods as methods_commands
-from fediqad.report.paper_table2 import paper_rows
 from shared.errors import UserError
 from shared.methods import list_methods
 from shared.training.table2 import run_table2
