@@ -50,7 +50,7 @@ def table2_cmd(
     for name in chosen:
         get_method(name)  # a typo fails before torch is imported
     out = out or Path("runs") / f"table2-{dataset.upper()}"
-    from fediqad.report.paper_table2 import paper_rows
+    from shared.report.paper_table2 import paper_rows
     from shared.training.table2 import run_table2
 
     result = run_table2(

@@ -4,9 +4,9 @@ overall and on the LQ test images, one data set per seed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from shared.config import Method
+from shared.methods import list_methods
 from simulations.evidence.common import (
     Say,
     Timer,
@@ -21,7 +21,7 @@ from simulations.evidence.settings import EvidenceSettings
 
 def available(wanted: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(methods to run, methods asked for or expected that this build lacks)."""
-    known = set(get_args(Method))
+    known = set(list_methods())
     asked = list(dict.fromkeys([*wanted, "maxl"]))
     return [m for m in asked if m in known], [m for m in asked if m not in known]
 

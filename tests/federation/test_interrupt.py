@@ -24,7 +24,7 @@ from shared import interrupt
 from shared.errors import UserError
 from simulations import federated
 from simulations.ray_startup import RayStartFailed, start_ray
-from tests.federation.conftest import fed_config
+from tests.support.configs import fast_config
 
 TINY = ["--images-per-site", "16", "--image-size", "32", "--local-epochs", "1"]
 
@@ -158,7 +158,7 @@ def test_auto_falls_back_to_in_process_where_ray_cannot_start(tmp_path, site_dir
         raise RayStartFailed("The current node timed out during startup.")
 
     monkeypatch.setattr(federated, "start_ray", no_ray)
-    fed = FederationConfig(run=fed_config(), run_dir=tmp_path / "run", num_rounds=1, min_nodes=2)
+    fed = FederationConfig(run=fast_config(), run_dir=tmp_path / "run", num_rounds=1, min_nodes=2)
     sites = [Site("north", site_dirs[0]), Site("south", site_dirs[1])]
     said: list[str] = []
     handled: list[int] = []

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
-from tests.federation.helpers import InProcessGrid
 
 from client.client_app import METRICS as RELAY_METRICS
 from client.client_app import make_relay_app
@@ -26,6 +25,7 @@ from client.worker_process import LOG, PARENT_ENV, ensure_worker, worker_alive
 from server.federation import Federation
 from shared.records import METRICS
 from tests.federation.test_rounds import make_fed
+from tests.support.flower import InProcessGrid
 
 pytestmark = pytest.mark.timeout(600)
 

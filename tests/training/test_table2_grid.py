@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from fediqad.report.paper_table2 import paper_rows
 
 from fediqad.commands import methods as methods_commands
 from shared.errors import UserError
 from shared.methods import list_methods
+from shared.report.paper_table2 import paper_rows
 from shared.training.table2 import run_table2
 from tests.conftest import cli_for
 
