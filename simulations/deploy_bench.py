@@ -23,7 +23,9 @@ from pathlib import Path
 from shared.errors import UserError
 from shared.process_group import free_port
 
-SETTINGS = [
+# The smallest model a deployment round can train: shared by the benchmark and the
+# deployment tests so both measure the same thing.
+SMALL_MODEL_ARGS = [
     "--image-size",
     "32",
     "--backbone",
@@ -102,7 +104,7 @@ def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[Rou
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server_args = ["server", "--insecure", "--host", "127.0.0.1", "--port", str(port)]
     server_args += ["--run-dir", str(run_dir), "--rounds", str(rounds), "--min-nodes", "2"]
-    procs = [_fediqad(server_args + SETTINGS, work / "server.log", env)]
+    procs = [_fediqad(server_args + SMALL_MODEL_ARGS, work / "server.log", env)]
     try:
         for i, data in enumerate(sites):
             client = ["client", "--server", f"127.0.0.1:{port}", "--insecure"]
