@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import UserError
-from shared.process_group import free_port
+from shared.process_group import free_port, start_process_group
 
 # The smallest model a deployment round can train: shared by the benchmark and the
 # deployment tests so both measure the same thing.
@@ -82,13 +82,7 @@ def cold_import_seconds(module: str, repeats: int = 5) -> float:
 
 def _fediqad(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fediqad", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        return start_process_group([sys.executable, "-m", "fediqad", *args], out, env)
 
 
 def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[RoundCost]:
