@@ -43,7 +43,13 @@ from shared.certificates import (
     sans,
 )
 from shared.errors import UserError
-from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
+from shared.process_group import (
+    flower_tool,
+    free_port,
+    require_superexec,
+    start_process_group,
+    stop_process_group,
+)
 
 
 def project_root() -> Path:
@@ -187,13 +193,8 @@ def serve(
     procs: list[subprocess.Popen] = []
     with open(log_path, "ab") as log:
         try:
-            superlink = subprocess.Popen(
-                superlink_command(link_host, link_port, tls),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=fed.run_dir,
-                start_new_session=True,
+            superlink = start_process_group(
+                superlink_command(link_host, link_port, tls), log, env, fed.run_dir
             )
             procs.append(superlink)
             wait_for_port(
@@ -202,13 +203,8 @@ def serve(
             if registry is not None:
                 registry.sync()
             if tls is not None:
-                gateway = subprocess.Popen(
-                    gateway_command(host, port, link_port, tls),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=fed.run_dir,
-                    start_new_session=True,
+                gateway = start_process_group(
+                    gateway_command(host, port, link_port, tls), log, env, fed.run_dir
                 )
                 procs.append(gateway)
                 wait_for_port(connect, port, startup_timeout, gateway, "the Fleet gateway")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from shared.errors import UserError
 
@@ -36,6 +37,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def start_process_group(
+    command: list[str], log: IO[bytes], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen:
+    """A child leading its own process group (for `stop_process_group`), its output
+    appended to `log`."""
+    return subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 def stop_process_group(proc: subprocess.Popen | None, grace: float = 10.0) -> None:

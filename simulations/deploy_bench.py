@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import UserError
-from shared.process_group import free_port
+from shared.process_group import free_port, start_process_group
 
-SETTINGS = [
+# The smallest model a deployment round can train: shared by the benchmark and the
+# deployment tests so both measure the same thing.
+SMALL_MODEL_ARGS = [
     "--image-size",
     "32",
     "--backbone",
@@ -80,13 +82,7 @@ def cold_import_seconds(module: str, repeats: int = 5) -> float:
 
 def _fediqad(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fediqad", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        return start_process_group([sys.executable, "-m", "fediqad", *args], out, env)
 
 
 def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[RoundCost]:
@@ -102,7 +98,7 @@ def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[Rou
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server_args = ["server", "--insecure", "--host", "127.0.0.1", "--port", str(port)]
     server_args += ["--run-dir", str(run_dir), "--rounds", str(rounds), "--min-nodes", "2"]
-    procs = [_fediqad(server_args + SETTINGS, work / "server.log", env)]
+    procs = [_fediqad(server_args + SMALL_MODEL_ARGS, work / "server.log", env)]
     try:
         for i, data in enumerate(sites):
             client = ["client", "--server", f"127.0.0.1:{port}", "--insecure"]

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fediqad.commands.options import DataRootOpt
 from shared.errors import UserError
 
 console = Console()
@@ -22,9 +23,7 @@ Opt = typer.Option
 
 
 def pretrain(
-    data_root: Annotated[
-        Path, Opt("--data-root", help="Folder holding NAME/Images, NAME/train.txt.")
-    ],
+    data_root: DataRootOpt,
     dataset: Annotated[str | None, Opt("--dataset", help="Dataset preset (EYEQ, ...).")] = None,
     lesions: Annotated[
         Path | None, Opt("--lesions", help="Lesion boxes CSV (image,x0,y0,x1,y1[,kind]).")

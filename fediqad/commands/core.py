@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands.options import BatchOpt, DataRootOpt, ThreadsOpt, torch_device
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
 from shared.errors import UserError
@@ -36,24 +37,7 @@ err_console = Console(stderr=True)
 DatasetOpt = Annotated[
     str, typer.Option("--dataset", help="EYEQ, DEEPDR, DRAC, IQAD_CT or IQAD_CXR.")
 ]
-DataRootOpt = Annotated[
-    Path, typer.Option("--data-root", help="Folder holding NAME/Images and NAME/train.txt.")
-]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda or auto.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
-
-
-def _setup_torch(device: str | None, threads: int | None) -> Any:
-    import torch
-
-    from shared.training.setup import pick_device
-
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    return pick_device(device or "auto")
 
 
 # --------------------------------------------------------------------------- train
@@ -210,7 +194,7 @@ def evaluate_cmd(
     preset(dataset)  # an unknown name is refused before torch starts
     from shared.evaluation import evaluate_checkpoint
 
-    dev = _setup_torch(device, threads)
+    dev = torch_device(device, threads)
     score = evaluate_checkpoint(
         checkpoint, data_root, dataset=dataset, split=split, device=dev, batch_size=batch_size
     )
@@ -237,7 +221,7 @@ def predict(
     from fediqad.inference import predict_rows, to_csv
     from shared.checkpoint import load_checkpoint, require_usable_batchnorm
 
-    dev = _setup_torch(device, threads)
+    dev = torch_device(device, threads)
     ck = load_checkpoint(checkpoint)
     require_usable_batchnorm(ck.extra, checkpoint)
     head, rows = predict_rows(ck, images, dev, batch_size or 16)

@@ -12,15 +12,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fediqad.commands.options import DataRootOpt
+
 console = Console()
 err_console = Console(stderr=True)
 Opt = typer.Option
 
 
 def train_detector(
-    data_root: Annotated[
-        Path, Opt("--data-root", help="Folder holding NAME/Images, NAME/train.txt.")
-    ],
+    data_root: DataRootOpt,
     dataset: Annotated[str, Opt("--dataset", help="Dataset preset (EYEQ, ...).")] = "EYEQ",
     annotations: Annotated[
         Path | None,

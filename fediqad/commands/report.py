@@ -9,32 +9,19 @@ input images were unreadable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from fediqad.commands.options import BatchOpt, ThreadsOpt, torch_device
 from shared.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
 CheckpointOpt = Annotated[Path, typer.Option("--checkpoint", help="A fediqad checkpoint.")]
-
-
-def _device(name: str, threads: int | None) -> Any:
-    import torch
-
-    from shared.training.setup import pick_device
-
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    return pick_device(name)
 
 
 def _left_out(items: list[str]) -> None:
@@ -73,7 +60,7 @@ def report_cmd(
     """One self-contained HTML page (and Markdown with PNGs) for a training or federated run."""
     from fediqad.report.build import build_report
 
-    dev = _device(device, threads)
+    dev = torch_device(device, threads)
     report = build_report(
         run_dir,
         out,
@@ -103,7 +90,7 @@ def explain_cmd(
     from fediqad.report.gradcam_figure import explain_images
     from shared.checkpoint import load_checkpoint
 
-    dev = _device(device, threads)
+    dev = torch_device(device, threads)
     ck = load_checkpoint(checkpoint)
     result = explain_images(ck, list(images), out, dev)
     for path in result.written:
@@ -151,7 +138,7 @@ def embed_cmd(
         raise UserError("--out must name a .png file", path=out)
     if max_images < 3:
         raise UserError(f"--max-images must be at least 3, got {max_images}")
-    dev = _device(device, threads)
+    dev = torch_device(device, threads)
     result = embed(
         checkpoint,
         dataset,

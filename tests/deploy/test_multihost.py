@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from shared.checkpoint import load_checkpoint
+from simulations.deploy_bench import SMALL_MODEL_ARGS
 from tests.process_registry import ProcessRegistry, cleaned_up
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1800)]  # a hang guard only
@@ -202,18 +203,7 @@ def test_two_hospitals_on_separate_hosts_tls_and_node_auth(
         "2",
         "--min-nodes",
         "2",
-        "--image-size",
-        "32",
-        "--backbone",
-        "vgg16_bn_slim",
-        "--batch-size",
-        "8",
-        "--set",
-        "model.width=0.125",
-        "--set",
-        "device=cpu",
-        "--set",
-        "threads=1",
+        *SMALL_MODEL_ARGS,
         "--round-timeout",
         "900",  # a liveness bound, not a verdict
     )

@@ -23,6 +23,7 @@ import pytest
 from client.runtime import supernode_command
 from shared.checkpoint import load_checkpoint
 from shared.process_group import free_port
+from simulations.deploy_bench import SMALL_MODEL_ARGS
 from tests.process_registry import ProcessRegistry, cleaned_up, kill_tree
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1800)]  # a hang guard only
@@ -53,18 +54,7 @@ def server_args(port: int, run_dir: Path, rounds: int, min_nodes: int = 2) -> li
         str(rounds),
         "--min-nodes",
         str(min_nodes),
-        "--image-size",
-        "32",
-        "--backbone",
-        "vgg16_bn_slim",
-        "--batch-size",
-        "8",
-        "--set",
-        "model.width=0.125",
-        "--set",
-        "device=cpu",
-        "--set",
-        "threads=1",
+        *SMALL_MODEL_ARGS,
         "--round-timeout",
         "900",  # a liveness bound: a site that is lost is noticed by its heartbeat
     ]
