@@ -238,9 +238,11 @@ class TrainRun:
                 self._save(BEST, epoch, metrics, with_optimizer=False)
             self._save(LAST, epoch, metrics, with_optimizer=True)
             self._write_history()
+            self._write_report()
             hooks.end_epoch(epoch, metrics)
         test = self._final_test()
         self._write_history(test)
+        self._write_report()
         return TrainResult(
             self.out,
             self.eval_split,
@@ -284,6 +286,13 @@ class TrainRun:
         return evaluate(
             best.bundle, make_loader(test_set, self.cfg, train=False), self.cfg, self.device
         )
+
+    def _write_report(self) -> None:
+        """report.md, index.html and figures/ after every scored epoch: an interrupted
+        run has them too."""
+        from shared.report.build import write_run_report
+
+        write_run_report(self.out)
 
     def _write_history(self, test: dict[str, float] | None = None) -> None:
         doc = {

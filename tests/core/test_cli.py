@@ -50,6 +50,27 @@ def test_train_writes_checkpoints_and_history(env):
     assert best.cfg.method == "mkcnet" and best.bundle.meta_learner is not None
     assert "optimizer" in last.extra and "optimizer" not in best.extra
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert "| epochs run | 2 |" in (run / "report.md").read_text()
+    assert (run / "index.html").is_file()
+
+
+def test_an_interrupted_train_keeps_its_report(env, tmp_path):
+    """Ctrl-C after epoch 1 of 3: checkpoints, metrics.json and the report of epoch 1."""
+    from shared.training.central import EpochHooks
+    from shared.training.start import start_training
+
+    def stop(epoch, metrics):
+        raise KeyboardInterrupt
+
+    flags = {"model.backbone": "vgg16_bn_slim", "image_size": 32, "optim.batch_size": 8}
+    flags |= {"optim.epochs": 3, "device": "cpu", "model.width": 0.125}
+    run = start_training(env / "data", dataset="EYEQ", flags=flags, out=tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run.run(EpochHooks(end_epoch=stop))
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| epochs run | 1 |" in report and (tmp_path / "run" / "last.ckpt").is_file()
 
 
 def open_rows(env: Path, name: str, split: str):
