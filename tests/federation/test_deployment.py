@@ -173,9 +173,12 @@ def test_a_site_with_a_missing_data_path_tells_the_server_and_exits_nonzero(tmp_
 
 
 def test_a_site_worker_killed_mid_round_is_restarted_and_loses_nothing_saved(tmp_path, site_dirs):
-    """site1's worker dies while it evaluates round 1 (after its round-1 training state was
-    saved): the failure is in round 1's record, `fediqad client` restarts the worker, and
-    round 2 trains on the new worker from the saved state (its epoch count continues)."""
+    """site1's worker is killed once it starts evaluating round 1 (after its round-1
+    training state was saved): `fediqad client` restarts the worker, and round 2 trains on
+    the new worker from the saved state (its epoch count continues). An evaluation this
+    small can finish before the kill lands, so round 1's evaluate may or may not have
+    failed; where it did, the record says why (the in-process worker test kills a train
+    handler for the recorded-failure case)."""
     port, run_dir, env = free_port(), tmp_path / "run", env_for(tmp_path)
     worker_log = state_dir(tmp_path / "n1") / "worker.log"
     with fleet(tmp_path) as f:
@@ -193,7 +196,7 @@ def test_a_site_worker_killed_mid_round_is_restarted_and_loses_nothing_saved(tmp
     first, second = doc["rounds"]
     assert first["replies"]["train_ok"] == 2
     failed = [x for x in first["failures"] if x["site"] == "site1"]
-    assert failed and "site worker stopped while handling a evaluate" in failed[0]["reason"]
+    assert all("site worker stopped while handling a evaluate" in x["reason"] for x in failed)
     assert second["status"] == "ok" and second["replies"]["train_ok"] == 2
     assert first["sites"]["site1"]["train"]["site_epochs"] == 1
     assert second["sites"]["site1"]["train"]["site_epochs"] == 2  # round 1's state kept

@@ -121,7 +121,10 @@ def test_spatial_gab_trains_and_differs_from_pooled() -> None:
     # the spatial gates learn: the diagnosis loss falls and every gate's conv gets gradient
     loader = _loader(cfg)
     before = _diagnosis_loss(spatial, loader)
-    gates = [spatial.task_net.get_submodule(f"branch_bam{i}.0.SpatialGate") for i in (1, 2, 3)]
+    # w/o Meta has the diagnosis and quality GABs (no auxiliary branch, no Meta Learner)
+    branches = [f"branch_bam{i}" for i in (1, 2, 3) if getattr(spatial.task_net, f"branch_bam{i}")]
+    assert branches == ["branch_bam1", "branch_bam3"]
+    gates = [spatial.task_net.get_submodule(f"{b}.0.SpatialGate") for b in branches]
     trainer = LocalTrainer(cfg, spatial)
     trainer.fit(loader, epochs=1)
     for gate in gates:
