@@ -26,6 +26,10 @@ GabPlacement = Literal["pooled", "spatial"]
 NormLayer = Literal["batch", "group"]
 
 
+# torch-free here so config errors stay fast; shared/training/precision.py resolves "auto"
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -129,6 +133,8 @@ class RunConfig(Strict):
     image_size: int = Field(256, ge=16, le=4096)
     seed: int = Field(0, ge=0)
     device: str = "auto"
+    precision: PrecisionName = "auto"  # shared/training/precision.py: bf16 on capable GPUs
+    channels_last: bool | None = None  # None: on for CUDA
     num_workers: int = Field(0, ge=0, le=64)
     threads: int | None = Field(None, ge=1, le=512)
 

@@ -16,6 +16,18 @@ from tests.support.configs import tiny_batch, tiny_config  # noqa: F401
 REFERENCE = reference_dir()  # shipped package data: every clone and install has it
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` run only where torch sees a GPU, and say why otherwise."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(name="reference_dir")
 def reference_dir_fixture() -> Path:
     return REFERENCE
