@@ -53,6 +53,7 @@ from shared.records import (
     module_record,
 )
 from shared.training import LocalTrainer, resolve_device
+from shared.wire_pack import any_packed, pack, unpack
 
 
 def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
@@ -266,7 +267,13 @@ def handler_table(
         def run(msg: Message, context: Context) -> Message:
             try:
                 site = resolve_site(context, sites)
-                return handler(msg, context, site, threads)
+                packed = any_packed(msg.content)  # the server packs model arrays
+                if packed:
+                    msg.content = unpack(msg.content)
+                reply = handler(msg, context, site, threads)
+                if packed:
+                    reply.content = pack(reply.content)
+                return reply
             except SiteError as err:
                 report_fatal(str(err))
                 raise

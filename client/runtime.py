@@ -1,9 +1,14 @@
 """`fediqad client`: one hospital's site worker and SuperNode, supervised.
 
-Starts the site worker (`client/worker.py`, restarted whenever it exits) and stock
-`flower-supernode` with the site's node config (`data-path`, `site-name`,
-`state-dir`); the thin ClientApp Flower spawns per message relays to the worker. A
-SuperNode dropped by a restarted SuperLink is started again so the site rejoins.
+Starts the site worker (`client/worker.py`, restarted whenever it exits) and Flower's
+SuperNode with the site's node config (`data-path`, `site-name`, `state-dir`) in
+`--isolation process` mode: the worker itself claims and serves the SuperNode's
+ClientApp tasks on its Runtime API (127.0.0.1:--runtime-port), so no process is started
+per message; the SuperNode runs through `client.supernode_launcher` (Flower's entry
+point with its 3 s idle wait shortened). A stock `flower-supernode` (subprocess
+isolation) works too: there the thin relay ClientApp Flower spawns per message
+forwards to the worker. A SuperNode dropped by a restarted SuperLink is started again
+so the site rejoins.
 
 By default over TLS (`--root-certificates`, the federation's CA) with
 SuperNode authentication (`--auth-supernode-private-key`): the certificate files are
@@ -52,8 +57,11 @@ def supernode_command(
     max_wait: float | None,
     tls: NodeFiles | None = None,
     state_dir: Path | None = None,
+    served_by_worker: bool = False,
 ) -> list[str]:
-    """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise."""
+    """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise.
+    `served_by_worker`: the SuperNode runs with `--isolation process` (the site worker
+    serves its ClientApp tasks) through `client.supernode_launcher` (short idle waits)."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
     if state_dir is not None:
         node_config += f' {STATE_DIR_KEY}="{state_dir}"'
@@ -62,8 +70,13 @@ def supernode_command(
         if tls is not None
         else ["--insecure"]
     )
+    program = (
+        [sys.executable, "-m", "client.supernode_launcher", "--isolation", "process"]
+        if served_by_worker
+        else [flower_tool("flower-supernode")]
+    )
     cmd = [
-        flower_tool("flower-supernode"),
+        *program,
         *security,
         "--superlink",
         server,
@@ -145,6 +158,8 @@ def supernode_env(home: Path, status: Path) -> dict[str, str]:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )
+    root = str(Path(__file__).resolve().parents[1])  # client.supernode_launcher's code
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     require_superexec(env["PATH"])
     return env
 
@@ -188,11 +203,12 @@ def run_site(
     status = Path(tempfile.mkstemp(prefix="fediqad-client-", suffix=".json")[1])
     status.write_text("")
     env = supernode_env(home, status)
+    port = runtime_port or free_port()
     cmd = supernode_command(
-        server, data_path, site_name, runtime_port or free_port(), max_wait, tls, state_dir
+        server, data_path, site_name, port, max_wait, tls, state_dir, served_by_worker=True
     )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
-    worker = WorkerSupervisor(state_dir, console)
+    worker = WorkerSupervisor(state_dir, console, f"127.0.0.1:{port}", status)
     proc: subprocess.Popen | None = None
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -1,9 +1,12 @@
 """The site worker: one long-lived process per site that does the site's work.
 
-`python -m client.worker --state-dir DIR [--parent-pid PID]`. It imports torch and
-the handlers once, then serves the thin ClientApp's calls on DIR/worker.sock (0600):
-each call carries a Flower Message and the node's Context (protobuf), the reply
-carries the handler's reply Message. The site's per-run state (optimiser, FedBN
+`python -m client.worker --state-dir DIR [--parent-pid PID] [--runtime-api ADDR]`. It
+imports torch and the handlers once, then serves the thin ClientApp's calls on
+DIR/worker.sock (0600): each call carries a Flower Message and the node's Context
+(protobuf), the reply carries the handler's reply Message. With `--runtime-api` (a
+SuperNode started with `--isolation process`, as `fediqad client` does) it also claims
+and serves the SuperNode's ClientApp tasks itself (`client/task_executor.py`), so no
+process is started per message. The site's per-run state (optimiser, FedBN
 BatchNorm, DP ledger: the Context state Flower would keep in the SuperNode) is kept
 here and written to DIR/runs/<run-id>.state after every message, so a restarted
 worker continues where the last one stopped. It exits when PID (its supervisor or
@@ -16,11 +19,12 @@ import argparse
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
-from flwr.app import Context, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.common.serde import (
     context_from_proto,
     message_from_proto,
@@ -53,6 +57,7 @@ class SiteWorker:
         self.runs_dir = private_dir(state_dir / "runs")
         self.handlers = handler_table(keep_models=True)
         self.contexts: dict[int, Context] = {}
+        self.lock = threading.Lock()
 
     def _state_file(self, run_id: int) -> Path:
         return self.runs_dir / f"{run_id}.state"
@@ -91,27 +96,40 @@ class SiteWorker:
             os.fsync(out.fileno())
         os.replace(tmp, path)
 
-    def handle(self, message: bytes, context: bytes) -> tuple[dict, list[bytes]]:
+    def handle_message(
+        self, msg: Message, incoming: Context
+    ) -> tuple[Message | None, tuple[str, bool] | None]:
+        """The handler's reply, or (one-line error, fatal?) as Flower's error reply."""
         from client.site import SiteError
 
+        with self.lock:  # the socket and the Runtime API never run two handlers at once
+            ctx = self.context_for(incoming)
+            kind = msg.metadata.message_type
+            handler = self.handlers.get(kind)
+            if handler is None:
+                return None, (f"the site worker has no handler for {kind!r}", False)
+            _say(f"handling {kind} (run {ctx.run_id})")
+            start = time.perf_counter()
+            try:
+                reply = handler(msg, ctx)
+            except SiteError as err:
+                _say(f"{kind} failed: {err}")
+                return None, (str(err), True)
+            except Exception as err:  # noqa: BLE001 - becomes the error reply, as in Flower
+                traceback.print_exc()
+                return None, (f"{type(err).__name__}: {err}", False)
+            self.save(ctx)
+            _say(f"{kind} done in {time.perf_counter() - start:.2f} s; state saved")
+            incoming.state = ctx.state  # what the SuperNode keeps for this run
+            return reply, None
+
+    def handle(self, message: bytes, context: bytes) -> tuple[dict, list[bytes]]:
         msg = message_from_proto(ProtoMessage.FromString(message))
-        ctx = self.context_for(context_from_proto(ProtoContext.FromString(context)))
-        kind = msg.metadata.message_type
-        handler = self.handlers.get(kind)
-        if handler is None:
-            return {"ok": False, "error": f"the site worker has no handler for {kind!r}"}, []
-        _say(f"handling {kind} (run {ctx.run_id})")
-        start = time.perf_counter()
-        try:
-            reply = handler(msg, ctx)
-        except SiteError as err:
-            _say(f"{kind} failed: {err}")
-            return {"ok": False, "error": str(err), "fatal": True}, []
-        except Exception as err:  # noqa: BLE001 - becomes the error reply, as in Flower
-            traceback.print_exc()
-            return {"ok": False, "error": f"{type(err).__name__}: {err}"}, []
-        self.save(ctx)
-        _say(f"{kind} done in {time.perf_counter() - start:.2f} s; state saved")
+        ctx = context_from_proto(ProtoContext.FromString(context))
+        reply, error = self.handle_message(msg, ctx)
+        if reply is None:
+            text, fatal = error or ("the site worker failed", False)
+            return {"ok": False, "error": text, "fatal": fatal}, []
         return {"ok": True}, [message_to_proto(reply).SerializeToString()]
 
     def serve_one(self, conn: socket.socket) -> None:
@@ -138,7 +156,7 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def serve(state_dir: Path, parent_pid: int | None) -> int:
+def serve(state_dir: Path, parent_pid: int | None, runtime_api: str | None = None) -> int:
     lock = hold_worker_lock(state_dir)
     if lock is None:
         _say(f"another worker already serves {state_dir}; exiting")
@@ -153,9 +171,21 @@ def serve(state_dir: Path, parent_pid: int | None) -> int:
     (state_dir / FAILED).unlink(missing_ok=True)
     (state_dir / "worker.pid").write_text(f"{os.getpid()}\n")
     _say(f"ready on {state_dir / 'worker.sock'}")
+    stopping = threading.Event()
+    tasks = None
+    if runtime_api:  # the SuperNode runs with --isolation process: this is its executor
+        from client.task_executor import serve_tasks
+
+        tasks = threading.Thread(
+            target=serve_tasks,
+            args=(runtime_api, worker.handle_message, state_dir, lambda: not stopping.is_set()),
+            kwargs={"say": _say},
+            daemon=True,
+        )
+        tasks.start()
     listener.settimeout(1.0)
     try:
-        while _alive(parent_pid):
+        while _alive(parent_pid) and (tasks is None or tasks.is_alive()):
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -163,9 +193,17 @@ def serve(state_dir: Path, parent_pid: int | None) -> int:
             with conn:
                 conn.settimeout(None)
                 worker.serve_one(conn)
-        _say(f"process {parent_pid} is gone; exiting")
-        return 0
+        gone = (
+            "the Runtime API loop stopped"
+            if _alive(parent_pid)
+            else f"process {parent_pid} is gone"
+        )
+        _say(f"{gone}; exiting")
+        return 0 if not _alive(parent_pid) else 1
     finally:
+        stopping.set()
+        if tasks is not None:
+            tasks.join(timeout=5)
         listener.close()
         (state_dir / "worker.sock").unlink(missing_ok=True)
         os.close(lock)
@@ -175,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m client.worker", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument(
+        "--runtime-api",
+        default=None,
+        help="HOST:PORT of a `--isolation process` SuperNode's Runtime API to serve",
+    )
     args = parser.parse_args(argv)
-    return serve(args.state_dir.expanduser().resolve(), args.parent_pid)
+    return serve(args.state_dir.expanduser().resolve(), args.parent_pid, args.runtime_api)
 
 
 if __name__ == "__main__":

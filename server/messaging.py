@@ -2,9 +2,11 @@
 
 Built on the Grid's public push/pull API rather than `send_and_receive` so that
 (1) replies are polled every `poll` seconds instead of the deployment grid's fixed
-3 s, which is pure per-round latency, and (2) every sampled node ends the exchange
-as a reply, an error (the SuperLink's own "node unavailable" errors come from the
-SuperLink, so they are matched by the message they answer) or a timeout. A stop
+3 s, which is pure per-round latency, (2) model arrays travel packed
+(`shared/wire_pack.py`: a few Flower objects per message, not one per tensor), and
+(3) every sampled node ends the exchange as a reply, an error (the SuperLink's own
+"node unavailable" errors come from the SuperLink, so they are matched by the message
+they answer) or a timeout. A stop
 request (Ctrl-C, `shared.interrupt`) ends the wait with `StopRequested`.
 """
 
@@ -18,6 +20,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
 from shared.interrupt import check_stop
+from shared.wire_pack import pack, unpack
 
 
 def short_reason(reason: str, limit: int = 400) -> str:
@@ -50,11 +53,13 @@ def exchange(
     *,
     timeout: float,
     poll: float = 0.05,
-    max_poll: float = 0.5,
+    max_poll: float = 0.2,
 ) -> Exchange:
     """Push `messages`, pull until each has an answer or `timeout` passes."""
     start = time.perf_counter()
     messages = list(messages)
+    for msg in messages:  # a few objects per message instead of one per tensor
+        msg.content = pack(msg.content)
     ids = list(grid.push_messages(messages))
     pending: dict[str, int] = {}
     out = Exchange()
@@ -76,6 +81,7 @@ def exchange(
             if reply.has_error():
                 out.errors[node] = short_reason(reply.error.reason or f"error {reply.error.code}")
             else:
+                reply.content = unpack(reply.content)
                 out.replies[node] = reply
         if pending:
             delay = poll if got else min(max_poll, delay * 1.5)

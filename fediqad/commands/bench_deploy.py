@@ -29,7 +29,8 @@ def bench_deploy_round(
     result = run(rounds, keep)
     load = ", ".join(f"{x:.2f}" for x in result.load)
     table = Table(title=f"deployed round, 2 sites on 127.0.0.1 (load average {load})")
-    for column in ("round", "round s", "slowest handler s", "outside handlers s", "outside %"):
+    columns = ("round", "round s", "handler s", "outside s", "outside %")
+    for column in (*columns, "Flower s", "hand-over s", "server s"):
         table.add_column(column, justify="right")
     for cost in result.rounds:
         table.add_row(
@@ -38,8 +39,17 @@ def bench_deploy_round(
             f"{cost.handler_s:.2f}",
             f"{cost.outside_s:.2f}",
             f"{cost.outside_pct:.1f}",
+            f"{cost.flower_s:.2f}",
+            f"{cost.relay_s:.2f}",
+            f"{cost.server_s:.2f}",
         )
     console.print(table)
+    console.print(
+        "handler: the slowest site's train + evaluate handlers; outside = Flower "
+        "(SuperLink <-> SuperNode <-> site worker, polls included) + hand-over (the "
+        "worker taking each message) + server (sampling, aggregation); round 1 "
+        "includes waiting for the sites"
+    )
     console.print(
         f"cold import: flwr {result.import_flwr_s:.3f} s, client.client_app "
         f"{result.import_clientapp_s:.3f} s (ratio {result.import_ratio:.2f}; target <= 1.5)"
