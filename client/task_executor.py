@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 from flwr.app import Context, Error, Message, RecordDict
+from flwr.app.message import remove_content_from_message
 from flwr.common.constant import ErrorCode, SubStatus
 from flwr.common.serde import context_from_proto, message_from_proto, message_to_proto
 from flwr.proto.message_pb2 import Message as ProtoMessage
@@ -127,8 +128,7 @@ def _error_reply(msg: Message, reason: str) -> Message:
 
 
 def _remember(state_dir: Path, token: str, msg: Message) -> None:
-    header = ProtoMessage()
-    header.metadata.CopyFrom(message_to_proto(msg).metadata)
+    header = message_to_proto(remove_content_from_message(msg))  # metadata, no arrays
     data = {
         "token": token,
         "run_id": msg.metadata.run_id,
@@ -173,31 +173,34 @@ def run_task(address: str, token: str, handle: Handle, state_dir: Path | None = 
 
 
 def answer_orphan(address: str, state_dir: Path) -> bool:
-    """Answer the task a killed worker left behind with one line; True if there was one."""
+    """Answer the task a killed worker left behind with one line; True if there was one.
+    Never raises: whatever goes wrong, Flower's task-heartbeat expiry answers it."""
     path = state_dir / PENDING
+    if not path.exists():
+        return False
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        msg = message_from_proto(ProtoMessage.FromString(base64.b64decode(data["message"])))
+        context = Context(
+            run_id=int(data["run_id"]),
+            node_id=int(data["node_id"]),
+            node_config={},
+            state=RecordDict(),
+            run_config={},
+        )
+    except Exception:  # noqa: BLE001 - a torn file: nothing to answer with
         path.unlink(missing_ok=True)
         return False
-    msg = message_from_proto(ProtoMessage.FromString(base64.b64decode(data["message"])))
     reason = (
         f"the site worker stopped while handling a {msg.metadata.message_type} message; "
         f"it is restarted from {state_dir}"
-    )
-    context = Context(
-        run_id=int(data["run_id"]),
-        node_id=int(data["node_id"]),
-        node_config={},
-        state=RecordDict(),
-        run_config={},
     )
     client = _client(address, str(data["token"]), retry=False)  # it may have expired
     try:
         push_message(client, _error_reply(msg, reason), context)
         push_task_output(client, None, SubStatus.FAILED, reason)
-    except httpx.HTTPError:
-        pass  # Flower's task heartbeat expiry answers it instead
+    except Exception:  # noqa: BLE001, S110 - the token expired or the SuperNode is gone
+        pass
     finally:
         client.close()
         path.unlink(missing_ok=True)
@@ -212,8 +215,8 @@ def answer_pending(address: str, reason: str) -> int:
         while (token := acquire(client)) is not None:
             run_task(address, token, lambda _m, _c: (None, (reason, False)))
             answered += 1
-    except httpx.HTTPError:
-        pass  # no SuperNode yet
+    except Exception:  # noqa: BLE001, S110 - no SuperNode (yet): nothing to answer now
+        pass
     finally:
         client.close()
     return answered
