@@ -45,6 +45,7 @@ from shared.certificates import NodeFiles, check_node_files, probe_tls
 from shared.errors import UserError
 from shared.process_group import flower_tool, free_port, require_superexec, stop_process_group
 
+ISOLATION_ENV = "FEDIQAD_ISOLATION"  # "process" (default) or Flower's "subprocess"
 REPORT_GRACE_S = 5.0  # time for the error reply to reach the SuperLink before we stop
 REJOIN_PAUSE_S = 1.0
 
@@ -58,10 +59,11 @@ def supernode_command(
     tls: NodeFiles | None = None,
     state_dir: Path | None = None,
     served_by_worker: bool = False,
+    launcher: bool = False,
 ) -> list[str]:
     """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise.
-    `served_by_worker`: the SuperNode runs with `--isolation process` (the site worker
-    serves its ClientApp tasks) through `client.supernode_launcher` (short idle waits)."""
+    `served_by_worker`: `--isolation process` (the site worker serves its ClientApp
+    tasks); `launcher`: through `client.supernode_launcher` (Flower's waits shortened)."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
     if state_dir is not None:
         node_config += f' {STATE_DIR_KEY}="{state_dir}"'
@@ -71,10 +73,12 @@ def supernode_command(
         else ["--insecure"]
     )
     program = (
-        [sys.executable, "-m", "client.supernode_launcher", "--isolation", "process"]
-        if served_by_worker
+        [sys.executable, "-m", "client.supernode_launcher"]
+        if launcher or served_by_worker
         else [flower_tool("flower-supernode")]
     )
+    if served_by_worker:
+        program += ["--isolation", "process"]
     cmd = [
         *program,
         *security,
@@ -135,6 +139,16 @@ class OutputWatch:
         if self.exit_code is not None:
             return f"the SuperNode stopped: {detail} [Flower exit {self.exit_code}]"
         return ""
+
+
+def isolation_mode() -> str:
+    """`process`: the site worker serves the SuperNode's tasks (default); `subprocess`:
+    Flower starts the thin relay ClientApp per message (for comparison, or a Flower
+    whose Runtime API fediqad does not know)."""
+    mode = os.environ.get(ISOLATION_ENV, "process").strip().lower() or "process"
+    if mode not in ("process", "subprocess"):
+        raise UserError(f"{ISOLATION_ENV} must be 'process' or 'subprocess', got {mode!r}")
+    return mode
 
 
 def preflight(server: str, tls: NodeFiles, max_wait: float | None, console: Console) -> None:
@@ -204,11 +218,13 @@ def run_site(
     status.write_text("")
     env = supernode_env(home, status)
     port = runtime_port or free_port()
+    served = isolation_mode() == "process"
     cmd = supernode_command(
-        server, data_path, site_name, port, max_wait, tls, state_dir, served_by_worker=True
+        server, data_path, site_name, port, max_wait, tls, state_dir, served, launcher=True
     )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
-    worker = WorkerSupervisor(state_dir, console, f"127.0.0.1:{port}", status)
+    runtime = f"127.0.0.1:{port}" if served else None
+    worker = WorkerSupervisor(state_dir, console, runtime, status if served else None)
     proc: subprocess.Popen | None = None
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -12,6 +12,7 @@ request (Ctrl-C, `shared.interrupt`) ends the wait with `StopRequested`.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,12 @@ from flwr.serverapp import Grid
 
 from shared.interrupt import check_stop
 from shared.wire_pack import pack, unpack
+
+PACK_ENV = "FEDIQAD_WIRE_PACK"  # "off": one Flower object per tensor, as Flower does it
+
+
+def packing() -> bool:
+    return os.environ.get(PACK_ENV, "on").strip().lower() not in ("off", "0", "no", "false")
 
 
 def short_reason(reason: str, limit: int = 400) -> str:
@@ -58,8 +65,9 @@ def exchange(
     """Push `messages`, pull until each has an answer or `timeout` passes."""
     start = time.perf_counter()
     messages = list(messages)
-    for msg in messages:  # a few objects per message instead of one per tensor
-        msg.content = pack(msg.content)
+    if packing():  # a few objects per message instead of one per tensor
+        for msg in messages:
+            msg.content = pack(msg.content)
     ids = list(grid.push_messages(messages))
     pending: dict[str, int] = {}
     out = Exchange()

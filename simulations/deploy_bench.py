@@ -68,12 +68,28 @@ class RoundCost:
         return 100.0 * self.outside_s / self.round_s if self.round_s > 0 else 0.0
 
 
+# Each of fediqad's levers against Flower's fixed per-message costs, switched off on its
+# own, then all together (= Flower as shipped with the relay ClientApp).
+_OFF_WAITS = {"FEDIQAD_SUPERNODE_POLL": "off"}  # client.supernode_launcher.POLL_ENV
+_OFF_PACK = {"FEDIQAD_WIRE_PACK": "off"}  # server.messaging.PACK_ENV
+_OFF_WORKER = {"FEDIQAD_ISOLATION": "subprocess"}  # client.runtime.ISOLATION_ENV
+VARIANTS: dict[str, dict[str, str]] = {
+    "fediqad": {},
+    "Flower's SuperNode waits": _OFF_WAITS,
+    "one object per tensor": _OFF_PACK,
+    "ClientApp process per message": _OFF_WORKER,
+    "all three (Flower as shipped)": {**_OFF_WAITS, **_OFF_PACK, **_OFF_WORKER},
+}
+
+
 @dataclass
 class DeployBench:
     rounds: list[RoundCost]
     import_flwr_s: float
     import_clientapp_s: float
     load: tuple[float, float, float] = field(default_factory=os.getloadavg)  # at start
+    variants: dict[str, list[RoundCost]] = field(default_factory=dict)  # --compare
+    loads: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @property
     def import_ratio(self) -> float:
@@ -97,8 +113,11 @@ def _fediqad(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Pope
         return start_process_group([sys.executable, "-m", "fediqad", *args], out, env)
 
 
-def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[RoundCost]:
-    """Two sites and a server on 127.0.0.1 until the run ends; each round's cost."""
+def run_deploy_rounds(
+    work: Path, rounds: int = 3, images: int = 40, settings: dict[str, str] | None = None
+) -> list[RoundCost]:
+    """Two sites and a server on 127.0.0.1 until the run ends; each round's cost.
+    `settings`: environment for all three processes (see VARIANTS)."""
     from shared.data.synth import synthesize
     from shared.process_group import stop_process_group
 
@@ -107,7 +126,7 @@ def run_deploy_rounds(work: Path, rounds: int = 3, images: int = 40) -> list[Rou
         synthesize("EYEQ", images, 32, work / "sites" / f"site{i}", seed=i, lq_ratio=lq)
         sites.append(work / "sites" / f"site{i}")
     port, run_dir = free_port(), work / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(settings or {})}
     server_args = ["server", "--insecure", "--host", "127.0.0.1", "--port", str(port)]
     server_args += ["--run-dir", str(run_dir), "--rounds", str(rounds), "--min-nodes", "2"]
     procs = [_fediqad(server_args + SMALL_MODEL_ARGS, work / "server.log", env)]
@@ -149,15 +168,22 @@ def round_cost(record: dict) -> RoundCost:
     )
 
 
-def bench_deploy_round(rounds: int = 3, keep: Path | None = None) -> DeployBench:
-    """The deployment's round costs and the ClientApp's import cost, measured now."""
+def bench_deploy_round(
+    rounds: int = 3, keep: Path | None = None, compare: bool = False
+) -> DeployBench:
+    """The deployment's round costs and the ClientApp's import cost, measured now;
+    `compare` also runs each VARIANTS entry, one after the other."""
     load = os.getloadavg()
     import_flwr = cold_import_seconds("flwr")
     import_app = cold_import_seconds("client.client_app")
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        costs = run_deploy_rounds(keep, rounds)
-    else:
-        with tempfile.TemporaryDirectory(prefix="fediqad-bench-") as tmp:
-            costs = run_deploy_rounds(Path(tmp), rounds)
-    return DeployBench(costs, import_flwr, import_app, load)
+    result = DeployBench([], import_flwr, import_app, load)
+    names = list(VARIANTS) if compare else ["fediqad"]
+    with tempfile.TemporaryDirectory(prefix="fediqad-bench-") as tmp:
+        root = keep if keep is not None else Path(tmp)
+        for i, name in enumerate(names):
+            work = root / f"variant{i}" if compare else root
+            work.mkdir(parents=True, exist_ok=True)
+            result.loads[name] = os.getloadavg()
+            result.variants[name] = run_deploy_rounds(work, rounds, settings=VARIANTS[name])
+    result.rounds = result.variants["fediqad"]
+    return result

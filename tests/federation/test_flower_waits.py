@@ -88,3 +88,21 @@ def test_fediqad_client_runs_a_process_isolated_supernode_and_stock_stays_stock(
     assert ours[ours.index("--isolation") + 1] == "process"
     stock = supernode_command("h:1", tmp_path, "s", 9094, None)
     assert stock[0].endswith("flower-supernode") and "--isolation" not in stock
+
+
+def test_each_lever_has_a_switch_that_is_checked(monkeypatch, tmp_path):
+    from client.runtime import ISOLATION_ENV, isolation_mode
+    from server.messaging import PACK_ENV, packing
+    from shared.errors import UserError
+
+    monkeypatch.delenv(ISOLATION_ENV, raising=False)
+    monkeypatch.delenv(PACK_ENV, raising=False)
+    assert isolation_mode() == "process" and packing()
+    monkeypatch.setenv(ISOLATION_ENV, "subprocess")
+    monkeypatch.setenv(PACK_ENV, "off")
+    assert isolation_mode() == "subprocess" and not packing()
+    monkeypatch.setenv(ISOLATION_ENV, "threads")
+    with pytest.raises(UserError, match=ISOLATION_ENV):
+        isolation_mode()
+    relay = supernode_command("h:1", tmp_path, "s", 9094, None, launcher=True)
+    assert relay[1:3] == ["-m", "client.supernode_launcher"] and "--isolation" not in relay
