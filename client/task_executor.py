@@ -99,7 +99,6 @@ def _heartbeat(client: RuntimeHttpClient) -> HeartbeatSender:
 
 def pull_input(client: RuntimeHttpClient) -> tuple[Message, Context]:
     """The task's message and the run's Context, from the SuperNode's Runtime API."""
-
     res = client.PullTaskInput(PullTaskInputRequest())
     context = context_from_proto(res.context)
     pulled = client.PullMessages(PullAppMessagesRequest())
@@ -163,7 +162,6 @@ def run_task(address: str, token: str, handle: Handle, state_dir: Path | None = 
                 handler = float(metrics.get("handler_seconds", 0.0))
                 metrics["relay_seconds"] = time.perf_counter() - started - handler
         push_message(client, reply, context)
-
     finally:
         sender.stop()
         push_task_output(client, context, status, details)
