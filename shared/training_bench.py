@@ -20,6 +20,7 @@ import torch
 from rich.table import Table
 
 from shared.config import RunConfig, preset
+from shared.errors import unknown_choice
 from shared.meta_auxiliary import Batch
 from shared.models import build_models
 from shared.training import LocalTrainer, resolve_device
@@ -148,6 +149,14 @@ def _comcl_step(s: BenchSettings, dev: torch.device) -> tuple[Callable[[], objec
     patches = torch.randint(0, 256, (n, cfg.dataset.channels, px, px), dtype=torch.uint8)
     subset, ids = torch.arange(n) % 4, torch.arange(n)
     return lambda: trainer.step(patches, subset, ids, step=0), n, px
+
+
+def check_steps(steps: list[str], loader: bool = False) -> None:
+    """--step names a row (the loader bench compares with a training step, not CoMCL's)."""
+    known = list(STEP_KINDS) if loader else list(ROWS)
+    for name in steps:
+        if name not in known:
+            raise unknown_choice("--step", name, known)
 
 
 def run_bench(

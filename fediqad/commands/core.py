@@ -1,4 +1,4 @@
-"""Core commands: train, evaluate, predict, import-reference, bench train-step.
+"""Core commands: train, evaluate, predict, import-reference.
 
 Thin wiring only: options -> config -> `shared.training.central` / `shared.evaluation` /
 `fediqad.inference` / `shared.reference_import`, and rich output. Every mistake a
@@ -23,7 +23,6 @@ from rich.progress import (
 )
 
 from fediqad.commands import privacy_options as dp_opts
-from fediqad.commands.gpu_options import PrecisionOpt, check_precision
 from fediqad.commands.options import BatchOpt, DataRootOpt, ThreadsOpt, torch_device
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
@@ -263,90 +262,8 @@ def import_reference_cmd(
     )
 
 
-# --------------------------------------------------------------------------- bench
-def _bench_settings(
-    image_size: int | None,
-    batch: int | None,
-    threads: int | None,
-    device: str | None,
-    precision: str | None,
-) -> list[Any]:
-    """The settings to time: the defaults (CPU, and 256 px on a GPU) when none is given."""
-    check_precision(precision)
-    import shared.training_bench as bench
-    from shared.training.setup import pick_device
-
-    if all(v is None for v in (image_size, batch, threads, device, precision)):
-        return bench.default_settings()
-    pick_device(device or "cpu")  # --device cuda without CUDA: one line, exit 2
-    return [
-        bench.BenchSettings(
-            image_size=image_size or 64, batch=batch or 8,
-            threads=threads if threads is not None else 2, device=device or "cpu",
-            precision=precision or "auto",
-        )
-    ]  # fmt: skip
-
-
-def bench_train_step(
-    image_size: Annotated[int | None, typer.Option(help="Image size (default 64).")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size (default 8).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default 2).")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default cpu).")] = None,
-    precision: PrecisionOpt = None,
-    peak_tflops: Annotated[
-        float | None,
-        typer.Option("--peak-tflops", help="Device peak for MFU (default: the device table)."),
-    ] = None,
-    comcl_backbone: Annotated[str, typer.Option(help="CoMCL encoder.")] = "resnet50",
-    patch_px: Annotated[int, typer.Option(help="CoMCL patch side.")] = 128,
-    comcl_batch: Annotated[
-        int | None, typer.Option(help="CoMCL patches per step (default: --batch).")
-    ] = None,
-    step: Annotated[
-        list[str] | None, typer.Option("--step", help="Only these rows (repeatable).")
-    ] = None,
-    repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 5,
-) -> None:
-    """Images/s, peak memory, FLOPs per image and MFU of each training step (vanilla,
-    stage I, stage II, fused, DP stage I, CoMCL)."""
-    bench_settings = _bench_settings(image_size, batch, threads, device, precision)
-    import shared.training_bench as bench
-
-    for s in bench_settings:
-        s.backbone, s.peak_tflops, s.comcl_backbone = backbone, peak_tflops, comcl_backbone
-        s.patch_px, s.comcl_batch = patch_px, comcl_batch
-        title = (
-            f"train step, {backbone}, {s.image_size} px, batch {s.batch}, {s.device}, {s.precision}"
-        )
-        with err_console.status(f"timing {title} ..."):  # minutes on a busy CPU
-            rows = bench.run_bench(s, repeats=repeats, steps=step)
-        console.print(bench.bench_table(rows, title))
-
-
-def bench_dp_step(
-    image_size: Annotated[int, typer.Option(help="Image size.")] = 64,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 8,
-    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
-    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 5,
-) -> None:
-    """Seconds per DP step vs the same step without DP (Task Net, Meta Learner, baseline)."""
-    from shared.training_bench import dp_bench_table, run_dp_bench
-
-    rows = run_dp_bench(image_size, batch, threads, backbone, device, repeats=repeats)
-    title = f"DP step, {backbone}, {image_size} px, batch {batch}, {device}, {threads} threads"
-    console.print(dp_bench_table(rows, title))
-
-
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate_cmd)
     app.command("predict")(predict)
     app.command("import-reference")(import_reference_cmd)
-    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    bench.command("train-step")(bench_train_step)
-    bench.command("dp-step")(bench_dp_step)
-    app.add_typer(bench, name="bench")

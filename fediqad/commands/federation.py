@@ -13,6 +13,12 @@ import typer
 from rich.console import Console
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands.gpu_options import (
+    GpusPerSiteOpt,
+    SiteDeviceOpt,
+    SitesDeviceOpt,
+    check_site_device,
+)
 from shared.errors import UserError
 from shared.methods import methods_help
 
@@ -138,7 +144,8 @@ def simulate(
     cpus_per_site: Annotated[
         float | None, Opt("--cpus-per-site", help="Ray CPUs per site (default: share the cores).")
     ] = None,
-    gpus_per_site: Annotated[float, Opt("--gpus-per-site", help="Ray GPUs per site.")] = 0.0,
+    gpus_per_site: GpusPerSiteOpt = None,
+    device: SitesDeviceOpt = None,
     max_parallel: Annotated[
         int, Opt("--max-parallel", help="Sites training at once when sharing the cores.")
     ] = 4,
@@ -186,7 +193,8 @@ def simulate(
             "round_timeout": round_timeout, **parse_fed_set(fed_set),
         },
         images_per_site=images_per_site, server_eval=server_eval,
-        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
+        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, device=device,
+        max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
         verbose=verbose, profile_memory=profile_memory, backend=backend,
         ray_startup_timeout=ray_startup_timeout,
@@ -304,11 +312,13 @@ def client(
     max_wait: Annotated[
         float | None, Opt("--max-wait", help="Give up after this many seconds without the server.")
     ] = None,
+    device: SiteDeviceOpt = None,
 ) -> None:
     """Run this hospital's SuperNode (the ClientApp on its own data) until stopped."""
     from client.runtime import run_site
     from shared.certificates import NodeFiles
 
+    check_site_device(device)
     tls = None if insecure else NodeFiles.in_dir(certs.expanduser().resolve())
     if insecure:
         console.print(INSECURE_WARNING)
@@ -323,6 +333,7 @@ def client(
         runtime_port=runtime_port,
         max_wait=max_wait,
         tls=tls,
+        device=device,
     )
     raise typer.Exit(code)
 

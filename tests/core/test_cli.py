@@ -260,20 +260,3 @@ def test_real_entry_point_prints_one_line_and_exits_2(env):
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == [f"error: {ckpt}: checkpoint is for dataset EYEQ, not DRAC"]
     assert "Traceback" not in proc.stderr
-
-
-def test_bench_train_step_prints_every_row_with_flops_and_mfu(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
-    result = cli("bench", "train-step", "--image-size", "32", "--batch", "4", "--threads", "1",
-                 "--backbone", "vgg16_bn_slim", "--comcl-backbone", "vgg16_bn_slim",
-                 "--patch-px", "32", "--precision", "fp32", "--peak-tflops", "1",
-                 "--repeats", "1")  # fmt: skip
-    for row in ("vanilla", "stage I", "stage II (second order)", "stage II (first order)",
-                "fused (second order)", "DP stage I", "CoMCL"):  # fmt: skip
-        assert f"│ {row} " in result.stdout, (row, result.stdout)
-    assert "GFLOP / image" in result.stdout and "MFU" in result.stdout
-    assert result.stdout.count(" %") == 7 and "—" not in result.stdout
-
-
-def test_bench_train_step_refuses_an_unknown_precision():
-    assert "--precision" in user_error("bench", "train-step", "--precision", "fp8")
