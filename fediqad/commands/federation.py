@@ -15,8 +15,10 @@ from rich.console import Console
 from fediqad.commands import privacy_options as dp_opts
 from fediqad.commands.gpu_options import (
     GpusPerSiteOpt,
+    PrecisionOpt,
     SiteDeviceOpt,
     SitesDeviceOpt,
+    check_precision,
     check_site_device,
 )
 from shared.errors import UserError
@@ -80,14 +82,15 @@ PretrainEpochsOpt = Annotated[
 ]
 
 
-def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> dict[str, Any]:  # noqa: ANN001
+def _run_flags(method, backbone, image_size, batch_size, seed, precision) -> dict[str, Any]:  # noqa: ANN001
+    check_precision(precision)
     return {
         "method": method,
         "model.backbone": backbone,
         "image_size": image_size,
         "optim.batch_size": batch_size,
         "seed": seed,
-        "device": device,
+        "precision": precision,
     }
 
 
@@ -129,6 +132,7 @@ def simulate(
     backbone: BackboneOpt = None,
     image_size: SizeOpt = None,
     batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     config: ConfigOpt = None,
     set_items: SetOpt = None,
     images_per_site: Annotated[
@@ -184,7 +188,8 @@ def simulate(
     request = SimulationRequest(
         data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
         out=out, config=config, set_items=set_items,
-        run_flags={**_run_flags(method, backbone, image_size, batch_size, seed), **dp_run},
+        run_flags={**_run_flags(method, backbone, image_size, batch_size, seed, precision),
+                   **dp_run},
         fed_flags={
             **dp_fed, "num_rounds": rounds, "local_epochs": local_epochs,
             "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
@@ -237,6 +242,7 @@ def server(
     backbone: BackboneOpt = None,
     image_size: SizeOpt = None,
     batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     rounds: RoundsOpt = None,
     local_epochs: EpochsOpt = None,
     pretrain_rounds: PretrainRoundsOpt = None,
@@ -271,7 +277,7 @@ def server(
     eval_data = server_eval_data.resolve() if server_eval_data else None
     fed = federation_settings(
         run_dir=run_dir, resume=resume, dataset=dataset, config=config, set_items=set_items,
-        run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
+        run_flags=_run_flags(method, backbone, image_size, batch_size, seed, precision),
         fed_flags={
             "num_rounds": rounds, "local_epochs": local_epochs,
             "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,

@@ -84,6 +84,7 @@ def test_a_gpu_share_without_cuda_is_one_line(tmp_path: Path) -> None:
         (["--gpus-per-site", "-1"], "--gpus-per-site must be 0 or more"),
         (["--gpus-per-site", "1.5"], "fractions up to 1"),
         (["--device", "tpu"], "unknown --device 'tpu'"),
+        (["--precision", "fp8"], "unknown --precision 'fp8'"),
     ],
 )
 def test_contradictory_gpu_flags_are_refused_before_torch(
