@@ -2,10 +2,11 @@
 
 Starts the site worker (`client/worker.py`, restarted whenever it exits) and Flower's
 SuperNode with the site's node config (`data-path`, `site-name`, `state-dir`) in
-`--isolation process` mode: the worker itself claims and serves the SuperNode's
-ClientApp tasks on its Runtime API (127.0.0.1:--runtime-port), so no process is started
-per message; the SuperNode runs through `client.supernode_launcher` (Flower's entry
-point with its 3 s idle wait shortened). A stock `flower-supernode` (subprocess
+`--isolation process` mode: this process claims the SuperNode's ClientApp tasks on its
+Runtime API (127.0.0.1:--runtime-port) and relays each to the worker
+(`client/task_executor.py`), so no process is started per message; the SuperNode
+runs through `client.supernode_launcher` (Flower's entry point, its fixed waits
+shortened). A stock `flower-supernode` (subprocess
 isolation) works too: there the thin relay ClientApp Flower spawns per message
 forwards to the worker. A SuperNode dropped by a restarted SuperLink is started again
 so the site rejoins.
@@ -238,13 +239,19 @@ def run_site(
         launcher=True,
     )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
-    runtime = f"127.0.0.1:{port}" if served else None
-    worker = WorkerSupervisor(state_dir, console, runtime, status if served else None)
+    worker = WorkerSupervisor(state_dir, console)
     proc: subprocess.Popen | None = None
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stopping = threading.Event()
     try:
         worker.start()
         console.print(f"site worker for '{site_name}' starting (state {state_dir})")
+        if served:  # this process claims the SuperNode's tasks and relays them
+            from client.task_executor import start_serving
+
+            os.environ[WORKER_ENV] = "supervised"  # the relay waits for our worker
+            os.environ[STATUS_ENV] = str(status)  # and reports fatal site errors here
+            start_serving(f"127.0.0.1:{port}", lambda: not stopping.is_set(), console.print)
         while True:
             console.print(f"site '{site_name}' connecting to {server} ({mode})")
             proc = subprocess.Popen(
@@ -276,6 +283,7 @@ def run_site(
             )
             time.sleep(REJOIN_PAUSE_S)
     finally:
+        stopping.set()
         stop_process_group(proc)
         worker.stop()
         signal.signal(signal.SIGTERM, previous)

@@ -3,10 +3,7 @@
 The worker is started before the SuperNode (its torch import overlaps the connection
 to the server) and restarted whenever it exits; it continues from the site's state
 directory. A worker that fails at start-up is retried with a growing pause, during
-which its one-line reason (`worker.failed`) is what waiting ClientApps report. When
-the worker serves a process-isolated SuperNode's tasks itself (`runtime_api`), the
-supervisor answers for it while it is down: the message a killed worker was handling
-gets its error line at once, and so does every message while the worker cannot start.
+which its one-line reason (`worker.failed`) is what waiting ClientApps report.
 """
 
 from __future__ import annotations
@@ -25,25 +22,15 @@ MAX_PAUSE_S = 30.0
 
 
 class WorkerSupervisor:
-    """`runtime_api`: the worker serves this `--isolation process` SuperNode's tasks;
-    while it cannot start, the supervisor answers them with its failure line."""
-
-    def __init__(
-        self,
-        state_dir: Path,
-        console: Console,
-        runtime_api: str | None = None,
-        status: Path | None = None,
-    ):
+    def __init__(self, state_dir: Path, console: Console):
         self.state_dir, self.console = state_dir, console
-        self.runtime_api, self.status = runtime_api, status
         self.proc: subprocess.Popen | None = None
         self.failures = 0
         self.restart_at = 0.0
         self.starts = 0
 
     def start(self) -> None:
-        self.proc = spawn_worker(self.state_dir, os.getpid(), self.runtime_api, self.status)
+        self.proc = spawn_worker(self.state_dir, os.getpid())
         self.starts += 1
 
     def check(self) -> None:
@@ -63,15 +50,6 @@ class WorkerSupervisor:
                 f"restarting it{f' in {pause:.0f} s' if pause else ''} from {self.state_dir}"
             )
             self.restart_at = now + pause
-            if self.runtime_api:  # the message it was handling gets its answer now
-                from client.task_executor import answer_orphan
-
-                answer_orphan(self.runtime_api, self.state_dir)
-        line = failure(self.state_dir)
-        if line and self.runtime_api:  # no worker to serve the site's tasks: fail them
-            from client.task_executor import answer_pending
-
-            answer_pending(self.runtime_api, f"the site worker could not start: {line}")
         if now >= self.restart_at:
             self.restart_at = 0.0
             self.start()

@@ -1,38 +1,29 @@
-"""The site worker as the SuperNode's ClientApp executor (`--isolation process`).
+"""`fediqad client` as the SuperNode's ClientApp executor (`--isolation process`).
 
 With `flower-supernode --isolation process` the SuperNode starts no process of its own:
 something outside it claims each ClientApp task on the SuperNode's Runtime API
 (`AcquireTask`, what `flower-superexec` does before it spawns `flwr-clientapp`), then,
 with that task's token, pulls the message and Context, pushes the reply and finishes
-the task (what `flwr-clientapp` does, once, before it exits). `fediqad client` starts
-its SuperNode that way and the site worker does both steps itself, message after
-message, with Flower's own Runtime API client and task-input/output functions: no
-process start, no imports and no FAB unpacking per message.
+the task (what `flwr-clientapp` does, once, before it exits). `fediqad client` runs
+this loop in a thread, message after message, with Flower's own Runtime API client and
+task-output functions, and hands each message to the site worker over its Unix socket
+(`client.client_app.relay`): no process start, no imports and no FAB unpacking per
+message. Because the loop lives in the supervisor, not in the worker, a worker killed
+mid-message never leaves a half-sent reply behind: the relay sees the socket close and
+the task is answered with one error line, as under a stock SuperNode.
 
-A task the worker was handling when it died is written to `task.pending` (its token
-and the message's metadata, 0600 in the private state dir): the restarted worker
-answers it with one error line at once instead of the site waiting for Flower's task
-heartbeat to expire. While the worker cannot start, its supervisor answers the
-site's tasks with the worker's failure line (`answer_pending`).
-
-This module imports Flower only (no torch): the supervisor uses it too.
+This module imports Flower only (no torch).
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
-from flwr.app import Context, Error, Message, RecordDict
-from flwr.app.message import remove_content_from_message
+from flwr.app import Context, Error, Message
 from flwr.common.constant import ErrorCode, SubStatus
-from flwr.common.serde import context_from_proto, message_from_proto, message_to_proto
-from flwr.proto.message_pb2 import Message as ProtoMessage
+from flwr.common.serde import context_from_proto
 from flwr.proto.node_pb2 import Node
 from flwr.proto.runtime_pb2 import (
     AcquireTaskRequest,
@@ -54,7 +45,6 @@ from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
 from shared.flower_waits import OBJECT_RETRY_CAP_S, OBJECT_RETRY_S
 
-PENDING = "task.pending"
 COMPONENT = "flwr-clientapp"  # the Runtime API checks the caller's component and version
 POLL_S = 0.05  # between AcquireTask calls while the site is idle (a local HTTP call)
 MAX_POLL_S = 0.2
@@ -126,22 +116,7 @@ def _error_reply(msg: Message, reason: str) -> Message:
     return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
 
 
-def _remember(state_dir: Path, token: str, msg: Message) -> None:
-    header = message_to_proto(remove_content_from_message(msg))  # metadata, no arrays
-    data = {
-        "token": token,
-        "run_id": msg.metadata.run_id,
-        "node_id": msg.metadata.dst_node_id,
-        "message": base64.b64encode(header.SerializeToString()).decode(),
-    }
-    tmp = state_dir / (PENDING + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
-    os.replace(tmp, state_dir / PENDING)
-
-
-def run_task(address: str, token: str, handle: Handle, state_dir: Path | None = None) -> None:
+def run_task(address: str, token: str, handle: Handle) -> None:
     """Serve one claimed task: pull, handle, push the reply (or one error line), finish."""
     client = _client(address, token)
     sender = _heartbeat(client)
@@ -149,8 +124,6 @@ def run_task(address: str, token: str, handle: Handle, state_dir: Path | None = 
     try:
         started = time.perf_counter()
         msg, context = pull_input(client)
-        if state_dir is not None:
-            _remember(state_dir, token, msg)
         reply, error = handle(msg, context)
         if reply is None:
             reason = error[0] if error else "the site worker failed"
@@ -166,65 +139,10 @@ def run_task(address: str, token: str, handle: Handle, state_dir: Path | None = 
         sender.stop()
         push_task_output(client, context, status, details)
         client.close()
-        if state_dir is not None:
-            (state_dir / PENDING).unlink(missing_ok=True)
 
 
-def answer_orphan(address: str, state_dir: Path) -> bool:
-    """Answer the task a killed worker left behind with one line; True if there was one.
-    Never raises: whatever goes wrong, Flower's task-heartbeat expiry answers it."""
-    path = state_dir / PENDING
-    if not path.exists():
-        return False
-    try:
-        data = json.loads(path.read_text())
-        msg = message_from_proto(ProtoMessage.FromString(base64.b64decode(data["message"])))
-        context = Context(
-            run_id=int(data["run_id"]),
-            node_id=int(data["node_id"]),
-            node_config={},
-            state=RecordDict(),
-            run_config={},
-        )
-    except Exception:  # noqa: BLE001 - a torn file: nothing to answer with
-        path.unlink(missing_ok=True)
-        return False
-    reason = (
-        f"the site worker stopped while handling a {msg.metadata.message_type} message; "
-        f"it is restarted from {state_dir}"
-    )
-    client = _client(address, str(data["token"]), retry=False)  # it may have expired
-    try:
-        push_message(client, _error_reply(msg, reason), context)
-        push_task_output(client, None, SubStatus.FAILED, reason)
-    except Exception:  # noqa: BLE001, S110 - the token expired or the SuperNode is gone
-        pass
-    finally:
-        client.close()
-        path.unlink(missing_ok=True)
-    return True
-
-
-def answer_pending(address: str, reason: str) -> int:
-    """Fail every pending ClientApp task with `reason` (the worker cannot start)."""
-    answered = 0
-    client = _client(address, None)
-    try:
-        while (token := acquire(client)) is not None:
-            run_task(address, token, lambda _m, _c: (None, (reason, False)))
-            answered += 1
-    except Exception:  # noqa: BLE001, S110 - no SuperNode (yet): nothing to answer now
-        pass
-    finally:
-        client.close()
-    return answered
-
-
-def serve_tasks(
-    address: str, handle: Handle, state_dir: Path, alive: Callable[[], bool], say=print
-) -> None:
+def serve_tasks(address: str, handle: Handle, alive: Callable[[], bool], say=print) -> None:
     """Claim and serve the SuperNode's ClientApp tasks while `alive()`."""
-    answer_orphan(address, state_dir)
     client, delay, connected = _client(address, None), POLL_S, False
     try:
         while alive():
@@ -243,8 +161,30 @@ def serve_tasks(
                 continue
             delay = POLL_S
             try:
-                run_task(address, token, handle, state_dir)
+                run_task(address, token, handle)
             except Exception as err:  # noqa: BLE001 - one task lost, the loop goes on
                 say(f"a ClientApp task failed between the worker and the SuperNode: {err!r}")
     finally:
         client.close()
+
+
+def relay_handle(msg: Message, context: Context) -> tuple[Message | None, tuple[str, bool] | None]:
+    """Hand `msg` to the site worker over its socket (the relay ClientApp's code path)."""
+    from client.client_app import relay
+    from client.worker_process import SiteWorkerError
+
+    try:
+        return relay(msg, context), None
+    except SiteWorkerError as err:
+        return None, (str(err), False)
+
+
+def start_serving(address: str, alive: Callable[[], bool], say=print):  # type: ignore[no-untyped-def]
+    """`serve_tasks` with the relay, in a daemon thread (for `fediqad client`)."""
+    import threading
+
+    thread = threading.Thread(
+        target=serve_tasks, args=(address, relay_handle, alive), kwargs={"say": say}, daemon=True
+    )
+    thread.start()
+    return thread

@@ -1,12 +1,11 @@
 """The site worker: one long-lived process per site that does the site's work.
 
-`python -m client.worker --state-dir DIR [--parent-pid PID] [--runtime-api ADDR]`. It
-imports torch and the handlers once, then serves the thin ClientApp's calls on
-DIR/worker.sock (0600): each call carries a Flower Message and the node's Context
-(protobuf), the reply carries the handler's reply Message. With `--runtime-api` (a
-SuperNode started with `--isolation process`, as `fediqad client` does) it also claims
-and serves the SuperNode's ClientApp tasks itself (`client/task_executor.py`), so no
-process is started per message. The site's per-run state (optimiser, FedBN
+`python -m client.worker --state-dir DIR [--parent-pid PID]`. It imports torch and
+the handlers once, then serves calls on DIR/worker.sock (0600): from the thin
+ClientApp a stock SuperNode spawns per message, or from `fediqad client`'s executor
+loop (`client/task_executor.py`, a process-isolated SuperNode). Each call carries a
+Flower Message and the node's Context (protobuf), the reply carries the handler's
+reply Message. The site's per-run state (optimiser, FedBN
 BatchNorm, DP ledger: the Context state Flower would keep in the SuperNode) is kept
 here and written to DIR/runs/<run-id>.state after every message, so a restarted
 worker continues where the last one stopped. It exits when PID (its supervisor or
@@ -102,7 +101,7 @@ class SiteWorker:
         """The handler's reply, or (one-line error, fatal?) as Flower's error reply."""
         from client.site import SiteError
 
-        with self.lock:  # the socket and the Runtime API never run two handlers at once
+        with self.lock:  # one handler at a time
             ctx = self.context_for(incoming)
             kind = msg.metadata.message_type
             handler = self.handlers.get(kind)
@@ -156,7 +155,7 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def serve(state_dir: Path, parent_pid: int | None, runtime_api: str | None = None) -> int:
+def serve(state_dir: Path, parent_pid: int | None) -> int:
     lock = hold_worker_lock(state_dir)
     if lock is None:
         _say(f"another worker already serves {state_dir}; exiting")
@@ -171,21 +170,9 @@ def serve(state_dir: Path, parent_pid: int | None, runtime_api: str | None = Non
     (state_dir / FAILED).unlink(missing_ok=True)
     (state_dir / "worker.pid").write_text(f"{os.getpid()}\n")
     _say(f"ready on {state_dir / 'worker.sock'}")
-    stopping = threading.Event()
-    tasks = None
-    if runtime_api:  # the SuperNode runs with --isolation process: this is its executor
-        from client.task_executor import serve_tasks
-
-        tasks = threading.Thread(
-            target=serve_tasks,
-            args=(runtime_api, worker.handle_message, state_dir, lambda: not stopping.is_set()),
-            kwargs={"say": _say},
-            daemon=True,
-        )
-        tasks.start()
     listener.settimeout(1.0)
     try:
-        while _alive(parent_pid) and (tasks is None or tasks.is_alive()):
+        while _alive(parent_pid):
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -193,17 +180,9 @@ def serve(state_dir: Path, parent_pid: int | None, runtime_api: str | None = Non
             with conn:
                 conn.settimeout(None)
                 worker.serve_one(conn)
-        gone = (
-            "the Runtime API loop stopped"
-            if _alive(parent_pid)
-            else f"process {parent_pid} is gone"
-        )
-        _say(f"{gone}; exiting")
-        return 0 if not _alive(parent_pid) else 1
+        _say(f"process {parent_pid} is gone; exiting")
+        return 0
     finally:
-        stopping.set()
-        if tasks is not None:
-            tasks.join(timeout=5)
         listener.close()
         (state_dir / "worker.sock").unlink(missing_ok=True)
         os.close(lock)
@@ -213,13 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m client.worker", description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--parent-pid", type=int, default=None)
-    parser.add_argument(
-        "--runtime-api",
-        default=None,
-        help="HOST:PORT of a `--isolation process` SuperNode's Runtime API to serve",
-    )
     args = parser.parse_args(argv)
-    return serve(args.state_dir.expanduser().resolve(), args.parent_pid, args.runtime_api)
+    return serve(args.state_dir.expanduser().resolve(), args.parent_pid)
 
 
 if __name__ == "__main__":

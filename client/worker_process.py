@@ -96,8 +96,8 @@ def failure(state_dir: Path) -> str | None:
     return text or None
 
 
-def worker_command(state_dir: Path, parent_pid: int, runtime_api: str | None = None) -> list[str]:
-    cmd = [
+def worker_command(state_dir: Path, parent_pid: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "client.worker",
@@ -106,29 +106,19 @@ def worker_command(state_dir: Path, parent_pid: int, runtime_api: str | None = N
         "--parent-pid",
         str(parent_pid),
     ]
-    return cmd + (["--runtime-api", runtime_api] if runtime_api else [])
 
 
-def spawn_worker(
-    state_dir: Path,
-    parent_pid: int,
-    runtime_api: str | None = None,
-    status: Path | None = None,
-) -> subprocess.Popen:
-    """Start a worker for `state_dir` in its own session; its output goes to worker.log.
-    With `runtime_api` it serves that SuperNode's ClientApp tasks itself and reports a
-    fatal site problem to the supervisor's `status` file (the relay does that otherwise)."""
+def spawn_worker(state_dir: Path, parent_pid: int) -> subprocess.Popen:
+    """Start a worker for `state_dir` in its own session; its output goes to worker.log."""
     private_dir(state_dir)
     (state_dir / FAILED).unlink(missing_ok=True)
     env = dict(os.environ)
     root = str(Path(client.__file__).resolve().parents[1])  # the code this app runs
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.pop(STATUS_ENV, None)
-    if status is not None:
-        env[STATUS_ENV] = str(status)
     with open(state_dir / LOG, "ab") as log:
         return subprocess.Popen(
-            worker_command(state_dir, parent_pid, runtime_api),
+            worker_command(state_dir, parent_pid),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -54,8 +54,8 @@ def bench_deploy_round(
     console.print(table)
     console.print(
         "handler: the slowest site's train + evaluate handlers; outside = Flower "
-        "(SuperLink <-> SuperNode <-> site worker, polls included) + hand-over (the "
-        "worker taking each message) + server (sampling, aggregation); round 1 "
+        "(SuperLink <-> SuperNode, polls included) + hand-over (taking each message "
+        "to the worker) + server (sampling, aggregation); round 1 "
         "includes waiting for the sites"
     )
     if compare:

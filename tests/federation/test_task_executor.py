@@ -1,47 +1,44 @@
-"""The site worker as a process-isolated SuperNode's executor (client/task_executor.py):
-what it keeps about the task in hand so a restarted worker's supervisor can answer it."""
+"""`fediqad client`'s executor loop (client/task_executor.py) hands each task to the site
+worker through the relay, so a worker that cannot start (or dies) becomes one error line
+in the reply, never a half-sent one."""
 
 from __future__ import annotations
 
-import json
-import stat
+from flwr.app import Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
 
-from flwr.app import Message, RecordDict
-
-from client.task_executor import PENDING, _remember, answer_orphan, answer_pending
-from tests.federation.test_wire_pack import record
+from client.task_executor import relay_handle, serve_tasks
+from client.worker_process import FAILED, STATE_DIR_KEY, WORKER_ENV
 
 
-def a_message() -> Message:
-    msg = Message(RecordDict({"task_net": record()}), dst_node_id=42, message_type="train")
-    msg.metadata.__dict__["_message_id"] = msg.object_id
-    return msg
-
-
-def test_the_task_in_hand_is_kept_private_and_without_the_model(tmp_path, monkeypatch):
-    from flwr.supercore.task_identity import TaskIdentity
-
+def test_a_worker_that_cannot_start_is_one_line_in_the_reply(tmp_path, monkeypatch):
     monkeypatch.setattr(TaskIdentity, "_run_id", 7, raising=False)
-    msg = a_message()
-    _remember(tmp_path, "secret-token", msg)
-    path = tmp_path / PENDING
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    data = json.loads(path.read_text())
-    assert data["token"] == "secret-token" and data["node_id"] == 42
-    assert len(path.read_bytes()) < 2000  # metadata only, not the arrays
+    monkeypatch.setenv(WORKER_ENV, "supervised")  # as under `fediqad client`
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / FAILED).write_text("OSError: the data cache is not writable\n")
+    msg = Message(RecordDict(), dst_node_id=1, message_type="train")
+    context = Context(
+        run_id=7,
+        node_id=1,
+        node_config={STATE_DIR_KEY: str(state)},
+        state=RecordDict(),
+        run_config={},
+    )
+    reply, error = relay_handle(msg, context)
+    assert reply is None and error is not None
+    line, fatal = error
+    assert "could not start" in line and "not writable" in line and "\n" not in line
+    assert not fatal
 
 
-def test_an_orphan_is_answered_or_dropped_without_raising(tmp_path, monkeypatch):
-    """No SuperNode listens: the answer cannot be sent; the supervisor must not crash
-    and the file must go (Flower's heartbeat expiry answers the task instead)."""
-    from flwr.supercore.task_identity import TaskIdentity
+def test_the_loop_waits_for_its_supernode_and_stops_when_told(tmp_path):
+    calls = []
 
-    monkeypatch.setattr(TaskIdentity, "_run_id", 7, raising=False)
-    _remember(tmp_path, "tok", a_message())
-    assert answer_orphan("127.0.0.1:9", tmp_path)  # port 9: nothing listens
-    assert not (tmp_path / PENDING).exists()
-    assert not answer_orphan("127.0.0.1:9", tmp_path)  # nothing left
-    (tmp_path / PENDING).write_text("{torn")
-    assert not answer_orphan("127.0.0.1:9", tmp_path)
-    assert not (tmp_path / PENDING).exists()
-    assert answer_pending("127.0.0.1:9", "why") == 0
+    def alive() -> bool:  # two rounds of "no SuperNode at that port yet", then stop
+        calls.append(1)
+        return len(calls) < 3
+
+    said: list[str] = []
+    serve_tasks("127.0.0.1:9", lambda m, c: (None, ("unused", False)), alive, said.append)
+    assert len(calls) == 3 and said == []  # never connected, never served
