@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "certs",
     "deploy",
     "bench_deploy",
+    "bench_scale",
     "methods",
 ]
 

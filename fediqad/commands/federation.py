@@ -168,8 +168,16 @@ def simulate(
         str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
     ] = "auto",
     ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
+    sweep: Annotated[
+        Path | None, Opt("--sweep", help="TOML grid of runs (docs/sweep.md) into --out/NAME.")
+    ] = None,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
+    if sweep is not None:
+        from fediqad.commands.sweep import refuse_other_options, run_sweep_command
+
+        refuse_other_options()
+        return run_sweep_command(sweep, out)
     from server.settings import parse_fed_set, parse_site_budgets
     from simulations.launch import SimulationRequest, simulate
 
