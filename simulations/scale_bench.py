@@ -63,6 +63,8 @@ class ScalePoint:
     site_workers: int = 0  # Ray actor processes seen on this machine
     total_pss_mb: float = 0.0
     wall_s: float = 0.0
+    round_times_s: list[float] = field(default_factory=list)  # each round, from its record
+    aggregate_times_s: list[float] = field(default_factory=list)
     error: str | None = None
 
 
@@ -248,6 +250,8 @@ def measure(spec: dict[str, Any]) -> ScalePoint:
         site_workers=len(actors),
         total_pss_mb=sampler.total_pss / MB,
         wall_s=wall,
+        round_times_s=[t["round_s"] for t in timings],
+        aggregate_times_s=aggregate,
     )
 
 

@@ -12,6 +12,7 @@ its own local Ray, as `fediqad simulate` does. After every run the summary
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,7 +115,14 @@ def check_sweep(sweep: Sweep) -> None:
             validated(flags=names, run=run, run_dir=Path(point.name), **fed)
         except UserError as err:
             text = str(err)
-            raise UserError(text if text.startswith(where) else f"{where}: {text}") from None
+            if not text.startswith(where):  # "--method: ..." -> "FILE: simulate.method: ..."
+                text = f"{where}: " + re.sub(r"^--([a-z][a-z-]*)", _key_of_flag, text)
+            raise UserError(text) from None
+
+
+def _key_of_flag(match: re.Match[str]) -> str:
+    flag = match[1]
+    return "grid.seed" if flag == "seed" else "simulate." + flag.replace("-", "_")
 
 
 def run_state(run_dir: Path, rounds: int | None) -> str:
@@ -184,7 +192,8 @@ def run_sweep(
             rows[i] = outcome(point, run_dir, "interrupted")
             write_summary(sweep, out, rows)
             raise
-        write_summary(sweep, out, rows)
+        write_summary(sweep, out, rows)  # after every run: an interrupted sweep has one too
+    write_summary(sweep, out, rows)
     return rows
 
 

@@ -127,7 +127,8 @@ def _known_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
 
 
 def _one_line(path: Path, err: ValidationError) -> UserError:
-    first = err.errors()[0]
+    errors = err.errors()  # a misspelt key first: it explains the "missing" one
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
