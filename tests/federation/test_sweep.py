@@ -149,3 +149,32 @@ def test_other_simulate_flags_with_sweep_are_refused(tmp_path, monkeypatch, caps
         main()
     assert done.value.code == 2
     assert "--rounds: with --sweep, put simulate settings in" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_sweep_with_a_summary_and_the_command_that_continues(tmp_path):
+    """Waits for run 1's first checkpoint (an event), then sends a terminal's Ctrl-C."""
+    import signal
+    import time
+
+    path = write(tmp_path, TINY.replace("rounds = 1", "rounds = 3").replace(", 1]", "]"))
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fediqad", "simulate", "--sweep", str(path), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "300"}, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 900  # a hang guard, not a speed check
+    while not (out / "fedavg-seed0" / "state.json").is_file():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no checkpoint of the first run"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "Run the same command again to continue" in stdout
+    resume = next(line for line in stderr.splitlines() if line.startswith("interrupted"))
+    assert f"fediqad simulate --sweep {path} --out {out} --resume" in resume
+    runs = json.loads((out / "sweep-summary.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "not run"]
+    assert not (out / "fedprox-seed0").exists()
