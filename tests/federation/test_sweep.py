@@ -111,6 +111,7 @@ def test_the_shipped_example_parses_and_checks(tmp_path):
         (("sites = 2", "sites = 2\nfed_set = {trim-beta = 0.9}"), "simulate.fed_set.trim_beta"),
         (("sites = 2", "sites = 2\nfed_set = {strategy = 'krum'}"), "strategy is a grid axis"),
         (("sites = 2", "sites = [2"), "not valid TOML"),
+        (("set = [", 'set = ["seed=1", '), "seed is a grid axis; set it in [grid]"),
     ],
 )
 def test_a_bad_sweep_file_is_one_line_naming_file_and_key(tmp_path, edit, message):
@@ -178,3 +179,27 @@ def test_ctrl_c_stops_the_sweep_with_a_summary_and_the_command_that_continues(tm
     runs = json.loads((out / "sweep-summary.json").read_text())["runs"]
     assert [r["status"] for r in runs] == ["interrupted", "not run"]
     assert not (out / "fedprox-seed0").exists()
+
+
+def test_the_ray_address_reaches_each_run_where_simulate_can_attach(tmp_path, monkeypatch):
+    import dataclasses
+
+    from simulations import sweep as sweep_module
+    from simulations.ray_address import ray_address_fields
+
+    path = write(tmp_path, TINY.replace("sites = 2", 'sites = 2\nray_address = "10.0.0.1:6379"'))
+    sweep = load_sweep(path)
+    point = sweep.points()[0]
+    if "ray_address" not in {f.name for f in dataclasses.fields(launch.SimulationRequest)}:
+        with pytest.raises(UserError, match="simulate.ray_address 10.0.0.1:6379: this build"):
+            sweep_module.request_for(sweep, point, tmp_path, resume=False)
+
+    @dataclasses.dataclass
+    class AttachingRequest(launch.SimulationRequest):
+        ray_address: str | None = None
+
+    monkeypatch.setattr(launch, "SimulationRequest", AttachingRequest)
+    monkeypatch.setattr(sweep_module, "SimulationRequest", AttachingRequest)
+    request = sweep_module.request_for(sweep, point, tmp_path, resume=False)
+    assert request.ray_address == "10.0.0.1:6379"
+    assert ray_address_fields(None) == {}
