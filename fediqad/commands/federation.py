@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands import sweep as sweep_cmd
 from fediqad.commands.gpu_options import (
     GpusPerSiteOpt,
     PrecisionOpt,
@@ -94,23 +95,6 @@ def _run_flags(method, backbone, image_size, batch_size, seed, precision) -> dic
     }
 
 
-def _simulate_privacy(
-    dp: str | None,
-    target_epsilon: float | None,
-    delta: float | None,
-    noise_multiplier: float | None,
-    max_grad_norm: float | None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
-    the noise and clipping norm are the server's (per site update), else per sample."""
-    run = dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
-    fed: dict[str, Any] = {}
-    if dp == "client":
-        fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
-        run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
-    return run, fed
-
-
 def simulate(
     data_root: Annotated[
         Path | None,
@@ -179,20 +163,17 @@ def simulate(
         str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
     ] = "auto",
     ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
-    sweep: Annotated[
-        Path | None, Opt("--sweep", help="TOML grid of runs (docs/sweep.md) into --out/NAME.")
-    ] = None,
+    sweep: sweep_cmd.SweepOpt = None,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
-    if sweep is not None:
-        from fediqad.commands.sweep import refuse_other_options, run_sweep_command
-
-        refuse_other_options()
-        return run_sweep_command(sweep, out)
+    if sweep is not None:  # the grid's runs, settings from the file
+        return sweep_cmd.run_sweep_command(sweep, out)
     from server.settings import parse_fed_set, parse_site_budgets
     from simulations.launch import SimulationRequest, simulate
 
-    dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    dp_run, dp_fed = dp_opts.simulate_privacy_flags(
+        dp, target_epsilon, delta, noise_multiplier, max_grad_norm
+    )
     request = SimulationRequest(
         data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
         out=out, config=config, set_items=set_items,

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import click
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from shared.errors import UserError
 
 console = Console()
+SweepOpt = Annotated[
+    Path | None,
+    typer.Option("--sweep", help="TOML grid of runs (docs/sweep.md), each in --out/NAME."),
+]
 # simulate options that may come with --sweep; the rest belong in the sweep file
 WITH_SWEEP = {"sweep", "out", "resume"}  # --resume: a sweep always resumes
 
@@ -33,6 +39,7 @@ def run_sweep_command(sweep_file: Path, out: Path) -> None:
     """Check the file (one line on a bad key), run the grid, print the summary."""
     from simulations.sweep_file import load_sweep
 
+    refuse_other_options()
     sweep = load_sweep(sweep_file)  # torch-free: errors come before heavy imports
     from simulations.sweep import FINAL_METRICS, run_sweep
 
