@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,8 @@ SweepOpt = Annotated[
     typer.Option("--sweep", help="TOML grid of runs (docs/sweep.md), each in --out/NAME."),
 ]
 # simulate options that may come with --sweep; the rest belong in the sweep file
-WITH_SWEEP = {"sweep", "out", "resume"}  # --resume: a sweep always resumes
+# --resume: a sweep always resumes; --ray-address (where simulate has it) overrides the file's
+WITH_SWEEP = {"sweep", "out", "resume", "ray_address"}
 
 
 def refuse_other_options() -> None:
@@ -41,6 +43,9 @@ def run_sweep_command(sweep_file: Path, out: Path) -> None:
 
     refuse_other_options()
     sweep = load_sweep(sweep_file)  # torch-free: errors come before heavy imports
+    address = click.get_current_context().params.get("ray_address")
+    if address:  # every run on this cluster, whatever the file says
+        sweep = replace(sweep, settings=sweep.settings.model_copy(update={"ray_address": address}))
     from simulations.sweep import FINAL_METRICS, run_sweep
 
     n = len(sweep.points())
