@@ -152,8 +152,9 @@ def test_other_simulate_flags_with_sweep_are_refused(tmp_path, monkeypatch, caps
     assert "--rounds: with --sweep, put simulate settings in" in capsys.readouterr().err
 
 
-def test_ctrl_c_stops_the_sweep_with_a_summary_and_the_command_that_continues(tmp_path):
-    """Waits for run 1's first checkpoint (an event), then sends a terminal's Ctrl-C."""
+def test_ctrl_c_stops_the_sweep_and_its_resume_command_finishes_it(tmp_path):
+    """Waits for run 1's first checkpoint (an event), sends a terminal's Ctrl-C, then runs
+    the command the message prints: the started run resumes, the other one starts."""
     import signal
     import time
 
@@ -179,6 +180,17 @@ def test_ctrl_c_stops_the_sweep_with_a_summary_and_the_command_that_continues(tm
     runs = json.loads((out / "sweep-summary.json").read_text())["runs"]
     assert [r["status"] for r in runs] == ["interrupted", "not run"]
     assert not (out / "fedprox-seed0").exists()
+
+    again = resume.split("Resume with: ", 1)[1].split()  # the printed command, as given
+    assert again[:2] == ["fediqad", "simulate"]
+    done = subprocess.run(
+        [sys.executable, "-m", "fediqad", *again[1:]], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "300"}, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "fedavg-seed0: resuming" in done.stdout and "fedprox-seed0: running" in done.stdout
+    runs = json.loads((out / "sweep-summary.json").read_text())["runs"]
+    assert [(r["status"], r["rounds"]) for r in runs] == [("finished", 3), ("finished", 3)]
 
 
 def test_the_ray_address_reaches_each_run_where_simulate_can_attach(tmp_path, monkeypatch):
