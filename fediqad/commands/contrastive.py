@@ -14,7 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fediqad.commands.options import DataRootOpt
+from fediqad.commands.options import (
+    ChannelsLastOpt,
+    DataRootOpt,
+    PrecisionOpt,
+    precision_flags,
+)
 from shared.errors import UserError
 
 console = Console()
@@ -66,6 +71,8 @@ def pretrain(
     ] = None,
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
     device: Annotated[str | None, Opt(help="cpu, cuda or auto.")] = None,
+    precision: PrecisionOpt = None,
+    channels_last: ChannelsLastOpt = None,
     threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
     force: Annotated[bool, Opt("--force", help="Replace an earlier encoder.pt.")] = False,
 ) -> None:
@@ -82,6 +89,7 @@ def pretrain(
         "threads": threads,
         "contrastive.multi_level": None if multi_level else False,
         "contrastive.hard_mining": None if mining else False,
+        **precision_flags(precision, channels_last),
     }  # fmt: skip
     cfg = build_config(dataset, config, flags, set_items)
     out = out or Path("runs") / f"{cfg.dataset.name}-comcl"

@@ -24,7 +24,16 @@ from rich.progress import (
 )
 
 from fediqad.commands import privacy_options as dp_opts
-from fediqad.commands.options import BatchOpt, DataRootOpt, ThreadsOpt, torch_device
+from fediqad.commands.bench_precision import bench_precision
+from fediqad.commands.options import (
+    BatchOpt,
+    ChannelsLastOpt,
+    DataRootOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    precision_flags,
+    torch_device,
+)
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
 from shared.errors import UserError
@@ -76,6 +85,8 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    channels_last: ChannelsLastOpt = None,
     threads: ThreadsOpt = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
@@ -103,6 +114,7 @@ def train(
         "model.pretrained_weights": init_encoder,
         **dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
         "optim.epochs": epochs, "device": device, "threads": threads,
+        **precision_flags(precision, channels_last),
     }  # fmt: skip
     run = start_training(
         data_root, dataset=dataset, config_file=config, flags=flags, set_items=set_items,
@@ -321,4 +333,5 @@ def register(app: typer.Typer) -> None:
     bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
     bench.command("train-step")(bench_train_step)
     bench.command("dp-step")(bench_dp_step)
+    bench.command("precision")(bench_precision)
     app.add_typer(bench, name="bench")
