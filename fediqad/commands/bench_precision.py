@@ -51,3 +51,15 @@ def bench_precision(
             f"{r.seconds:.1f}",
         )
     console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """`bench precision` in the `bench` group (created if no other module made it)."""
+    bench = next(
+        (g.typer_instance for g in app.registered_groups if g.name == "bench" and g.typer_instance),
+        None,
+    )
+    if bench is None:
+        bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+        app.add_typer(bench, name="bench")
+    bench.command("precision")(bench_precision)

@@ -14,12 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fediqad.commands.options import (
-    ChannelsLastOpt,
-    DataRootOpt,
-    PrecisionOpt,
-    precision_flags,
-)
+from fediqad.commands.gpu_options import ChannelsLastOpt, PrecisionOpt, precision_flags
+from fediqad.commands.options import DataRootOpt
 from shared.errors import UserError
 
 console = Console()

@@ -15,26 +15,6 @@ DataRootOpt = Annotated[
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
-PrecisionOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--precision",
-        help="auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 "
-        "(autocast; losses and weights stay fp32).",
-    ),
-]
-ChannelsLastOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--channels-last/--no-channels-last",
-        help="channels-last memory format for models and images (default: on for CUDA).",
-    ),
-]
-
-
-def precision_flags(precision: str | None, channels_last: bool | None) -> dict[str, Any]:
-    """Config keys of --precision / --channels-last (None: not given, config's value)."""
-    return {"precision": precision, "channels_last": channels_last}
 
 
 def torch_device(device: str | None, threads: int | None) -> Any:

@@ -20,7 +20,7 @@ from shared.methods import MethodSpec, get_method
 from shared.models import ModelBundle
 from shared.models.outputs import TaskOutputs
 from shared.training.precision import StepPrecision, fused_optimizer_options
-from shared.training.precision_rules import check_precision
+from shared.training.precision_rules import refuse_unsupported_precision
 
 BatchHook = Callable[[str], None]
 
@@ -49,7 +49,7 @@ class LocalTrainer:
         self.cfg = cfg
         self.bundle = bundle.to(device)
         self.device = torch.device(device)
-        check_precision(cfg)
+        refuse_unsupported_precision(cfg)
         self.precision = StepPrecision.for_run(cfg.precision, cfg.channels_last, self.device)
         for module in bundle.modules().values():
             self.precision.module(module)

@@ -8,7 +8,7 @@ from shared.errors import UserError
 from shared.methods import get_method
 
 
-def check_precision(cfg: RunConfig) -> None:
+def refuse_unsupported_precision(cfg: RunConfig) -> None:
     """Refuse fp16 where loss scaling cannot make it right (bf16 and fp32 always run).
 
     - The meta-auxiliary step (stage II, fused): its forward-mode product through

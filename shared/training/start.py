@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from shared.config import RunConfig, build_config
 from shared.errors import UserError
 from shared.resume import resumed_config
-from shared.training.precision_rules import check_precision
+from shared.training.precision_rules import refuse_unsupported_precision
 
 if TYPE_CHECKING:
     from shared.training.central import TrainRun
@@ -57,10 +57,10 @@ def start_training(
             config_file=config_file,
             set_items=set_items,
         )
-        check_precision(cfg)
+        refuse_unsupported_precision(cfg)
         return TrainRun(cfg, data_root, out, resume=True)
     cfg = build_config(dataset, config_file, flags, set_items)
-    check_precision(cfg)
+    refuse_unsupported_precision(cfg)
     out = out or default_out(cfg)
     if cfg.model.pretrained_weights is not None:  # refuse an encoder of another backbone now
         from shared.contrastive.transfer import check_encoder

@@ -56,10 +56,10 @@ def run_fediqad(tmp_path: Path, *args: str) -> tuple[int, str]:
         (["train", "--data-root", ".", "--dataset", "EYQE"], "did you mean 'EYEQ'?"),
         (
             ["train", "--data-root", ".", "--precision", "fp8"],
-            "error: --precision: 'fp8' is not one of auto, fp32, bf16, fp16",
+            "error: unknown --precision 'fp8'; choose one of auto, fp32, bf16, fp16",
         ),
         (["train", "--data-root", ".", "--precision", "fp16"], "use bf16 or fp32"),
-        (["pretrain", "--data-root", ".", "--precision", "bf15"], "'bf15' is not one of"),
+        (["pretrain", "--data-root", ".", "--precision", "bf15"], "unknown --precision 'bf15'"),
         (
             ["train", "--data-root", ".", "--set", "optim.lrr=0.1"],
             "error: unknown field 'optim.lrr' in --set (not in section optim); "

@@ -204,7 +204,7 @@ def test_dp_per_example_meta_step_stays_fp32():
 
 def test_fp16_is_refused_where_loss_scaling_cannot_work():
     from shared.errors import UserError
-    from shared.training.precision_rules import check_precision
+    from shared.training.precision_rules import refuse_unsupported_precision
 
     meta = tiny_config()
     meta.precision = "fp16"  # type: ignore[assignment]
@@ -213,7 +213,7 @@ def test_fp16_is_refused_where_loss_scaling_cannot_work():
     dp = _cfg("DP stage I", "fp16")
     dp.method = "vanilla"  # type: ignore[assignment]
     with pytest.raises(UserError, match="--dp sample"):
-        check_precision(dp)
+        refuse_unsupported_precision(dp)
 
 
 def test_channels_last_gives_the_same_step_and_really_is_channels_last():
