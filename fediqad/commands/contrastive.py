@@ -74,8 +74,6 @@ def pretrain(
 ) -> None:
     """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""
     from shared.config import build_config
-    from shared.contrastive.central import run_pretraining
-    from shared.contrastive.pretrain import encoder_backbone
 
     flags: dict[str, Any] = {
         "contrastive.epochs": epochs, "contrastive.backbone": backbone,
@@ -88,6 +86,9 @@ def pretrain(
         **precision_flags(precision, channels_last),
     }  # fmt: skip
     cfg = build_config(dataset, config, flags, set_items)
+    from shared.contrastive.central import run_pretraining  # torch: after the settings
+    from shared.contrastive.pretrain import encoder_backbone
+
     out = out or Path("runs") / f"{cfg.dataset.name}-comcl"
     result = run_pretraining(
         cfg,
