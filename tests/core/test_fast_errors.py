@@ -70,6 +70,7 @@ def run_fediqad(tmp_path: Path, *args: str) -> tuple[int, str]:
             "error: --rounds: input should be greater than or equal to 1, got -1",
         ),
         (["simulate", "--strategy", "fedavgg"], "did you mean 'fedavg'?"),
+        (["simulate", "--precision", "fp16"], "cannot run mkcnet's meta step"),
         (["simulate", "--backend", "rey"], "did you mean 'ray'?"),
         (["simulate", "--min-replies", "5"], "error: --min-replies (5) cannot exceed --sites (3)"),
     ],
