@@ -18,7 +18,14 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 
 from client.proximal import add_proximal_term
-from client.site import Site, SiteError, eval_split_name, resolve_site, site_split
+from client.site import (
+    Site,
+    SiteError,
+    eval_split_name,
+    resolve_site,
+    site_split,
+    where_this_runs,
+)
 from client.state import (
     ledger_file,
     load_ledger,
@@ -116,7 +123,7 @@ def _prepare(
 def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -> Message:
     content = RecordDict(records)
     content[METRICS] = MetricRecord({k: float(v) for k, v in metrics.items()})
-    content[SITE] = ConfigRecord({"name": site.name})
+    content[SITE] = ConfigRecord({"name": site.name, **where_this_runs()})
     return Message(content, reply_to=msg)
 
 

@@ -29,6 +29,7 @@ from server.persistence import RunStore, restore_strategy_state, strategy_state
 from server.report import MetricsLog, print_round, write_report
 from server.round_record import (
     plain_metrics,
+    ran_on,
     record_failures,
     round_timing,
     site_entry,
@@ -210,6 +211,8 @@ class Federation:
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)
             site["train"] = plain_metrics(reply.content.metric_records.get(METRICS))
+            if ran_on(reply.content):  # simulation on Ray: which node ran the site
+                site["train_on"] = ran_on(reply.content)
         record_failures(rec, ex, "train", self.sites, self.fed.round_timeout)
         return ex
 
@@ -305,6 +308,8 @@ class Federation:
             site = self._site(rec, node)
             site["bytes_up"] += payload_bytes(reply.content)
             site["eval"] = plain_metrics(reply.content.metric_records.get(METRICS))
+            if ran_on(reply.content):
+                site["eval_on"] = ran_on(reply.content)
             if METRICS in reply.content.metric_records:
                 reply.content = RecordDict({METRICS: reply.content.metric_records[METRICS]})
                 views.append(reply)

@@ -19,6 +19,14 @@ def site_name(content: RecordDict, node: int) -> str:
     return str(site["name"]) if site is not None and "name" in site else f"node-{node}"
 
 
+def ran_on(content: RecordDict) -> dict[str, str]:
+    """Where a simulated site handled a message (host:pid, Ray node id), if it said."""
+    site = content.config_records.get(SITE)
+    if site is None:
+        return {}
+    return {key: str(site[key]) for key in ("host", "ray-node") if key in site}
+
+
 def plain_metrics(metrics: MetricRecord | dict[str, Any] | None) -> dict[str, float]:
     if not metrics:
         return {}

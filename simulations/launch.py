@@ -43,6 +43,7 @@ class SimulationRequest:
     profile_memory: bool = False
     backend: str = "auto"  # ray, in-process, or auto (Ray, in-process where Ray cannot start)
     ray_startup_timeout: float = 180.0
+    ray_address: str | None = None  # an existing Ray cluster: HOST:PORT or auto (ray_cluster)
 
     @property
     def synthetic(self) -> bool:
@@ -68,6 +69,18 @@ def run_dir_of(req: SimulationRequest) -> Path:
     ).resolve()
 
 
+def _cluster_address(configured: str, backend: str) -> str | None:
+    """HOST:PORT of the Ray cluster the run is set to use (checked now, before torch
+    loads), None for a Ray of its own."""
+    if not configured:
+        return None
+    if backend == "in-process":
+        raise UserError("--ray-address runs the sites on a Ray cluster; drop --backend in-process")
+    from simulations.ray_cluster import resolve_address
+
+    return resolve_address(configured)
+
+
 def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> SimulationResult:
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
     from server.settings import committed_round, federation_settings
@@ -86,6 +99,9 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         fed_flags["local_epochs"] = scenarios.DEFAULT_LOCAL_EPOCHS
     if not req.resume:
         fed_flags.setdefault("min_nodes", n_sites)
+    if req.ray_address is not None:  # checked first: an unreachable cluster fails fast
+        fed_flags["ray_address"] = req.ray_address
+        _cluster_address(req.ray_address, req.backend)
     fed = federation_settings(
         run_dir=run_dir,
         resume=req.resume,
@@ -97,6 +113,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         defaults=scenarios.default_run_config() if req.synthetic else None,
         simulation=True,
     )
+    address = _cluster_address(fed.ray_address, req.backend)  # also a stored / --fed-set one
     from simulations import federated  # torch: only once the settings are valid
     from simulations.resources import PeakMemory
 
@@ -107,6 +124,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             image_size=fed.run.image_size,
             seed=fed.run.seed,
             n_sites=n_sites,
+            on_nodes=address is not None,  # each node builds the sites it runs
         )
         if req.server_eval and fed.server_eval_data is None:
             fed = fed.model_copy(update={"server_eval_data": held_out})
@@ -119,6 +137,11 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             run_dir / "sites",
             fed.run.seed,
         )
+        if address:
+            say(
+                f"the sites read {run_dir / 'sites'} (split from {req.data_root}): every node "
+                "of the cluster must see both at these paths (a shared filesystem)"
+            )
     unknown = sorted(set(req.epsilon_budgets) - {site.name for site in site_list})
     if unknown:
         raise UserError(
@@ -126,8 +149,10 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             f"are {', '.join(site.name for site in site_list)}"
         )
     res = (
-        federated.Resources(cpus_per_site=req.cpus_per_site, gpus_per_site=req.gpus_per_site)
-        if req.cpus_per_site
+        federated.Resources(
+            cpus_per_site=req.cpus_per_site or 1.0, gpus_per_site=req.gpus_per_site
+        )  # on a cluster: a core per site unless told, anywhere Ray finds one
+        if req.cpus_per_site or address
         else federated.Resources.auto(
             len(site_list), max_parallel=req.max_parallel, gpus_per_site=req.gpus_per_site
         )
@@ -149,6 +174,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             verbose=req.verbose,
             backend=req.backend,  # type: ignore[arg-type]
             startup_timeout=req.ray_startup_timeout,
+            ray_address=address,
             say=say,
             on_message=lambda i, msg: say(  # in-process: which site works on what, now
                 f"round {msg.metadata.group_id}: {site_list[i].name}, {msg.metadata.message_type}"

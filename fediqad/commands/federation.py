@@ -168,6 +168,15 @@ def simulate(
         str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
     ] = "auto",
     ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
+    ray_address: Annotated[
+        str | None,
+        Opt(
+            "--ray-address",
+            help="Run the sites on this running Ray cluster: HOST:PORT of `ray start --head`, "
+            "or auto (RAY_ADDRESS or the local cluster); it is left running "
+            "(docs/ray-cluster.md).",
+        ),
+    ] = None,
 ) -> None:
     """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
     from server.settings import parse_fed_set, parse_site_budgets
@@ -189,7 +198,7 @@ def simulate(
         cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
         verbose=verbose, profile_memory=profile_memory, backend=backend,
-        ray_startup_timeout=ray_startup_timeout,
+        ray_startup_timeout=ray_startup_timeout, ray_address=ray_address,
     )  # fmt: skip
     result = simulate(request, say=lambda text: console.print(text, highlight=False))
     run_dir = result.run_dir
