@@ -37,7 +37,7 @@ from shared.interrupt import (
 )
 from simulations.backends import BACKENDS, Backend
 from simulations.in_process import SiteHook, run_in_process
-from simulations.ray_cluster import attach, cluster_backend
+from simulations.ray_cluster import LOST, attach, cluster_backend
 from simulations.ray_startup import (
     DEFAULT_STARTUP_TIMEOUT,
     RayProcesses,
@@ -210,7 +210,11 @@ def _run_on_ray(
 def _quiet_flower(record: logging.LogRecord) -> bool:
     """Drop Flower's notice that `run_simulation` is deprecated (it is for Flower app
     authors, this command is the user's interface), and after Ctrl-C Flower's errors
-    about the actors and threads being stopped."""
+    about the actors and threads being stopped, and its error log and traceback of a
+    site lost with its node (the round record and the server's warning say it)."""
     if stop_requested():
         return False
-    return "`run_simulation` function is deprecated" not in record.getMessage()
+    message = record.getMessage()
+    if message.startswith(LOST) or "SiteActorLost" in message:
+        return False
+    return "`run_simulation` function is deprecated" not in message

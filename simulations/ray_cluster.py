@@ -31,6 +31,7 @@ from simulations.ray_startup import one_line
 FLAG = "--ray-address"
 PROBE_TIMEOUT = 5.0  # seconds to open a TCP connection to the head's GCS port
 DEAD_ACTOR_PROBE_TIMEOUT = 30.0
+LOST = "the Ray actor running this site was lost"  # how a lost site's error reply begins
 
 
 def resolve_address(address: str) -> str:
@@ -150,10 +151,7 @@ def cluster_backend_class() -> type:
                 _, reply, updated = ray.get(future)
             except ray.exceptions.RayActorError as err:
                 self._drop_dead(actor)
-                raise SiteActorLost(
-                    f"the Ray actor running this site was lost (its node or process "
-                    f"died): {one_line(err)}"
-                ) from None
+                raise SiteActorLost(f"{LOST} (its node or process died): {one_line(err)}") from None
             except BaseException:
                 self._give_back(actor)
                 raise
@@ -189,7 +187,9 @@ def cluster_backend_class() -> type:
                 self.pool.num_actors -= dead
                 self._idle.notify_all()
             logging.getLogger("fediqad.simulation").warning(
-                "%d Ray actor(s) lost; %d left", dead, self.pool.num_actors
+                "%d Ray actor(s) lost (a node or process died); %d left for the sites",
+                dead,
+                self.pool.num_actors,
             )
 
     return ClusterRayBackend

@@ -23,8 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from client.site import Site, where_this_runs
+from shared.data.synth.recipe import NODE_DATA_ENV, SynthRecipe
 from shared.process_group import free_port
+from simulations.ray_cluster import LOST
 from tests.process_registry import ProcessRegistry, cleaned_up, cmdline, process_tree
+from tests.support.cli import run_fediqad
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(1200)]  # a hang guard only
 
@@ -199,12 +203,14 @@ def test_a_lost_worker_node_fails_its_sites_for_that_round_not_the_run(cluster, 
     os.kill(cluster.raylet_of("worker"), signal.SIGKILL)  # the worker node is lost
 
     assert cluster.procs.wait(driver) == 0, cluster.procs.log(driver, 4000)
+    assert "Traceback" not in cluster.procs.log(driver), cluster.procs.log(driver, 4000)
+    assert "Ray actor(s) lost" in cluster.procs.log(driver)
     doc = json.loads((run_dir / "metrics.json").read_text())
     assert doc["finished"] and [r["round"] for r in doc["rounds"]] == list(range(1, rounds + 1))
     hit = [r for r in doc["rounds"] if r["failures"]]
     assert hit and hit[0]["round"] in (2, 3), [(r["round"], r["failures"]) for r in hit]
     for failure in hit[0]["failures"]:
-        assert "Ray actor running this site was lost" in failure["reason"], failure
+        assert LOST in failure["reason"], failure
     assert hit[0]["status"] == "ok"  # aggregated with the sites that replied
     last = doc["rounds"][-1]  # the remaining rounds: every site, on the surviving node
     assert last["failures"] == [] and len(last["sites"]) == SITES
@@ -212,3 +218,40 @@ def test_a_lost_worker_node_fails_its_sites_for_that_round_not_the_run(cluster, 
     assert len(on) == 1 and not on & worker_nodes, (on, worker_nodes)
     assert worker_nodes, "no site ran on the worker node in round 1"
     assert cluster.alive("head")
+
+
+@pytest.mark.parametrize(
+    "address, fragment",
+    [
+        ("127.0.0.1:{free}", "no Ray cluster answers at 127.0.0.1:"),
+        ("ray://127.0.0.1:10001", "Ray Client (ray://) addresses are not supported"),
+        ("headnode", "expected HOST:PORT"),
+    ],
+)
+def test_a_wrong_address_is_one_line_naming_the_flag(tmp_path, address, fragment):
+    address = address.format(free=free_port())
+    result = run_fediqad("simulate", "--ray-address", address, "--out", tmp_path, "--name", "x")
+    line = result.one_line_error(fragment)
+    assert line.startswith("error: --ray-address")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_auto_reads_ray_address_and_in_process_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    run_fediqad("simulate", "--ray-address", "auto", "--out", tmp_path).one_line_error(
+        "no Ray cluster answers"
+    )
+    both = ["--ray-address", "auto", "--backend", "in-process", "--out", tmp_path]
+    run_fediqad("simulate", *both).one_line_error("drop --backend in-process")
+
+
+def test_a_recipe_site_is_built_on_the_node_that_uses_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(NODE_DATA_ENV, str(tmp_path / "node"))
+    recipe = SynthRecipe("EYEQ", 20, 32, seed=3, lq_ratio=0.5)
+    site = Site("hospital-a", Path("hospital-a") / recipe.key, recipe)
+    built = site.local_path()
+    meta = built / "EYEQ" / "synth.json"
+    assert built == tmp_path / "node" / "hospital-a" / recipe.key and meta.is_file()
+    stamp = meta.stat().st_mtime_ns
+    assert site.local_path() == built and meta.stat().st_mtime_ns == stamp  # built once
+    assert where_this_runs() == {}  # outside Ray (a deployed site): no host names sent
