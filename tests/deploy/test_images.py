@@ -94,6 +94,8 @@ def test_dockerignore_keeps_data_keys_and_environments_out():
     for entry in ("runs/", "data/", "certs/", ".venv/", "**/*.key"):
         assert entry in lines
     assert lines[lines.index("**") + 1].startswith("!")  # allow-list style: code only
+    # the shipped reference facts (Table 2, split files) are package data images need
+    assert not any(line.startswith("shared/reference") for line in lines)
 
 
 def _compose(name: str) -> dict:
