@@ -76,6 +76,13 @@ class Resources:
             torch_threads=max(1, math.floor(share)),
         )
 
+    @classmethod
+    def on_cluster(cls, cpus_per_site: float, gpus_per_site: float = 0.0) -> Resources:
+        """Shares of an existing cluster (its totals are its own); torch gets the
+        site's whole cores."""
+        threads = max(1, math.floor(cpus_per_site))
+        return cls(cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, torch_threads=threads)
+
 
 def backend_config(res: Resources, *, verbose: bool = False) -> dict[str, Any]:
     init: dict[str, Any] = {

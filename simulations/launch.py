@@ -148,15 +148,14 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
             f"are {', '.join(site.name for site in site_list)}"
         )
-    res = (
-        federated.Resources(
-            cpus_per_site=req.cpus_per_site or 1.0, gpus_per_site=req.gpus_per_site
-        )  # on a cluster: a core per site unless told, anywhere Ray finds one
-        if req.cpus_per_site or address
-        else federated.Resources.auto(
+    if address:  # a core per site unless told, on whichever node Ray finds one
+        res = federated.Resources.on_cluster(req.cpus_per_site or 1.0, req.gpus_per_site)
+    elif req.cpus_per_site:
+        res = federated.Resources(cpus_per_site=req.cpus_per_site, gpus_per_site=req.gpus_per_site)
+    else:
+        res = federated.Resources.auto(
             len(site_list), max_parallel=req.max_parallel, gpus_per_site=req.gpus_per_site
         )
-    )
     done = committed_round(run_dir) if req.resume else None
     resuming = f" (resuming after round {done})" if done else ""
     say(
