@@ -143,6 +143,15 @@ def _rounds(run_dir: Path) -> list[dict]:
         return []
 
 
+def _wait_for_rounds(cluster: Cluster, driver: str, run_dir: Path, n: int) -> None:
+    """Until RUN's metrics.json records N rounds; fails if the driver ends first."""
+    deadline = time.monotonic() + 900  # a hang guard
+    while len(_rounds(run_dir)) < n:
+        assert cluster.procs.procs[driver].poll() is None, cluster.procs.log(driver, 4000)
+        assert time.monotonic() < deadline, f"round {n} never finished"
+        time.sleep(0.2)
+
+
 def test_sites_run_on_both_nodes_and_the_cluster_outlives_the_run(cluster, tmp_path):
     run_dir = tmp_path / "c"
     driver = _simulate(
@@ -169,15 +178,20 @@ def test_sites_run_on_both_nodes_and_the_cluster_outlives_the_run(cluster, tmp_p
     assert not (run_dir / "data" / "hospital-a").exists()  # not on the driver
     assert json.loads((run_dir / "federation.json").read_text())["ray_address"] == cluster.address
 
-    # the cluster is left running; a resumed run finds it again from the stored settings
+    # the cluster is left running; a resumed run finds it again from the stored settings,
+    # and Ctrl-C ends only the driver
     assert cluster.alive("head") and cluster.alive("worker")
-    resumed = _simulate(cluster, tmp_path, "--name", "c", "--resume", "--rounds", "3")
-    assert cluster.procs.wait(resumed) == 0, log(resumed, 4000)
-    assert "resuming after round 2" in log(resumed)
+    resumed = _simulate(cluster, tmp_path, "--name", "c", "--resume", "--rounds", "6")
+    _wait_for_rounds(cluster, resumed, run_dir, 3)
+    os.killpg(cluster.procs.procs[resumed].pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    assert cluster.procs.wait(resumed) == 130, log(resumed, 4000)
+    assert "resuming after round 2" in log(resumed) and "Traceback" not in log(resumed)
+    assert "Resume with: fediqad simulate" in log(resumed)
     doc = json.loads((run_dir / "metrics.json").read_text())
-    assert [r["round"] for r in doc["rounds"]] == [1, 2, 3] and doc["finished"]
+    assert [r["round"] for r in doc["rounds"]][:3] == [1, 2, 3]
     assert (run_dir / "report.md").is_file() and (run_dir / "global.pt").is_file()
     assert cluster.alive("head") and cluster.alive("worker")
+    assert cluster.raylet_of("worker") and cluster.raylet_of("head")
 
 
 def test_a_lost_worker_node_fails_its_sites_for_that_round_not_the_run(cluster, tmp_path):
@@ -187,11 +201,7 @@ def test_a_lost_worker_node_fails_its_sites_for_that_round_not_the_run(cluster, 
         cluster, tmp_path, "--ray-address", cluster.address, "--rounds", str(rounds), "--name",
         "lost",
     )  # fmt: skip
-    deadline = time.monotonic() + 900  # a hang guard
-    while not _rounds(run_dir):  # round 1 recorded: round 2 is under way
-        assert cluster.procs.procs[driver].poll() is None, cluster.procs.log(driver, 4000)
-        assert time.monotonic() < deadline, "round 1 never finished"
-        time.sleep(0.2)
+    _wait_for_rounds(cluster, driver, run_dir, 1)  # round 1 recorded: round 2 under way
     before = _rounds(run_dir)
     assert len(before) == 1 and not before[0]["failures"]
     worker_nodes = {
