@@ -27,6 +27,7 @@ from client.site import Site, where_this_runs
 from shared.data.synth.recipe import NODE_DATA_ENV, SynthRecipe
 from shared.process_group import free_port
 from simulations.ray_cluster import LOST
+from simulations.ray_startup import start_ray
 from tests.process_registry import ProcessRegistry, cleaned_up, cmdline, process_tree
 from tests.support.cli import run_fediqad
 
@@ -265,3 +266,12 @@ def test_a_recipe_site_is_built_on_the_node_that_uses_it(tmp_path, monkeypatch):
     stamp = meta.stat().st_mtime_ns
     assert site.local_path() == built and meta.stat().st_mtime_ns == stamp  # built once
     assert where_this_runs() == {}  # outside Ray (a deployed site): no host names sent
+
+
+def test_a_ray_of_our_own_ignores_ray_address_in_the_environment(monkeypatch):
+    """Without --ray-address the run starts its own Ray even where RAY_ADDRESS names a
+    cluster (ray.init would join it and refuse num_cpus; `auto` is the way to join)."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    seen: dict = {}
+    start_ray({"num_cpus": 2}, init=lambda **kwargs: seen.update(kwargs))
+    assert seen["address"] == "local" and seen["num_cpus"] == 2
