@@ -180,7 +180,7 @@ def cluster_backend_class() -> type:
                 try:
                     ray.get(other.__ray_ready__.remote(), timeout=DEAD_ACTOR_PROBE_TIMEOUT)
                     alive.append(other)
-                except Exception:  # RayActorError, GetTimeoutError: not usable
+                except ray.exceptions.RayError:  # RayActorError, GetTimeoutError: not usable
                     dead += 1
             with self._idle:
                 self.pool.pool.extend(alive)
