@@ -15,7 +15,7 @@ import time
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from client.site import Site, SiteError
+from client.site import Site, SiteError, site_device
 from shared.config import RunConfig
 from shared.contrastive.boxes import choose_source
 from shared.contrastive.patches import PatchBank, describe, skipped_terms, split_bank
@@ -33,7 +33,6 @@ from shared.records import (
     from_record,
     to_record,
 )
-from shared.training import resolve_device
 
 log = logging.getLogger("fediqad.client")
 _BANKS: dict[tuple[str, str], PatchBank] = {}
@@ -83,7 +82,6 @@ def site_bank(site: Site, cfg: RunConfig) -> PatchBank:
 
 def comcl_train(msg: Message, context: Context, site: Site, threads: int | None = None) -> Message:
     """Local CoMCL epochs from the global encoder; reply with the encoder and metrics."""
-    del context
     start = time.perf_counter()
     record = msg.content.config_records[CONFIG]
     cfg = RunConfig.model_validate_json(str(record[CFG_RUN]))
@@ -98,7 +96,7 @@ def comcl_train(msg: Message, context: Context, site: Site, threads: int | None 
         epochs=int(record.get(CFG_EPOCHS, 1)),
         epoch_offset=offset,
         total_epochs=int(record.get(CFG_TOTAL_EPOCHS, 1)),
-        device=resolve_device(cfg.device),
+        device=site_device(context, cfg),
         seed=cfg.seed * 7919 + offset,
     )
     metrics = {k: float(v) for k, v in logs.items()}

@@ -23,6 +23,7 @@ from client.site import (
     SiteError,
     eval_split_name,
     resolve_site,
+    site_device,
     site_split,
     where_this_runs,
 )
@@ -59,7 +60,7 @@ from shared.records import (
     load_record,
     module_record,
 )
-from shared.training import LocalTrainer, resolve_device
+from shared.training import LocalTrainer
 
 
 def _config(msg: Message) -> tuple[RunConfig, ConfigRecord]:
@@ -140,7 +141,7 @@ def train(
     start = time.perf_counter()
     models = [m for m in ("task_net", "meta_learner") if m in msg.content.array_records]
     cfg, record, bundle, local = _prepare(msg, context, site, models, threads, keep_models)
-    device = resolve_device(cfg.device)
+    device = site_device(context, cfg)
     dataset = site_split(site, cfg, "train", augment=cfg.augment)
     epochs = int(record.get(CFG_EPOCHS, 1))
     generator = torch.Generator().manual_seed(_seed(cfg, record, site) + 1)
@@ -242,7 +243,7 @@ def evaluate_global(
 
     start = time.perf_counter()
     cfg, record, bundle, _ = _prepare(msg, context, site, ["task_net"], threads, keep_models)
-    device = resolve_device(cfg.device)
+    device = site_device(context, cfg)
     split = eval_split_name(site, cfg, str(record.get(CFG_EVAL_SPLIT, "auto")))
     dataset = site_split(site, cfg, split)
     t0 = time.perf_counter()

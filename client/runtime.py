@@ -33,7 +33,7 @@ from typing import IO
 from rich.console import Console
 
 from client.channel import private_dir
-from client.site import SiteError
+from client.site import DEVICE_KEY, SiteError
 from client.supervision import WorkerSupervisor
 from client.worker_process import STATE_DIR_KEY, STATUS_ENV, WORKER_ENV
 from shared.certificates import NodeFiles, check_node_files, probe_tls
@@ -52,11 +52,14 @@ def supernode_command(
     max_wait: float | None,
     tls: NodeFiles | None = None,
     state_dir: Path | None = None,
+    device: str | None = None,
 ) -> list[str]:
     """Stock flower-supernode: TLS + node key when `tls` is given, plaintext otherwise."""
     node_config = f'data-path="{data_path}" site-name="{site_name}"'
     if state_dir is not None:
         node_config += f' {STATE_DIR_KEY}="{state_dir}"'
+    if device is not None:
+        node_config += f' {DEVICE_KEY}="{device}"'
     security = (
         ["--root-certificates", str(tls.ca), "--auth-supernode-private-key", str(tls.key)]
         if tls is not None
@@ -164,10 +167,13 @@ def run_site(
     runtime_port: int | None = None,
     max_wait: float | None = None,
     tls: NodeFiles | None = None,
+    device: str | None = None,
 ) -> int:
     """Run the site worker and the SuperNode until stopped; SiteError when the site
-    cannot take part. A SuperNode that the server drops (a restarted SuperLink answers
-    its heartbeat with 401 and it exits 0) is started again, so the site rejoins.
+    cannot take part. `device` (node config `device`) is what the site trains on,
+    whatever the server's run config says. A SuperNode that the server drops (a
+    restarted SuperLink answers its heartbeat with 401 and it exits 0) is started
+    again, so the site rejoins.
 
     `tls=None` is plaintext without node authentication (tests, a closed lab network).
     """
@@ -189,7 +195,7 @@ def run_site(
     status.write_text("")
     env = supernode_env(home, status)
     cmd = supernode_command(
-        server, data_path, site_name, runtime_port or free_port(), max_wait, tls, state_dir
+        server, data_path, site_name, runtime_port or free_port(), max_wait, tls, state_dir, device
     )
     mode = ("TLS, node key " + str(tls.key)) if tls is not None else "plaintext, --insecure"
     worker = WorkerSupervisor(state_dir, console)

@@ -24,7 +24,18 @@ from shared.data.layout import present_splits
 from shared.data.synth.recipe import SynthRecipe, node_data_dir
 from shared.errors import UserError
 
-__all__ = ["STATUS_ENV", "Site", "SiteError", "report_fatal", "resolve_site", "site_split"]
+__all__ = [
+    "DEVICE_KEY",
+    "STATUS_ENV",
+    "Site",
+    "SiteError",
+    "report_fatal",
+    "resolve_site",
+    "site_device",
+    "site_split",
+]
+
+DEVICE_KEY = "device"  # node config: the device this site trains on (`fediqad client --device`)
 
 EVAL_PREFERENCE = ("test", "val", "train")
 
@@ -110,3 +121,21 @@ def eval_split_name(site: Site, cfg: RunConfig, requested: str) -> str:
         if split in present:
             return split
     raise SiteError(f"site '{site.name}': no split file to evaluate on")
+
+
+def site_device(context: Context, cfg: RunConfig) -> str:
+    """The device this site trains on: its node config `device` (the hospital knows its
+    hardware; `fediqad client --device`), else the run's `device` ("auto": a GPU if the
+    site has one). Also written into `cfg`, so the data loader pins memory for it."""
+    import torch
+
+    from shared.training import resolve_device
+
+    own = context.node_config.get(DEVICE_KEY)
+    name = str(own or cfg.device)
+    device = resolve_device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        source = f"node config {DEVICE_KEY}" if own else "the run's device"
+        raise SiteError(f"{source} is {name!r}, but CUDA is not available on this site")
+    cfg.device = str(device)
+    return cfg.device

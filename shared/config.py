@@ -135,7 +135,7 @@ class RunConfig(Strict):
     device: str = "auto"
     precision: PrecisionName = "auto"  # shared/training/precision.py: bf16 on capable GPUs
     channels_last: bool | None = None  # None: on for CUDA
-    num_workers: int = Field(0, ge=0, le=64)
+    num_workers: int | None = Field(None, ge=0, le=64)  # None: 0 on CPU, up to 8 on CUDA
     threads: int | None = Field(None, ge=1, le=512)
 
     @field_validator("image_size")

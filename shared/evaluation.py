@@ -94,6 +94,7 @@ def evaluate_checkpoint(
         )
     split = split or ("test" if "test" in cfg.dataset.splits else cfg.dataset.splits[-1])
     data = open_split(Path(data_root), cfg, split)
+    cfg.device = str(torch.device(device))  # the loader pins memory and adds workers for it
     with plain_worker_errors():
         metrics = evaluate(ck.bundle, make_loader(data, cfg, False, batch_size), cfg, device)
     return CheckpointScore(Path(checkpoint), cfg.dataset.name, cfg.method, split, metrics)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ class SimulationRequest:
     images_per_site: int | None = None
     server_eval: bool = True
     cpus_per_site: float | None = None
-    gpus_per_site: float = 0.0
+    gpus_per_site: float | None = None  # None: share the GPUs when the sites train on them
+    device: str | None = None  # cpu, cuda or auto (simulations.gpu)
     max_parallel: int = 4
     epsilon_budgets: dict[str, float] = field(default_factory=dict)
     resume: bool = False
@@ -85,6 +86,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
     from server.settings import committed_round, federation_settings
     from simulations import scenarios
+    from simulations.gpu import check_gpu_flags, site_placement
 
     if req.backend not in BACKENDS:
         raise unknown_choice("--backend", req.backend, BACKENDS)
@@ -93,6 +95,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
     n_sites = req.sites or 3
     if n_sites < 1:
         raise UserError(f"--sites must be at least 1, got {n_sites}")
+    check_gpu_flags(req.device, req.gpus_per_site)
     run_dir = run_dir_of(req)
     fed_flags = dict(req.fed_flags)
     if fed_flags.get("local_epochs") is None and req.synthetic and not req.resume:
@@ -108,14 +111,22 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         dataset=req.dataset,
         config=req.config,
         set_items=req.set_items,
-        run_flags=req.run_flags,
+        run_flags={**req.run_flags, "device": req.device},
         fed_flags=fed_flags,
         defaults=scenarios.default_run_config() if req.synthetic else None,
         simulation=True,
     )
     address = _cluster_address(fed.ray_address, req.backend)  # also a stored / --fed-set one
     from simulations import federated  # torch: only once the settings are valid
+    from simulations.ray_cluster import cluster_placement
     from simulations.resources import PeakMemory
+
+    gpu = (  # on a cluster the driver's own GPUs say nothing about the nodes'
+        cluster_placement(fed.run.device, req.gpus_per_site)
+        if address
+        else site_placement(fed.run.device, req.gpus_per_site, min(n_sites, req.max_parallel))
+    )
+    fed = fed.model_copy(update={"run": fed.run.model_copy(update={"device": gpu.device})})
 
     if req.data_root is None:
         site_list, held_out = scenarios.default_sites(
@@ -149,19 +160,21 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             f"are {', '.join(site.name for site in site_list)}"
         )
     if address:  # a core per site unless told, on whichever node Ray finds one
-        res = federated.Resources.on_cluster(req.cpus_per_site or 1.0, req.gpus_per_site)
-    elif req.cpus_per_site:
-        res = federated.Resources(cpus_per_site=req.cpus_per_site, gpus_per_site=req.gpus_per_site)
+        res = federated.Resources.on_cluster(req.cpus_per_site or 1.0, gpu.gpus_per_site)
     else:
-        res = federated.Resources.auto(
-            len(site_list), max_parallel=req.max_parallel, gpus_per_site=req.gpus_per_site
+        res = replace(
+            federated.Resources(cpus_per_site=req.cpus_per_site)
+            if req.cpus_per_site
+            else federated.Resources.auto(len(site_list), max_parallel=req.max_parallel),
+            gpus_per_site=gpu.gpus_per_site,
+            total_gpus=gpu.total_gpus,
         )
     done = committed_round(run_dir) if req.resume else None
     resuming = f" (resuming after round {done})" if done else ""
     say(
         f"simulating {len(site_list)} site(s) x {fed.num_rounds} round(s){resuming}, "
         f"{fed.strategy}, {fed.run.method} on {fed.run.model.backbone} @ {fed.run.image_size}px; "
-        f"{res.cpus_per_site:g} CPU per site -> {run_dir}"
+        f"{res.cpus_per_site:g} CPU{gpu_share(res.gpus_per_site)} per site -> {run_dir}"
     )
     budgets = {"epsilon_budgets": req.epsilon_budgets} if req.epsilon_budgets else {}
     peak_report = None
@@ -191,3 +204,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
     if not doc.get("rounds"):
         raise UserError(f"no round completed; see the log above and {run_dir}")
     return SimulationResult(run_dir, len(doc["rounds"]), peak_report)
+
+
+def gpu_share(gpus: float) -> str:
+    return f" and {gpus:g} GPU" if gpus else ""

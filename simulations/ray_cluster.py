@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from shared.errors import UserError
+from simulations.gpu import SitePlacement, check_gpu_flags
 from simulations.ray_startup import one_line
 
 FLAG = "--ray-address"
@@ -113,6 +114,18 @@ def attach(address: str, client_resources: dict[str, float], *, verbose: bool = 
     except BaseException:
         ray.shutdown()
         raise
+
+
+def cluster_placement(device: str | None, gpus_per_site: float | None) -> SitePlacement:
+    """The sites' device and GPU share on a cluster: a GPU share (`--gpus-per-site`, or
+    one whole GPU for `--device cuda`) trains on CUDA wherever Ray places the site;
+    otherwise the CPU. Whether a node has the share is checked on joining (`describe`)."""
+    check_gpu_flags(device, gpus_per_site)
+    if gpus_per_site:
+        return SitePlacement("cuda", gpus_per_site, None)
+    if device == "cuda":
+        return SitePlacement("cuda", 1.0, None)
+    return SitePlacement("cpu", 0.0, None)
 
 
 def describe(nodes: list[dict[str, Any]], client_resources: dict[str, float]) -> str:

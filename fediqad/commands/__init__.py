@@ -9,6 +9,7 @@ import typer
 # Modules are listed here once; each defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
     "core",
+    "bench_steps",
     "data",
     "federation",
     "contrastive",

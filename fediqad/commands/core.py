@@ -1,4 +1,4 @@
-"""Core commands: train, evaluate, predict, import-reference, bench train-step.
+"""Core commands: train, evaluate, predict, import-reference.
 
 Thin wiring only: options -> config -> `shared.training.central` / `shared.evaluation` /
 `fediqad.inference` / `shared.reference_import`, and rich output. Every mistake a
@@ -7,7 +7,6 @@ user can make ends as a `UserError` (one line, exit 2; see `fediqad.cli`).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -263,62 +262,8 @@ def import_reference_cmd(
     )
 
 
-# --------------------------------------------------------------------------- bench
-def bench_train_step(
-    image_size: Annotated[int | None, typer.Option(help="Image size (default 64).")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size (default 8).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default 2).")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default cpu).")] = None,
-) -> None:
-    """Time one training step of each kind (vanilla, stage I, stage II, fused)."""
-    try:
-        bench = importlib.import_module("shared.training_bench")
-    except ModuleNotFoundError as err:
-        if err.name != "shared.training_bench":
-            raise
-        err_console.print("bench train-step is not available: shared.training_bench is missing")
-        raise typer.Exit(1) from None
-    given = (image_size, batch, threads, device)
-    if all(v is None for v in given) and hasattr(bench, "default_settings"):
-        settings = bench.default_settings()
-    else:
-        settings = [
-            {"image_size": image_size or 64, "batch": batch or 8,
-             "threads": threads if threads is not None else 2, "device": device or "cpu"}
-        ]  # fmt: skip
-    for s in settings:
-        title = f"train step, {backbone}, {s['image_size']} px, batch {s['batch']}, {s['device']}"
-        with err_console.status(f"timing {title} ..."):  # minutes on a busy CPU
-            rows = bench.run_bench(s["image_size"], s["batch"], s["threads"], backbone, s["device"])
-        if hasattr(bench, "bench_table"):
-            console.print(bench.bench_table(rows, title))
-        else:
-            console.print(rows)
-
-
-def bench_dp_step(
-    image_size: Annotated[int, typer.Option(help="Image size.")] = 64,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 8,
-    threads: Annotated[int, typer.Option(help="CPU threads.")] = 2,
-    backbone: Annotated[str, typer.Option(help="Backbone to time.")] = "vgg16_bn",
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    repeats: Annotated[int, typer.Option(help="Timed repeats (median reported).")] = 5,
-) -> None:
-    """Seconds per DP step vs the same step without DP (Task Net, Meta Learner, baseline)."""
-    from shared.training_bench import dp_bench_table, run_dp_bench
-
-    rows = run_dp_bench(image_size, batch, threads, backbone, device, repeats=repeats)
-    title = f"DP step, {backbone}, {image_size} px, batch {batch}, {device}, {threads} threads"
-    console.print(dp_bench_table(rows, title))
-
-
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate_cmd)
     app.command("predict")(predict)
     app.command("import-reference")(import_reference_cmd)
-    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    bench.command("train-step")(bench_train_step)
-    bench.command("dp-step")(bench_dp_step)
-    app.add_typer(bench, name="bench")

@@ -13,6 +13,14 @@ import typer
 from rich.console import Console
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands.gpu_options import (
+    GpusPerSiteOpt,
+    PrecisionOpt,
+    SiteDeviceOpt,
+    SitesDeviceOpt,
+    check_precision,
+    check_site_device,
+)
 from shared.errors import UserError
 from shared.methods import methods_help
 
@@ -74,14 +82,15 @@ PretrainEpochsOpt = Annotated[
 ]
 
 
-def _run_flags(method, backbone, image_size, batch_size, seed, device=None) -> dict[str, Any]:  # noqa: ANN001
+def _run_flags(method, backbone, image_size, batch_size, seed, precision) -> dict[str, Any]:  # noqa: ANN001
+    check_precision(precision)
     return {
         "method": method,
         "model.backbone": backbone,
         "image_size": image_size,
         "optim.batch_size": batch_size,
         "seed": seed,
-        "device": device,
+        "precision": precision,
     }
 
 
@@ -123,6 +132,7 @@ def simulate(
     backbone: BackboneOpt = None,
     image_size: SizeOpt = None,
     batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     config: ConfigOpt = None,
     set_items: SetOpt = None,
     images_per_site: Annotated[
@@ -138,7 +148,8 @@ def simulate(
     cpus_per_site: Annotated[
         float | None, Opt("--cpus-per-site", help="Ray CPUs per site (default: share the cores).")
     ] = None,
-    gpus_per_site: Annotated[float, Opt("--gpus-per-site", help="Ray GPUs per site.")] = 0.0,
+    gpus_per_site: GpusPerSiteOpt = None,
+    device: SitesDeviceOpt = None,
     max_parallel: Annotated[
         int, Opt("--max-parallel", help="Sites training at once when sharing the cores.")
     ] = 4,
@@ -186,7 +197,8 @@ def simulate(
     request = SimulationRequest(
         data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
         out=out, config=config, set_items=set_items,
-        run_flags={**_run_flags(method, backbone, image_size, batch_size, seed), **dp_run},
+        run_flags={**_run_flags(method, backbone, image_size, batch_size, seed, precision),
+                   **dp_run},
         fed_flags={
             **dp_fed, "num_rounds": rounds, "local_epochs": local_epochs,
             "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
@@ -195,7 +207,8 @@ def simulate(
             "round_timeout": round_timeout, **parse_fed_set(fed_set),
         },
         images_per_site=images_per_site, server_eval=server_eval,
-        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, max_parallel=max_parallel,
+        cpus_per_site=cpus_per_site, gpus_per_site=gpus_per_site, device=device,
+        max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
         verbose=verbose, profile_memory=profile_memory, backend=backend,
         ray_startup_timeout=ray_startup_timeout, ray_address=ray_address,
@@ -238,6 +251,7 @@ def server(
     backbone: BackboneOpt = None,
     image_size: SizeOpt = None,
     batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     rounds: RoundsOpt = None,
     local_epochs: EpochsOpt = None,
     pretrain_rounds: PretrainRoundsOpt = None,
@@ -272,7 +286,7 @@ def server(
     eval_data = server_eval_data.resolve() if server_eval_data else None
     fed = federation_settings(
         run_dir=run_dir, resume=resume, dataset=dataset, config=config, set_items=set_items,
-        run_flags=_run_flags(method, backbone, image_size, batch_size, seed),
+        run_flags=_run_flags(method, backbone, image_size, batch_size, seed, precision),
         fed_flags={
             "num_rounds": rounds, "local_epochs": local_epochs,
             "pretrain_rounds": pretrain_rounds, "pretrain_epochs": pretrain_epochs,
@@ -313,11 +327,13 @@ def client(
     max_wait: Annotated[
         float | None, Opt("--max-wait", help="Give up after this many seconds without the server.")
     ] = None,
+    device: SiteDeviceOpt = None,
 ) -> None:
     """Run this hospital's SuperNode (the ClientApp on its own data) until stopped."""
     from client.runtime import run_site
     from shared.certificates import NodeFiles
 
+    check_site_device(device)
     tls = None if insecure else NodeFiles.in_dir(certs.expanduser().resolve())
     if insecure:
         console.print(INSECURE_WARNING)
@@ -332,6 +348,7 @@ def client(
         runtime_port=runtime_port,
         max_wait=max_wait,
         tls=tls,
+        device=device,
     )
     raise typer.Exit(code)
 

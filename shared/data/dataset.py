@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,6 +133,33 @@ def open_split(
     )
 
 
+def trains_on_cuda(cfg: RunConfig) -> bool:
+    """Whether `cfg.device` ("auto" included) puts the step on a GPU."""
+    if cfg.device == "auto":
+        return torch.cuda.is_available()
+    return cfg.device.startswith("cuda")
+
+
+def loader_settings(cfg: RunConfig) -> dict[str, Any]:
+    """DataLoader keywords that keep the step fed. On CUDA: worker processes (`num_workers`,
+    default min(8, usable cores)) that stay alive across epochs with their memory maps,
+    four batches prefetched per worker, and pinned memory so the non-blocking copies in
+    `Batch.from_items` overlap the step. On the CPU the step is the bottleneck and workers
+    would take its cores: loading stays in the main process unless `num_workers` is set."""
+    cuda = trains_on_cuda(cfg)
+    workers = cfg.num_workers
+    if workers is None:
+        workers = min(8, len(os.sched_getaffinity(0))) if cuda else 0
+    settings: dict[str, Any] = {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": cuda,
+    }
+    if workers > 0:
+        settings["prefetch_factor"] = 4 if cuda else 2
+    return settings
+
+
 def make_loader(
     dataset: IQADDataset,
     cfg: RunConfig,
@@ -138,24 +167,27 @@ def make_loader(
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> DataLoader:
-    """DataLoader with the run's batch size and workers; workers persist across epochs
-    (they keep their memory maps open) and memory is pinned only for CUDA.
+    """DataLoader with the run's batch size and `loader_settings`.
 
     For training, a last batch of a single image is dropped: split sizes are arbitrary,
     and BatchNorm in training mode cannot normalise one value per channel.
     """
-    workers = cfg.num_workers
     size = batch_size or cfg.optim.batch_size
     return DataLoader(
         dataset,
         batch_size=size,
         shuffle=train,
         drop_last=train and len(dataset) > 1 and len(dataset) % size == 1,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        pin_memory=torch.cuda.is_available() and cfg.device != "cpu",
         generator=generator,
+        **loader_settings(cfg),
     )
 
 
-__all__ = ["IQADDataset", "open_split", "make_loader", "normalise", "resolve_dataset_dir"]
+__all__ = [
+    "IQADDataset",
+    "loader_settings",
+    "make_loader",
+    "normalise",
+    "open_split",
+    "resolve_dataset_dir",
+]

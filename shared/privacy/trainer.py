@@ -29,6 +29,7 @@ from opacus.optimizers import DPOptimizer
 # isort: on
 
 from shared.config import RunConfig
+from shared.data.dataset import loader_settings
 from shared.errors import UserError
 from shared.meta_auxiliary import Batch, task_loss
 from shared.models import ModelBundle
@@ -56,7 +57,7 @@ def poisson_loader(
         dataset,
         sample_rate=sample_rate(cfg, len(dataset)),  # type: ignore[arg-type]
         generator=generator,
-        num_workers=cfg.num_workers,
+        **loader_settings(cfg),
     )
 
 

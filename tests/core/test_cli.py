@@ -260,19 +260,3 @@ def test_real_entry_point_prints_one_line_and_exits_2(env):
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == [f"error: {ckpt}: checkpoint is for dataset EYEQ, not DRAC"]
     assert "Traceback" not in proc.stderr
-
-
-def test_bench_train_step_prints_the_bench_table(monkeypatch):
-    import shared.training_bench as bench
-
-    calls = []
-
-    def fake_run_bench(image_size, batch, threads, backbone, device):
-        calls.append((image_size, batch, threads, backbone, device))
-        return [bench.BenchRow("stage I", 0.5, batch / 0.5, 123.0)]
-
-    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
-    result = cli("bench", "train-step", "--image-size", "32", "--batch", "4", "--backbone",
-                 "vgg16_bn_slim")  # fmt: skip
-    assert calls == [(32, 4, 2, "vgg16_bn_slim", "cpu")]
-    assert "stage I" in result.stdout and "8.0" in result.stdout

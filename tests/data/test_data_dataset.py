@@ -146,3 +146,25 @@ def test_training_loader_never_yields_a_one_image_batch(eyeq_root: Path) -> None
     assert sizes == [size]  # BatchNorm in training mode cannot take one image
     sizes = [len(b[0]) for b in make_loader(ds, cfg, train=False, batch_size=size)]
     assert sizes == [size, 1]  # evaluation keeps every image
+
+
+def test_loader_feeds_a_gpu_with_workers_prefetch_and_pinned_memory(
+    eyeq_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA (faked here: only the DataLoader's settings are checked) the loader gets
+    persistent workers, prefetching and pinned memory; on the CPU it stays in-process."""
+    cfg = _cfg()
+    ds = open_split(eyeq_root, cfg, "train")
+    cfg.device = "cpu"
+    plain = make_loader(ds, cfg, train=True)
+    assert (plain.num_workers, plain.pin_memory, plain.persistent_workers) == (0, False, False)
+    cfg.device = "cuda"
+    fed = make_loader(ds, cfg, train=True)
+    cores = len(os.sched_getaffinity(0))
+    assert fed.num_workers == min(8, cores) and fed.pin_memory and fed.persistent_workers
+    assert fed.prefetch_factor == 4
+    cfg.num_workers = 0  # an explicit setting wins
+    assert make_loader(ds, cfg, train=True).num_workers == 0
+    cfg.device, cfg.num_workers = "auto", None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert make_loader(ds, cfg, train=True).pin_memory  # auto on a GPU machine is CUDA

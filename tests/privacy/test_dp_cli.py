@@ -9,7 +9,7 @@ import json
 import pytest
 from opacus.accountants import RDPAccountant
 
-from fediqad.commands import core, federation
+from fediqad.commands import bench_steps, core, federation
 from shared.checkpoint import load_checkpoint, read_payload
 from shared.errors import UserError
 from tests.support.cli import CPU, cli_for
@@ -209,6 +209,8 @@ def test_bench_dp_step_prints_the_ratio(monkeypatch):
         return [bench.DPBenchRow("Task Net (stage I)", 0.5, 1.25, 0.4)]
 
     monkeypatch.setattr(bench, "run_dp_bench", fake)
-    result = cli("bench", "dp-step", "--backbone", "vgg16_bn_slim", "--repeats", "2")
+    result = cli_for(bench_steps.register)(
+        "bench", "dp-step", "--backbone", "vgg16_bn_slim", "--repeats", "2"
+    )
     assert calls == [(64, 8, 2, "vgg16_bn_slim", "cpu", 2)]
     assert "2.50x" in result.stdout
