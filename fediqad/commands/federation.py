@@ -21,6 +21,7 @@ from fediqad.commands.gpu_options import (
     check_precision,
     check_site_device,
 )
+from fediqad.commands.ray_options import BackendOpt, RayAddressOpt, RayStartupTimeoutOpt
 from shared.errors import UserError
 from shared.methods import methods_help
 
@@ -175,21 +176,11 @@ def simulate(
         bool,
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
-    backend: Annotated[
-        str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
-    ] = "auto",
-    ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
-    ray_address: Annotated[
-        str | None,
-        Opt(
-            "--ray-address",
-            help="Run the sites on this running Ray cluster: HOST:PORT of `ray start --head`, "
-            "or auto (RAY_ADDRESS or the local cluster); it is left running "
-            "(docs/ray-cluster.md).",
-        ),
-    ] = None,
+    backend: BackendOpt = "auto",
+    ray_startup_timeout: RayStartupTimeoutOpt = 180.0,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
+    """Federated simulation (Flower's Simulation Engine on Ray, a Ray cluster, or in-process)."""
     from server.settings import parse_fed_set, parse_site_budgets
     from simulations.launch import SimulationRequest, simulate
 
