@@ -10,6 +10,7 @@ import typer
 COMMAND_MODULES = [
     "core",
     "bench_steps",
+    "bench_precision",
     "data",
     "federation",
     "contrastive",
