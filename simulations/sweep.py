@@ -46,8 +46,6 @@ class RunOutcome:
 
 def request_for(sweep: Sweep, point: GridPoint, out: Path, *, resume: bool) -> SimulationRequest:
     """The `fediqad simulate` request of one grid point."""
-    from simulations.ray_address import ray_address_fields
-
     s = sweep.settings
     return SimulationRequest(
         data_root=s.data_root,
@@ -79,7 +77,7 @@ def request_for(sweep: Sweep, point: GridPoint, out: Path, *, resume: bool) -> S
         resume=resume,
         backend=s.backend,
         ray_startup_timeout=s.ray_startup_timeout,
-        **ray_address_fields(s.ray_address, f"{sweep.path}: simulate.ray_address"),
+        ray_address=s.ray_address or None,  # every run attaches to the same cluster
     )
 
 

@@ -22,6 +22,7 @@ from fediqad.commands.gpu_options import (
     check_precision,
     check_site_device,
 )
+from fediqad.commands.ray_options import BackendOpt, RayAddressOpt, RayStartupTimeoutOpt
 from shared.errors import UserError
 from shared.methods import methods_help
 
@@ -159,13 +160,12 @@ def simulate(
         bool,
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
-    backend: Annotated[
-        str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
-    ] = "auto",
-    ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
+    backend: BackendOpt = "auto",
+    ray_startup_timeout: RayStartupTimeoutOpt = 180.0,
+    ray_address: RayAddressOpt = None,
     sweep: sweep_cmd.SweepOpt = None,
 ) -> None:
-    """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
+    """Federated simulation (Flower's Simulation Engine on Ray, a Ray cluster, or in-process)."""
     if sweep is not None:  # the grid's runs, settings from the file
         return sweep_cmd.run_sweep_command(sweep, out)
     from server.settings import parse_fed_set, parse_site_budgets
@@ -191,7 +191,7 @@ def simulate(
         max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
         verbose=verbose, profile_memory=profile_memory, backend=backend,
-        ray_startup_timeout=ray_startup_timeout,
+        ray_startup_timeout=ray_startup_timeout, ray_address=ray_address,
     )  # fmt: skip
     result = simulate(request, say=lambda text: console.print(text, highlight=False))
     run_dir = result.run_dir

@@ -193,25 +193,15 @@ def test_ctrl_c_stops_the_sweep_and_its_resume_command_finishes_it(tmp_path):
     assert [(r["status"], r["rounds"]) for r in runs] == [("finished", 3), ("finished", 3)]
 
 
-def test_the_ray_address_reaches_each_run_where_simulate_can_attach(tmp_path, monkeypatch):
-    import dataclasses
-
+def test_the_ray_address_reaches_each_run(tmp_path):
     from simulations import sweep as sweep_module
-    from simulations.ray_address import ray_address_fields
 
     path = write(tmp_path, TINY.replace("sites = 2", 'sites = 2\nray_address = "10.0.0.1:6379"'))
     sweep = load_sweep(path)
     point = sweep.points()[0]
-    if "ray_address" not in {f.name for f in dataclasses.fields(launch.SimulationRequest)}:
-        with pytest.raises(UserError, match="simulate.ray_address 10.0.0.1:6379: this build"):
-            sweep_module.request_for(sweep, point, tmp_path, resume=False)
-
-    @dataclasses.dataclass
-    class AttachingRequest(launch.SimulationRequest):
-        ray_address: str | None = None
-
-    monkeypatch.setattr(launch, "SimulationRequest", AttachingRequest)
-    monkeypatch.setattr(sweep_module, "SimulationRequest", AttachingRequest)
     request = sweep_module.request_for(sweep, point, tmp_path, resume=False)
     assert request.ray_address == "10.0.0.1:6379"
-    assert ray_address_fields(None) == {}
+    plain = sweep_module.request_for(
+        load_sweep(write(tmp_path, TINY)), point, tmp_path, resume=False
+    )
+    assert plain.ray_address is None  # no address: each run on a local Ray
