@@ -25,6 +25,7 @@ from client.site import (
     resolve_site,
     site_device,
     site_split,
+    where_this_runs,
 )
 from client.state import (
     ledger_file,
@@ -124,7 +125,7 @@ def _prepare(
 def _reply(msg: Message, site: Site, records: dict, metrics: dict[str, float]) -> Message:
     content = RecordDict(records)
     content[METRICS] = MetricRecord({k: float(v) for k, v in metrics.items()})
-    content[SITE] = ConfigRecord({"name": site.name})
+    content[SITE] = ConfigRecord({"name": site.name, **where_this_runs()})
     return Message(content, reply_to=msg)
 
 

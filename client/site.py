@@ -8,6 +8,9 @@ server carries its message, and `fediqad client` exits non-zero on it.
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,7 @@ from client.worker_process import STATUS_ENV, report_fatal
 from shared.config import RunConfig
 from shared.data.dataset import IQADDataset, open_split, resolve_dataset_dir
 from shared.data.layout import present_splits
+from shared.data.synth.recipe import SynthRecipe, node_data_dir
 from shared.errors import UserError
 
 __all__ = [
@@ -42,8 +46,30 @@ class SiteError(UserError):
 
 @dataclass(frozen=True)
 class Site:
+    """A site; with a `recipe`, its synthetic data is built on first use on the node
+    that runs it, in `data_path` under that node's data folder (`node_data_dir`)."""
+
     name: str
     data_path: Path
+    recipe: SynthRecipe | None = None
+
+    def local_path(self) -> Path:
+        if self.recipe is None:
+            return self.data_path
+        return self.recipe.build(node_data_dir() / self.data_path)
+
+
+def where_this_runs() -> dict[str, str]:
+    """Under Ray (simulation): the host, process and Ray node handling this message, so
+    the round record shows where each site ran; {} elsewhere (deployed sites keep their
+    host names to themselves)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {
+        "host": f"{socket.gethostname()}:{os.getpid()}",
+        "ray-node": ray.get_runtime_context().get_node_id(),
+    }
 
 
 def resolve_site(context: Context, sites: Sequence[Site] | None = None) -> Site:
@@ -53,7 +79,7 @@ def resolve_site(context: Context, sites: Sequence[Site] | None = None) -> Site:
         name = str(node.get("site-name") or path.name)
     elif sites is not None and "partition-id" in node:
         site = sites[int(node["partition-id"])]
-        path, name = site.data_path, site.name
+        path, name = site.local_path(), site.name
     else:
         raise SiteError(
             "this SuperNode has no node config 'data-path'; start it with "

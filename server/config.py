@@ -77,6 +77,9 @@ class FederationConfig(BaseModel):
     server_eval_split: str = "test"
     resume: bool = False
     keep_checkpoints: int = Field(3, ge=1)
+    # `fediqad simulate` only: the Ray cluster the sites run on (HOST:PORT or "auto");
+    # "" = a Ray started for the run on this machine (simulations/ray_cluster.py)
+    ray_address: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> FederationConfig:

@@ -30,6 +30,7 @@ from server.report import MetricsLog, print_round, write_report
 from server.round_record import (
     plain_metrics,
     record_failures,
+    record_reply,
     round_timing,
     site_entry,
     site_name,
@@ -207,9 +208,7 @@ class Federation:
         for msg in messages:
             self._site(rec, msg.metadata.dst_node_id)["bytes_down"] += down
         for node, reply in ex.replies.items():
-            site = self._site(rec, node)
-            site["bytes_up"] += payload_bytes(reply.content)
-            site["train"] = plain_metrics(reply.content.metric_records.get(METRICS))
+            record_reply(self._site(rec, node), "train", reply.content)
         record_failures(rec, ex, "train", self.sites, self.fed.round_timeout)
         return ex
 
@@ -302,9 +301,7 @@ class Federation:
             ex.replies.items(), key=lambda kv: site_name(kv[1].content, kv[0])
         ):
             self.sites.setdefault(node, site_name(reply.content, node))
-            site = self._site(rec, node)
-            site["bytes_up"] += payload_bytes(reply.content)
-            site["eval"] = plain_metrics(reply.content.metric_records.get(METRICS))
+            record_reply(self._site(rec, node), "eval", reply.content)
             if METRICS in reply.content.metric_records:
                 reply.content = RecordDict({METRICS: reply.content.metric_records[METRICS]})
                 views.append(reply)

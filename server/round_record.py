@@ -8,8 +8,8 @@ from typing import Any
 
 from flwr.app import MetricRecord, RecordDict
 
-from server.messaging import Exchange
-from shared.records import SITE
+from server.messaging import Exchange, payload_bytes
+from shared.records import METRICS, SITE
 
 log = logging.getLogger("fediqad.server")
 
@@ -17,6 +17,23 @@ log = logging.getLogger("fediqad.server")
 def site_name(content: RecordDict, node: int) -> str:
     site = content.config_records.get(SITE)
     return str(site["name"]) if site is not None and "name" in site else f"node-{node}"
+
+
+def ran_on(content: RecordDict) -> dict[str, str]:
+    """Where a simulated site handled a message (host:pid, Ray node id), if it said."""
+    site = content.config_records.get(SITE)
+    if site is None:
+        return {}
+    return {key: str(site[key]) for key in ("host", "ray-node") if key in site}
+
+
+def record_reply(site: dict[str, Any], phase: str, content: RecordDict) -> None:
+    """A site's reply in its round-record entry: bytes up, metrics, and (simulation on
+    Ray) where it ran, as `PHASE_on`."""
+    site["bytes_up"] += payload_bytes(content)
+    site[phase] = plain_metrics(content.metric_records.get(METRICS))
+    if where := ran_on(content):
+        site[f"{phase}_on"] = where
 
 
 def plain_metrics(metrics: MetricRecord | dict[str, Any] | None) -> dict[str, float]:

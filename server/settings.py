@@ -15,6 +15,7 @@ from server.config import FLAGS, FederationConfig, validated
 from shared.config import RunConfig, build_config, parse_assignment
 from shared.errors import UserError, did_you_mean
 from shared.resume import resumed_config
+from shared.training.precision_rules import refuse_unsupported_precision
 
 SETTINGS_FILE = "federation.json"
 
@@ -52,7 +53,9 @@ def federation_settings(
         fields = base.model_dump()
         fields.update({k: v for k, v in fed_flags.items() if v is not None})
         fields.update(run=run, resume=True, run_dir=run_dir)
-        return validated(flags=flags, **fields)
+        fed = validated(flags=flags, **fields)
+        refuse_unsupported_precision(fed.run)
+        return fed
     if defaults is not None and dataset is None and config is None:
         run = build_config(None, None, run_flags, set_items, base=defaults)
     else:
@@ -63,6 +66,7 @@ def federation_settings(
         run_dir=run_dir,
         **{k: v for k, v in fed_flags.items() if v is not None},
     )
+    refuse_unsupported_precision(fed.run)  # before any site builds a trainer
     from server.persistence import STATE_FILE  # torch: only once the settings are valid
 
     if (run_dir / STATE_FILE).exists():

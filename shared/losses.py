@@ -1,5 +1,6 @@
 """MKCNet's losses, one implementation each.
 
+All are computed in fp32 under mixed precision (`kept_in_fp32`).
 Focal loss works on softmax probabilities with a hard label or a soft target:
 -sum_k t_k (1 - p_k)^gamma log p_k per sample, averaged over the batch.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from shared.training.precision import kept_in_fp32
+
 LOG_FLOOR = 1e-20
 
 
+@kept_in_fp32
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Focal loss against class indices (int) or a probability target (float, [B, K])."""
     probs = torch.softmax(logits, dim=1)
@@ -21,6 +25,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return per_sample.mean()
 
 
+@kept_in_fp32
 def auxiliary_loss(
     logits: torch.Tensor, soft_target: torch.Tensor, meta_length: int, gamma: float = 2.0
 ) -> torch.Tensor:
@@ -28,6 +33,7 @@ def auxiliary_loss(
     return focal_loss(logits, soft_target, gamma) / float(meta_length)
 
 
+@kept_in_fp32
 def entropy_regulariser(soft_labels: torch.Tensor, per_example: bool = False) -> torch.Tensor:
     """R = sum_k p_k log p_k of the batch-mean y_w; minimising it spreads the embedding.
 

@@ -93,13 +93,20 @@ def task_loss(
     return sum(parts.values()), parts  # type: ignore[return-value]
 
 
-def _cloned_buffers(module: nn.Module) -> Params:
-    return {name: b.clone() for name, b in module.named_buffers()}
+def _cloned_buffers(module: nn.Module, dtype: torch.dtype | None = None) -> Params:
+    """Copies of the buffers; floating ones in `dtype` when given (a half-precision jvp)."""
+    return {
+        name: b.to(dtype) if dtype is not None and b.is_floating_point() else b.clone()
+        for name, b in module.named_buffers()
+    }
 
 
 def _call(module: nn.Module, params: Mapping[str, torch.Tensor], *args: torch.Tensor):
-    """The module's own forward on `params`; BN statistics go to throw-away copies."""
-    return functional_call(module, ({**params}, _cloned_buffers(module)), args, strict=False)
+    """The module's own forward on `params`; BN statistics go to throw-away copies (in
+    the parameters' dtype when that is half precision)."""
+    dtype = next(iter(params.values())).dtype if params else None
+    half = dtype if dtype in (torch.float16, torch.bfloat16) else None
+    return functional_call(module, ({**params}, _cloned_buffers(module, half)), args, strict=False)
 
 
 def _pseudo_update(params: Params, grads: Params, hp: MetaHyper, momentum: Params | None) -> Params:
@@ -174,6 +181,10 @@ def meta_gradient(
     returned too, so the fused schedule steps the Task Net without another pass; that
     pass then moves the Task Net's BN statistics exactly as a stage-I step would.
     Leaves `.grad` of both modules untouched.
+
+    Mixed precision (bf16): call it under autocast. The losses, y_w, the gradients and
+    the pseudo update stay fp32; the forward-mode product runs in bf16 throughout
+    (`_in_autocast_dtype`). fp16 is refused for this step (shared.training.precision_rules).
     """
     theta = dict(task_net.named_parameters())
     phi = dict(meta_learner.named_parameters())
@@ -205,8 +216,7 @@ def meta_gradient(
     else:
         _, mixed = jvp(
             lambda params: _aux_target_gradient(task_net, params, batch, target, hp),
-            (constants,),
-            (direction,),
+            *_in_autocast_dtype(constants, direction, batch.image.device),
         )
 
     entropy = entropy_regulariser(soft_target, hp.per_example_entropy)
@@ -225,6 +235,23 @@ def meta_gradient(
         },
         grads if return_task_grads else None,
         logs,
+    )
+
+
+def _in_autocast_dtype(
+    primals: Params, tangents: Params, device: torch.device
+) -> tuple[tuple[Params], tuple[Params]]:
+    """The jvp's parameters and tangents in autocast's dtype when autocast is on.
+
+    Under autocast a normalisation layer gets a half-precision input and fp32 weights;
+    its forward-mode rule then gives an fp32 tangent for a half primal, which the next
+    convolution refuses. With every parameter (and tangent) in the autocast dtype the
+    product runs consistently in that precision; fp32 runs are unchanged."""
+    if not torch.is_autocast_enabled(device.type):
+        return (primals,), (tangents,)
+    dtype = torch.get_autocast_dtype(device.type)
+    return ({k: t.to(dtype) for k, t in primals.items()},), (
+        {k: t.to(dtype) for k, t in tangents.items()},
     )
 
 

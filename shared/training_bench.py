@@ -10,6 +10,7 @@ step's precision, "—" where the peak is unknown (CPU, a GPU not in the table).
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import time
@@ -20,12 +21,12 @@ import torch
 from rich.table import Table
 
 from shared.config import RunConfig, preset
-from shared.errors import unknown_choice
+from shared.errors import UserError, unknown_choice
 from shared.meta_auxiliary import Batch
 from shared.models import build_models
 from shared.training import LocalTrainer, resolve_device
 from shared.training.flops import arithmetic, count_flops, device_name, device_peak_tflops, mfu
-from shared.training.precision import autocast, resolve_precision
+from shared.training.precision import resolve_precision
 
 STEP_KINDS: dict[str, tuple[str, str, str]] = {
     # row name: (method, schedule, trainer step attribute)
@@ -50,6 +51,7 @@ class BenchRow:
     mfu: float | None = None  # fraction of the device peak; None: peak unknown
     images_per_batch: int = 0
     image_px: int = 0
+    refused: str | None = None  # why this step cannot run at the asked precision
 
 
 @dataclass
@@ -178,16 +180,14 @@ def run_bench(
         if steps and name not in steps:
             continue
         torch.manual_seed(0)
-        if name == COMCL_ROW:
-            plain, n, px = _comcl_step(s, dev)
-        else:
-            plain, n, px = _training_step(name, s, dev), s.batch, s.image_size
-
-        def step(fn: Callable[[], object] = plain) -> object:
-            # the trainers autocast themselves too; nesting the same autocast is a no-op
-            with autocast(precision, dev):  # type: ignore[arg-type]
-                return fn()
-
+        try:  # the trainers apply the precision themselves, as in a real run
+            if name == COMCL_ROW:
+                step, n, px = _comcl_step(s, dev)
+            else:
+                step, n, px = _training_step(name, s, dev), s.batch, s.image_size
+        except UserError as refusal:  # e.g. fp16 for the meta step: say so, time the rest
+            rows.append(BenchRow(name, math.nan, math.nan, math.nan, refused=str(refusal)))
+            continue
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         flops = count_flops(step)  # also the first warm-up step
@@ -204,6 +204,9 @@ def bench_table(rows: list[BenchRow], title: str) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column == "step" else "right")
     for row in rows:
+        if row.refused:
+            table.add_row(f"{row.step}: {row.refused}", *["—"] * (len(columns) - 1))
+            continue
         table.add_row(
             row.step,
             str(row.image_px),

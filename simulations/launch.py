@@ -44,6 +44,7 @@ class SimulationRequest:
     profile_memory: bool = False
     backend: str = "auto"  # ray, in-process, or auto (Ray, in-process where Ray cannot start)
     ray_startup_timeout: float = 180.0
+    ray_address: str | None = None  # an existing Ray cluster: HOST:PORT or auto (ray_cluster)
 
     @property
     def synthetic(self) -> bool:
@@ -69,6 +70,18 @@ def run_dir_of(req: SimulationRequest) -> Path:
     ).resolve()
 
 
+def _cluster_address(configured: str, backend: str) -> str | None:
+    """HOST:PORT of the Ray cluster the run is set to use (checked now, before torch
+    loads), None for a Ray of its own."""
+    if not configured:
+        return None
+    if backend == "in-process":
+        raise UserError("--ray-address runs the sites on a Ray cluster; drop --backend in-process")
+    from simulations.ray_cluster import resolve_address
+
+    return resolve_address(configured)
+
+
 def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> SimulationResult:
     """Run (or resume) a federated simulation; raises UserError if no round completed."""
     from server.settings import committed_round, federation_settings
@@ -89,6 +102,9 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         fed_flags["local_epochs"] = scenarios.DEFAULT_LOCAL_EPOCHS
     if not req.resume:
         fed_flags.setdefault("min_nodes", n_sites)
+    if req.ray_address is not None:  # checked first: an unreachable cluster fails fast
+        fed_flags["ray_address"] = req.ray_address
+        _cluster_address(req.ray_address, req.backend)
     fed = federation_settings(
         run_dir=run_dir,
         resume=req.resume,
@@ -100,10 +116,16 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
         defaults=scenarios.default_run_config() if req.synthetic else None,
         simulation=True,
     )
+    address = _cluster_address(fed.ray_address, req.backend)  # also a stored / --fed-set one
     from simulations import federated  # torch: only once the settings are valid
+    from simulations.ray_cluster import cluster_placement
     from simulations.resources import PeakMemory
 
-    gpu = site_placement(fed.run.device, req.gpus_per_site, min(n_sites, req.max_parallel))
+    gpu = (  # on a cluster the driver's own GPUs say nothing about the nodes'
+        cluster_placement(fed.run.device, req.gpus_per_site)
+        if address
+        else site_placement(fed.run.device, req.gpus_per_site, min(n_sites, req.max_parallel))
+    )
     fed = fed.model_copy(update={"run": fed.run.model_copy(update={"device": gpu.device})})
 
     if req.data_root is None:
@@ -113,6 +135,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             image_size=fed.run.image_size,
             seed=fed.run.seed,
             n_sites=n_sites,
+            on_nodes=address is not None,  # each node builds the sites it runs
         )
         if req.server_eval and fed.server_eval_data is None:
             fed = fed.model_copy(update={"server_eval_data": held_out})
@@ -125,19 +148,27 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             run_dir / "sites",
             fed.run.seed,
         )
+        if address:
+            say(
+                f"the sites read {run_dir / 'sites'} (split from {req.data_root}): every node "
+                "of the cluster must see both at these paths (a shared filesystem)"
+            )
     unknown = sorted(set(req.epsilon_budgets) - {site.name for site in site_list})
     if unknown:
         raise UserError(
             f"--site-epsilon-budget: no site named {', '.join(unknown)}; the sites "
             f"are {', '.join(site.name for site in site_list)}"
         )
-    res = replace(
-        federated.Resources(cpus_per_site=req.cpus_per_site)
-        if req.cpus_per_site
-        else federated.Resources.auto(len(site_list), max_parallel=req.max_parallel),
-        gpus_per_site=gpu.gpus_per_site,
-        total_gpus=gpu.total_gpus,
-    )
+    if address:  # a core per site unless told, on whichever node Ray finds one
+        res = federated.Resources.on_cluster(req.cpus_per_site or 1.0, gpu.gpus_per_site)
+    else:
+        res = replace(
+            federated.Resources(cpus_per_site=req.cpus_per_site)
+            if req.cpus_per_site
+            else federated.Resources.auto(len(site_list), max_parallel=req.max_parallel),
+            gpus_per_site=gpu.gpus_per_site,
+            total_gpus=gpu.total_gpus,
+        )
     done = committed_round(run_dir) if req.resume else None
     resuming = f" (resuming after round {done})" if done else ""
     say(
@@ -155,6 +186,7 @@ def simulate(req: SimulationRequest, say: Callable[[str], None] = print) -> Simu
             verbose=req.verbose,
             backend=req.backend,  # type: ignore[arg-type]
             startup_timeout=req.ray_startup_timeout,
+            ray_address=address,
             say=say,
             on_message=lambda i, msg: say(  # in-process: which site works on what, now
                 f"round {msg.metadata.group_id}: {site_list[i].name}, {msg.metadata.message_type}"

@@ -92,7 +92,8 @@ def _init_args(init_args: dict[str, Any]) -> dict[str, Any]:
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
     os.environ["PYTHONPATH"] = pythonpath
-    args = {"include_dashboard": False, **init_args}
+    # a Ray of its own even where RAY_ADDRESS names a cluster (that is `--ray-address auto`)
+    args = {"include_dashboard": False, "address": "local", **init_args}
     args.setdefault("runtime_env", {"env_vars": {"PYTHONPATH": pythonpath}})
     return args
 

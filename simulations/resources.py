@@ -42,6 +42,16 @@ def _kib(path: Path, field: str) -> int:
     return 0
 
 
+def process_tree(root: int | None = None) -> list[int]:
+    """`root` (default: this process) and every process below it."""
+    return _tree(root or os.getpid())
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process now (0 if it is gone)."""
+    return _kib(Path(f"/proc/{pid}/status"), "VmRSS") * 1024
+
+
 def tree_memory(root: int | None = None) -> tuple[int, int, int]:
     """(RSS bytes, PSS bytes, process count) of `root` (default: this process) and below."""
     pids = _tree(root or os.getpid())

@@ -11,11 +11,11 @@ held-out set in 5 rounds, where the preset's values stay near chance (docs/feder
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.config import RunConfig, preset
+from shared.data.synth.recipe import SynthRecipe
 
 if TYPE_CHECKING:  # client.site loads torch: the settings are checked before that
     from client.site import Site
@@ -44,20 +44,7 @@ def default_run_config() -> RunConfig:
 
 def _synthetic(root: Path, n: int, size: int, seed: int, lq: float) -> Path:
     """OUT/EYEQ synthesized once; regenerated only when its parameters changed."""
-    from shared.data.synth import synthesize
-
-    meta = root / "EYEQ" / "synth.json"
-    if meta.is_file():
-        got = json.loads(meta.read_text())
-        if (got.get("n"), got.get("image_size"), got.get("seed"), got.get("lq_ratio")) == (
-            n,
-            size,
-            seed,
-            lq,
-        ):
-            return root
-    synthesize("EYEQ", n, size, root, seed=seed, lq_ratio=lq, force=True)
-    return root
+    return SynthRecipe("EYEQ", n, size, seed, lq).build(root)
 
 
 def default_sites(
@@ -67,8 +54,12 @@ def default_sites(
     image_size: int = DEFAULT_IMAGE_SIZE,
     seed: int = 0,
     n_sites: int | None = None,
+    on_nodes: bool = False,
 ) -> tuple[list[Site], Path]:
-    """The synthetic hospitals and the server's held-out set, under `data_dir`."""
+    """The synthetic hospitals and the server's held-out set, under `data_dir`.
+
+    `on_nodes` (a Ray cluster): the sites are recipes, built by the node that runs each
+    one (`client.site.Site.local_path`); only the held-out set is built here."""
     from client.site import Site
 
     specs = list(DEFAULT_SITES)
@@ -78,8 +69,11 @@ def default_sites(
         specs.append((f"{name.split('-')[0]}-{len(specs) + 1:02d}", lq))
     sites = []
     for i, (name, lq) in enumerate(specs[:n_sites]):
-        root = _synthetic(data_dir / name, images_per_site, image_size, seed + i, lq)
-        sites.append(Site(name, root))
+        recipe = SynthRecipe("EYEQ", images_per_site, image_size, seed + i, lq)
+        if on_nodes:
+            sites.append(Site(name, Path(name) / recipe.key, recipe))
+        else:
+            sites.append(Site(name, recipe.build(data_dir / name)))
     held_out = _synthetic(
         data_dir / "server-heldout", max(images_per_site // 2, 20), image_size, seed + 1000, 0.5
     )

@@ -10,6 +10,7 @@ import typer
 COMMAND_MODULES = [
     "core",
     "bench_steps",
+    "bench_precision",
     "data",
     "federation",
     "contrastive",
@@ -19,6 +20,7 @@ COMMAND_MODULES = [
     "certs",
     "deploy",
     "bench_deploy",
+    "bench_scale",
     "methods",
 ]
 

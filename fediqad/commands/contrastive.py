@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fediqad.commands.gpu_options import ChannelsLastOpt, PrecisionOpt, precision_flags
 from fediqad.commands.options import DataRootOpt
 from shared.errors import UserError
 
@@ -66,13 +67,13 @@ def pretrain(
     ] = None,
     seed: Annotated[int | None, Opt(help="Random seed.")] = None,
     device: Annotated[str | None, Opt(help="cpu, cuda or auto.")] = None,
+    precision: PrecisionOpt = None,
+    channels_last: ChannelsLastOpt = None,
     threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
     force: Annotated[bool, Opt("--force", help="Replace an earlier encoder.pt.")] = False,
 ) -> None:
     """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""
     from shared.config import build_config
-    from shared.contrastive.central import run_pretraining
-    from shared.contrastive.pretrain import encoder_backbone
 
     flags: dict[str, Any] = {
         "contrastive.epochs": epochs, "contrastive.backbone": backbone,
@@ -82,8 +83,12 @@ def pretrain(
         "threads": threads,
         "contrastive.multi_level": None if multi_level else False,
         "contrastive.hard_mining": None if mining else False,
+        **precision_flags(precision, channels_last),
     }  # fmt: skip
     cfg = build_config(dataset, config, flags, set_items)
+    from shared.contrastive.central import run_pretraining  # torch: after the settings
+    from shared.contrastive.pretrain import encoder_backbone
+
     out = out or Path("runs") / f"{cfg.dataset.name}-comcl"
     result = run_pretraining(
         cfg,

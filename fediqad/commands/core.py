@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands.gpu_options import ChannelsLastOpt, PrecisionOpt, precision_flags
 from fediqad.commands.options import BatchOpt, DataRootOpt, ThreadsOpt, torch_device
 from fediqad.reporting import compat_line, dumps, metrics_table, write_text_atomic
 from shared.config import preset
@@ -75,6 +76,8 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    channels_last: ChannelsLastOpt = None,
     threads: ThreadsOpt = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from last.ckpt.")
@@ -102,6 +105,7 @@ def train(
         "model.pretrained_weights": init_encoder,
         **dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm),
         "optim.epochs": epochs, "device": device, "threads": threads,
+        **precision_flags(precision, channels_last),
     }  # fmt: skip
     run = start_training(
         data_root, dataset=dataset, config_file=config, flags=flags, set_items=set_items,

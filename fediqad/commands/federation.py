@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from fediqad.commands import privacy_options as dp_opts
+from fediqad.commands import sweep as sweep_cmd
 from fediqad.commands.gpu_options import (
     GpusPerSiteOpt,
     PrecisionOpt,
@@ -21,6 +22,7 @@ from fediqad.commands.gpu_options import (
     check_precision,
     check_site_device,
 )
+from fediqad.commands.ray_options import BackendOpt, RayAddressOpt, RayStartupTimeoutOpt
 from shared.errors import UserError
 from shared.methods import methods_help
 
@@ -94,23 +96,6 @@ def _run_flags(method, backbone, image_size, batch_size, seed, precision) -> dic
     }
 
 
-def _simulate_privacy(
-    dp: str | None,
-    target_epsilon: float | None,
-    delta: float | None,
-    noise_multiplier: float | None,
-    max_grad_norm: float | None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
-    the noise and clipping norm are the server's (per site update), else per sample."""
-    run = dp_opts.privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
-    fed: dict[str, Any] = {}
-    if dp == "client":
-        fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
-        run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
-    return run, fed
-
-
 def simulate(
     data_root: Annotated[
         Path | None,
@@ -175,16 +160,20 @@ def simulate(
         bool,
         Opt("--profile-memory", help="Record peak RAM of all processes in RUN/resources.json."),
     ] = False,
-    backend: Annotated[
-        str, Opt(help="ray, in-process or auto (in-process if Ray fails).")
-    ] = "auto",
-    ray_startup_timeout: Annotated[float, Opt(help="Seconds Ray may take to start.")] = 180.0,
+    backend: BackendOpt = "auto",
+    ray_startup_timeout: RayStartupTimeoutOpt = 180.0,
+    ray_address: RayAddressOpt = None,
+    sweep: sweep_cmd.SweepOpt = None,
 ) -> None:
-    """Federated simulation on one machine (Flower Simulation Engine on Ray, or in-process)."""
+    """Federated simulation (Flower's Simulation Engine on Ray, a Ray cluster, or in-process)."""
+    if sweep is not None:  # the grid's runs, settings from the file
+        return sweep_cmd.run_sweep_command(sweep, out)
     from server.settings import parse_fed_set, parse_site_budgets
     from simulations.launch import SimulationRequest, simulate
 
-    dp_run, dp_fed = _simulate_privacy(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    dp_run, dp_fed = dp_opts.simulate_privacy_flags(
+        dp, target_epsilon, delta, noise_multiplier, max_grad_norm
+    )
     request = SimulationRequest(
         data_root=data_root, dataset=dataset, sites=sites, partition=partition, name=name,
         out=out, config=config, set_items=set_items,
@@ -202,7 +191,7 @@ def simulate(
         max_parallel=max_parallel,
         epsilon_budgets=parse_site_budgets(site_epsilon_budget), resume=resume,
         verbose=verbose, profile_memory=profile_memory, backend=backend,
-        ray_startup_timeout=ray_startup_timeout,
+        ray_startup_timeout=ray_startup_timeout, ray_address=ray_address,
     )  # fmt: skip
     result = simulate(request, say=lambda text: console.print(text, highlight=False))
     run_dir = result.run_dir

@@ -4,7 +4,7 @@ the heavy imports where that is possible."""
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -26,6 +26,22 @@ def check_precision(precision: str | None) -> None:
     """A misspelt --precision is one line and exit 2, before torch is imported."""
     if precision is not None and precision not in PRECISIONS:
         raise unknown_choice("--precision", precision, PRECISIONS)
+
+
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="channels-last memory format for models and images (default: on for CUDA).",
+    ),
+]
+
+
+def precision_flags(precision: str | None, channels_last: bool | None) -> dict[str, Any]:
+    """Config keys of --precision / --channels-last (None: not given, the config's),
+    after checking the precision's name."""
+    check_precision(precision)
+    return {"precision": precision, "channels_last": channels_last}
 
 
 GpusPerSiteOpt = Annotated[

@@ -48,3 +48,20 @@ def privacy_flags(
         "privacy.noise_multiplier": noise_multiplier,
         "privacy.max_grad_norm": max_grad_norm,
     }
+
+
+def simulate_privacy_flags(
+    dp: str | None,
+    target_epsilon: float | None,
+    delta: float | None,
+    noise_multiplier: float | None,
+    max_grad_norm: float | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """RunConfig and FederationConfig overrides of simulate's DP flags: under --dp client
+    the noise and clipping norm are the server's (per site update), else per sample."""
+    run = privacy_flags(dp, target_epsilon, delta, noise_multiplier, max_grad_norm)
+    fed: dict[str, Any] = {}
+    if dp == "client":
+        fed = {"dp_noise_multiplier": noise_multiplier, "dp_clipping_norm": max_grad_norm}
+        run["privacy.noise_multiplier"] = run["privacy.max_grad_norm"] = None
+    return run, fed

@@ -95,6 +95,7 @@ def run_pretraining(
             "skipped": skipped_terms(bank, c.multi_level),
             "seconds": time.perf_counter() - start,
             "config": cfg.model_dump(mode="json"),
+            "compute": {"device": str(dev), **trainer.precision.describe()},
             "epochs": history,
         }
         write_text_atomic(out / HISTORY, dumps(doc) + "\n")

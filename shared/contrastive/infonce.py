@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.contrastive.mining import hardest_negatives
+from shared.training.precision import kept_in_fp32
 
 
 def allowed_negatives(
@@ -30,6 +31,7 @@ def allowed_negatives(
     return anchor_ids.view(-1, 1) != negative_ids.view(1, -1)
 
 
+@kept_in_fp32
 def info_nce(
     anchor: torch.Tensor,
     positive: torch.Tensor,

@@ -24,6 +24,7 @@ from shared.contrastive.loss import comcl_loss
 from shared.contrastive.patches import PatchBank, input_px
 from shared.models.backbones import Backbone, build_backbone
 from shared.privacy.rules import refuse_contrastive
+from shared.training.precision import StepPrecision, fused_optimizer_options
 
 StepHook = Callable[[int, dict[str, float]], None]
 
@@ -95,9 +96,13 @@ class ContrastivePretrainer:
         self.c = cfg.contrastive
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        self.precision = StepPrecision.for_run(cfg.precision, cfg.channels_last, self.device)
+        self.precision.module(self.model)
         self.total_epochs = total_epochs or self.c.epochs
         self.total_steps: int | None = None  # set by fit from the bank's steps per epoch
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.c.lr)
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.c.lr, **fused_optimizer_options(self.device)
+        )
         self.augment = make_augment(input_px(cfg))
         ds = cfg.dataset
         self._mean = torch.tensor(ds.norm_mean).view(1, -1, 1, 1).to(self.device)
@@ -122,15 +127,14 @@ class ContrastivePretrainer:
         total = total_steps or self.total_steps or self.total_epochs
         self.model.train()
         x1, x2 = self.views(patches)
-        z = self.model(torch.cat([x1, x2]))
+        with self.precision.autocast():  # the loss (InfoNCE) is kept in fp32
+            z = self.model(self.precision.images(torch.cat([x1, x2])))
         z1, z2 = z[: len(x1)], z[len(x1) :]
         loss, logs = comcl_loss(
             z1, z2, subset.to(self.device), ids.to(self.device), self.c, step, total
         )
         if loss is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.backward_step(self.optimizer, loss)
         logs["patches"] = float(len(patches))
         return logs
 

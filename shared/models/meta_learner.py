@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from shared.models.backbones import Backbone
+from shared.training.precision import kept_in_fp32
 
 MASK_FLOOR = 1e-8
 
@@ -68,6 +69,7 @@ def joint_mask_log(joint: torch.Tensor, joint_classes: int, meta_length: int) ->
     return torch.where(inside, torch.zeros_like(floor), floor)
 
 
+@kept_in_fp32
 def masked_softmax(
     logits: torch.Tensor, joint: torch.Tensor, joint_classes: int, meta_length: int
 ) -> torch.Tensor:

@@ -306,6 +306,7 @@ class TrainRun:
             "best": self.best,
             "test": test,
             "config": self.cfg.model_dump(mode="json"),
+            "compute": {"device": str(self.device), **self.trainer.precision.describe()},
             "epochs": self.history,
         }
         if self.ledger is not None:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import nn
 
 from shared.config import RunConfig
 from shared.losses import focal_loss
@@ -20,6 +19,8 @@ from shared.meta_auxiliary import Batch, MetaHyper, MetaStep, meta_gradient, tas
 from shared.methods import MethodSpec, get_method
 from shared.models import ModelBundle
 from shared.models.outputs import TaskOutputs
+from shared.training.precision import StepPrecision, fused_optimizer_options
+from shared.training.precision_rules import refuse_unsupported_precision
 
 BatchHook = Callable[[str], None]
 
@@ -38,18 +39,28 @@ def passes_per_epoch(cfg: RunConfig) -> int:
 
 
 class LocalTrainer:
-    """SGD + StepLR for the Task Net (and the Meta Learner), as in the MKCNet paper."""
+    """SGD + StepLR for the Task Net (and the Meta Learner), as in the MKCNet paper.
+
+    Every forward pass runs under the run's precision (`cfg.precision`: autocast, fp32
+    losses, fp16 loss scaling) and memory layout (`cfg.channels_last`); see
+    `shared.training.precision`."""
 
     def __init__(self, cfg: RunConfig, bundle: ModelBundle, device: torch.device | str = "cpu"):
         self.cfg = cfg
         self.bundle = bundle.to(device)
         self.device = torch.device(device)
+        refuse_unsupported_precision(cfg)
+        self.precision = StepPrecision.for_run(cfg.precision, cfg.channels_last, self.device)
+        for module in bundle.modules().values():
+            self.precision.module(module)
         opt = cfg.optim
+        fused = fused_optimizer_options(self.device)
         self.task_optimizer = torch.optim.SGD(
             bundle.task_net.parameters(),
             lr=opt.lr,
             momentum=opt.momentum,
             weight_decay=opt.weight_decay,
+            **fused,
         )
         self.task_scheduler = torch.optim.lr_scheduler.StepLR(
             self.task_optimizer, step_size=opt.lr_step_epochs, gamma=opt.lr_gamma
@@ -61,6 +72,7 @@ class LocalTrainer:
                 bundle.meta_learner.parameters(),
                 lr=opt.meta_lr,
                 weight_decay=opt.meta_weight_decay,
+                **fused,
             )
             self.meta_scheduler = torch.optim.lr_scheduler.StepLR(
                 self.meta_optimizer, step_size=opt.lr_step_epochs, gamma=opt.lr_gamma
@@ -113,6 +125,8 @@ class LocalTrainer:
         if self.meta_optimizer is not None and self.meta_scheduler is not None:
             state["meta_optimizer"] = self.meta_optimizer.state_dict()
             state["meta_scheduler"] = self.meta_scheduler.state_dict()
+        if self.precision.scaler is not None:
+            state["grad_scaler"] = self.precision.state_dict()
         return state
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
@@ -122,6 +136,7 @@ class LocalTrainer:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
             assert self.meta_scheduler is not None
             self.meta_scheduler.load_state_dict(state["meta_scheduler"])
+        self.precision.load_state_dict(state.get("grad_scaler", {}))
 
     # ------------------------------------------------------------------ epochs
     def _epoch(self, loader: Iterable[Any], on_batch: BatchHook | None):
@@ -137,6 +152,7 @@ class LocalTrainer:
     def _run(self, loader, step, stage: str, on_batch: BatchHook | None):
         for items in loader:
             batch = Batch.from_items(tuple(items), self.device)
+            batch.image = self.precision.images(batch.image)
             logs = step(batch)
             if on_batch is not None:
                 on_batch(stage)
@@ -170,44 +186,57 @@ class LocalTrainer:
         return parts
 
     def _supervised_step(self, batch: Batch) -> dict[str, float]:
-        parts = self.supervised_losses(self.bundle.task_net(batch.image), batch)
-        self._apply(self.task_optimizer, self.bundle.task_net, sum(parts.values()))
+        with self.precision.autocast():
+            out = self.bundle.task_net(batch.image)
+        parts = self.supervised_losses(out, batch)
+        self.precision.backward_step(self.task_optimizer, sum(parts.values()))  # type: ignore[arg-type]
         return {k: float(v.detach()) for k, v in parts.items()}
 
     def stage_one_step(self, batch: Batch) -> dict[str, float]:
         """Stage I: theta <- theta - lr * grad(L_D + L_Q + L_W); y_w is a fixed target."""
         assert self.bundle.meta_learner is not None
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             soft_target = self.bundle.meta_learner(batch.image, batch.joint)
-        loss, parts = task_loss(self.bundle.task_net(batch.image), batch, soft_target, self.hyper())
-        self._apply(self.task_optimizer, self.bundle.task_net, loss)
+        with self.precision.autocast():
+            out = self.bundle.task_net(batch.image)
+        loss, parts = task_loss(out, batch, soft_target, self.hyper())
+        self.precision.backward_step(self.task_optimizer, loss)
         return {k: float(v.detach()) for k, v in parts.items()}
 
     def stage_two_step(self, batch: Batch) -> dict[str, float]:
         """Stage II: one meta-gradient step of the Meta Learner; theta is left as it is."""
         step = self._meta_step(batch, return_task_grads=False)
-        self._set_grads_and_step(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)
+        assert self.meta_optimizer is not None and self.bundle.meta_learner is not None
+        self.precision.step_with_grads(
+            [(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)]
+        )
         return {f"meta_{k}" if k.startswith("loss") else k: v for k, v in step.losses.items()}
 
     def _fused_step(self, batch: Batch) -> dict[str, float]:
         """Stage I and II from one pass: stage I's gradient drives the pseudo update too."""
         step = self._meta_step(batch, return_task_grads=True)
         assert step.task_grads is not None
-        self._set_grads_and_step(self.task_optimizer, self.bundle.task_net, step.task_grads)
-        self._set_grads_and_step(self.meta_optimizer, self.bundle.meta_learner, step.meta_grads)
+        assert self.meta_optimizer is not None and self.bundle.meta_learner is not None
+        self.precision.step_with_grads(
+            [
+                (self.task_optimizer, self.bundle.task_net, step.task_grads),
+                (self.meta_optimizer, self.bundle.meta_learner, step.meta_grads),
+            ]
+        )
         return step.losses
 
     def _meta_step(self, batch: Batch, return_task_grads: bool) -> MetaStep:
         assert self.bundle.meta_learner is not None
-        return meta_gradient(
-            self.bundle.task_net,
-            self.bundle.meta_learner,
-            batch,
-            self.hyper(),
-            first_order=self.method.first_order,
-            momentum=self._momentum(),
-            return_task_grads=return_task_grads,
-        )
+        with self.precision.autocast():
+            return meta_gradient(
+                self.bundle.task_net,
+                self.bundle.meta_learner,
+                batch,
+                self.hyper(),
+                first_order=self.method.first_order,
+                momentum=self._momentum(),
+                return_task_grads=return_task_grads,
+            )
 
     # ----------------------------------------------------------------- helpers
     def _momentum(self) -> dict[str, torch.Tensor] | None:
@@ -219,21 +248,3 @@ class LocalTrainer:
             for name, p in self.bundle.task_net.named_parameters()
             if p in state and state[p].get("momentum_buffer") is not None
         }
-
-    @staticmethod
-    def _apply(optimizer: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    @staticmethod
-    def _set_grads_and_step(
-        optimizer: torch.optim.Optimizer | None,
-        module: nn.Module | None,
-        grads: dict[str, torch.Tensor],
-    ) -> None:
-        assert optimizer is not None and module is not None
-        for name, p in module.named_parameters():
-            p.grad = grads[name]
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from shared.config import RunConfig, build_config
 from shared.errors import UserError
 from shared.resume import resumed_config
+from shared.training.precision_rules import refuse_unsupported_precision
 
 if TYPE_CHECKING:
     from shared.training.central import TrainRun
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 # are valid, so a user's mistake is reported fast.
 
 # What a resumed central run may change; every other setting is the stored one.
-CHANGEABLE_ON_RESUME = ("optim.epochs", "device", "threads")
+# (precision and memory layout change how a step computes, not what it computes)
+CHANGEABLE_ON_RESUME = ("optim.epochs", "device", "threads", "precision", "channels_last")
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -55,8 +57,10 @@ def start_training(
             config_file=config_file,
             set_items=set_items,
         )
+        refuse_unsupported_precision(cfg)
         return TrainRun(cfg, data_root, out, resume=True)
     cfg = build_config(dataset, config_file, flags, set_items)
+    refuse_unsupported_precision(cfg)
     out = out or default_out(cfg)
     if cfg.model.pretrained_weights is not None:  # refuse an encoder of another backbone now
         from shared.contrastive.transfer import check_encoder

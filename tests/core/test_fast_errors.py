@@ -55,6 +55,12 @@ def run_fediqad(tmp_path: Path, *args: str) -> tuple[int, str]:
         (["train", "--data-root", ".", "--method", "mkcnt"], "did you mean 'mkcnet'?"),
         (["train", "--data-root", ".", "--dataset", "EYQE"], "did you mean 'EYEQ'?"),
         (
+            ["train", "--data-root", ".", "--precision", "fp8"],
+            "error: unknown --precision 'fp8'; choose one of auto, fp32, bf16, fp16",
+        ),
+        (["train", "--data-root", ".", "--precision", "fp16"], "use bf16 or fp32"),
+        (["pretrain", "--data-root", ".", "--precision", "bf15"], "unknown --precision 'bf15'"),
+        (
             ["train", "--data-root", ".", "--set", "optim.lrr=0.1"],
             "error: unknown field 'optim.lrr' in --set (not in section optim); "
             "did you mean 'optim.lr'?",
@@ -64,6 +70,7 @@ def run_fediqad(tmp_path: Path, *args: str) -> tuple[int, str]:
             "error: --rounds: input should be greater than or equal to 1, got -1",
         ),
         (["simulate", "--strategy", "fedavgg"], "did you mean 'fedavg'?"),
+        (["simulate", "--precision", "fp16"], "cannot run mkcnet's meta step"),
         (["simulate", "--backend", "rey"], "did you mean 'ray'?"),
         (["simulate", "--min-replies", "5"], "error: --min-replies (5) cannot exceed --sites (3)"),
     ],

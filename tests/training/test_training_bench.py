@@ -101,6 +101,19 @@ def test_mfu_is_a_dash_on_cpu_without_a_peak() -> None:
     assert "—" in _render(bench.bench_table(rows, "tiny"))
 
 
+def test_fp16_times_what_it_can_and_names_the_refused_steps() -> None:
+    """fp16 cannot run the meta step or sample-level DP (shared/training/precision_rules):
+    those rows say why; the first-order rows are still timed, in fp16."""
+    settings = bench.BenchSettings(**TINY, precision="fp16")
+    steps = ["vanilla", "stage II (second order)", "DP stage I"]
+    rows = {r.step: r for r in bench.run_bench(settings, repeats=1, warmup=0, steps=steps)}
+    assert rows["vanilla"].refused is None and _sane_seconds(rows["vanilla"].seconds_per_batch)
+    assert "meta step" in rows["stage II (second order)"].refused
+    assert rows["DP stage I"].refused  # mkcnet with sample-level DP: refused either way
+    text = _render(bench.bench_table(list(rows.values()), "fp16"))
+    assert "cannot run mkcnet's meta step" in text
+
+
 def _render(table: object) -> str:
     from rich.console import Console
 
