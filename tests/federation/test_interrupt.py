@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flwr.app import RecordDict
 
 from client.site import Site
 from server.config import FederationConfig
@@ -135,7 +136,8 @@ def test_a_stop_request_ends_a_server_waiting_on_sites():
             interrupt.request_stop()  # Ctrl-C arrives while the server waits
             return []
 
-    msg = type("Msg", (), {"metadata": type("Meta", (), {"dst_node_id": 7})()})()
+    meta = type("Meta", (), {"dst_node_id": 7})()
+    msg = type("Msg", (), {"metadata": meta, "content": RecordDict()})()
     with pytest.raises(interrupt.StopRequested):
         exchange(SilentGrid(), [msg], timeout=3600)  # type: ignore[arg-type]
 

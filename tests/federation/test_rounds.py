@@ -28,6 +28,7 @@ from shared.checkpoint import (
 )
 from shared.errors import UserError
 from shared.records import CFG_ROUND, CONFIG, to_record
+from shared.wire_pack import is_packed, pack_record, unpack_record
 from tests.support.configs import fast_config
 from tests.support.flower import InProcessGrid, site_grid
 
@@ -80,7 +81,8 @@ def test_fedbn_keeps_each_sites_batchnorm(tmp_path, site_dirs):
     fed = make_fed(tmp_path, strategy="fedbn")
     grid, contexts = site_grid(sites_of(site_dirs))
     Federation(fed).run(grid)
-    pushed = grid.pushed[0].content.array_records["task_net"]
+    pushed = unpack_record(grid.pushed[0].content.array_records["task_net"])  # as sites read it
+    assert "model.block1.0.weight" in pushed
     assert not any(k.endswith(("running_var", "running_mean")) for k in pushed)
     locals_ = [c.state.array_records["fediqad.local-bn.task_net"] for c in contexts.values()]
     key = next(k for k in locals_[0] if k.endswith("running_mean"))
@@ -149,13 +151,14 @@ def test_non_finite_update_is_rejected_never_averaged(tmp_path, site_dirs):
     def poisoned(msg: Message, context: Context) -> Message:
         out = honest_app(msg, context)
         if msg.metadata.message_type == "train":
+            reply = out.content.array_records["task_net"]  # packed for the wire (wire_pack)
             state = {
-                k: torch.from_numpy(np.array(v.numpy()))
-                for k, v in out.content.array_records["task_net"].items()
+                k: torch.from_numpy(np.array(v.numpy())) for k, v in unpack_record(reply).items()
             }
             first = next(k for k, v in state.items() if v.is_floating_point())
             state[first].view(-1)[0] = float("inf")
-            out.content["task_net"] = to_record(state)
+            bad = to_record(state)
+            out.content["task_net"] = pack_record(bad) if is_packed(reply) else bad
         return out
 
     grid.apps[101] = (poisoned, grid.apps[101][1])  # type: ignore[assignment]
