@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fediqad.commands.options import bench_group
 from shared.errors import UserError
 
 console = Console()
@@ -88,10 +89,4 @@ def compare_table(result) -> Table:  # type: ignore[no-untyped-def]
 
 
 def register(app: typer.Typer) -> None:
-    for group in app.registered_groups:
-        if group.name == "bench" and group.typer_instance is not None:
-            group.typer_instance.command("deploy-round")(bench_deploy_round)
-            return
-    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    bench.command("deploy-round")(bench_deploy_round)
-    app.add_typer(bench, name="bench")
+    bench_group(app).command("deploy-round")(bench_deploy_round)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fediqad.commands.options import ThreadsOpt, torch_device
+from fediqad.commands.options import ThreadsOpt, bench_group, torch_device
 
 console = Console()
 Opt = typer.Option
@@ -54,12 +54,4 @@ def bench_precision(
 
 
 def register(app: typer.Typer) -> None:
-    """`bench precision` in the `bench` group (created if no other module made it)."""
-    bench = next(
-        (g.typer_instance for g in app.registered_groups if g.name == "bench" and g.typer_instance),
-        None,
-    )
-    if bench is None:
-        bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-        app.add_typer(bench, name="bench")
-    bench.command("precision")(bench_precision)
+    bench_group(app).command("precision")(bench_precision)

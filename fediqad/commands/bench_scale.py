@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fediqad.commands.options import bench_group
+
 console = Console()
 Opt = typer.Option
 
@@ -58,10 +60,4 @@ def bench_scale(
 
 
 def register(app: typer.Typer) -> None:
-    for group in app.registered_groups:
-        if group.name == "bench" and group.typer_instance is not None:
-            group.typer_instance.command("scale")(bench_scale)
-            return
-    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    bench.command("scale")(bench_scale)
-    app.add_typer(bench, name="bench")
+    bench_group(app).command("scale")(bench_scale)

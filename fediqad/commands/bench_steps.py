@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from fediqad.commands.gpu_options import PrecisionOpt, check_precision
+from fediqad.commands.options import bench_group
 
 console = Console()
 err_console = Console(stderr=True)
@@ -138,13 +139,7 @@ def bench_loader(
 
 
 def register(app: typer.Typer) -> None:
-    bench = next(
-        (g.typer_instance for g in app.registered_groups if g.name == "bench" and g.typer_instance),
-        None,
-    )
-    if bench is None:
-        bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-        app.add_typer(bench, name="bench")
+    bench = bench_group(app)
     bench.command("train-step")(bench_train_step)
     bench.command("dp-step")(bench_dp_step)
     bench.command("loader")(bench_loader)

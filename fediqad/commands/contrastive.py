@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fediqad.commands.gpu_options import ChannelsLastOpt, PrecisionOpt, precision_flags
-from fediqad.commands.options import DataRootOpt
+from fediqad.commands.options import DataRootOpt, bench_group
 from shared.errors import UserError
 
 console = Console()
@@ -187,18 +187,8 @@ def bench_comcl_evidence(
     console.print(f"{doc['seconds']:.0f} s; {out / 'evidence.json'}", highlight=False)
 
 
-def _bench_group(app: typer.Typer) -> typer.Typer:
-    """The `bench` group core registers, or a new one if core has none."""
-    for group in app.registered_groups:
-        if group.name == "bench" and group.typer_instance is not None:
-            return group.typer_instance
-    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
-    app.add_typer(bench, name="bench")
-    return bench
-
-
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain)
-    bench = _bench_group(app)
+    bench = bench_group(app)
     bench.command("pretrain-step")(bench_pretrain_step)
     bench.command("comcl-evidence")(bench_comcl_evidence)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fediqad.commands.options import bench_group
 from shared.errors import UserError
 
 console = Console()
@@ -88,6 +89,5 @@ def bench_evidence(
 
 
 def register(app: typer.Typer) -> None:
-    from fediqad.commands.contrastive import _bench_group
 
-    _bench_group(app).command("evidence")(bench_evidence)
+    bench_group(app).command("evidence")(bench_evidence)

@@ -17,6 +17,17 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads f
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Images per batch.")]
 
 
+def bench_group(app: typer.Typer) -> typer.Typer:
+    """The `bench` group: whichever command module registers first creates it, the others
+    add their benchmarks to it (module order in COMMAND_MODULES does not matter)."""
+    for group in app.registered_groups:
+        if group.name == "bench" and group.typer_instance is not None:
+            return group.typer_instance
+    bench = typer.Typer(help="Benchmarks.", no_args_is_help=True)
+    app.add_typer(bench, name="bench")
+    return bench
+
+
 def torch_device(device: str | None, threads: int | None) -> Any:
     """The torch device for --device (default auto), after applying --threads."""
     import torch
