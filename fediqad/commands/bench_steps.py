@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from fediqad.commands.gpu_options import PrecisionOpt, check_precision
-from fediqad.commands.options import bench_group
+from fediqad.commands.options import ThreadsOpt, bench_group
 
 console = Console()
 err_console = Console(stderr=True)
@@ -116,7 +116,7 @@ def bench_loader(
     step: Annotated[str, typer.Option(help="Step to compare with.")] = "stage I",
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default).")] = None,
     precision: PrecisionOpt = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    threads: ThreadsOpt = None,
     images: Annotated[int, typer.Option(help="Synthetic images (no --data-root).")] = 256,
 ) -> None:
     """Images/s of the data loader alone vs the training step at the same settings: which

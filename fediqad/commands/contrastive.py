@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fediqad.commands.gpu_options import ChannelsLastOpt, PrecisionOpt, precision_flags
-from fediqad.commands.options import DataRootOpt, bench_group
+from fediqad.commands.options import DataRootOpt, ThreadsOpt, bench_group
 from shared.errors import UserError
 
 console = Console()
@@ -69,7 +69,7 @@ def pretrain(
     device: Annotated[str | None, Opt(help="cpu, cuda or auto.")] = None,
     precision: PrecisionOpt = None,
     channels_last: ChannelsLastOpt = None,
-    threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
+    threads: ThreadsOpt = None,
     force: Annotated[bool, Opt("--force", help="Replace an earlier encoder.pt.")] = False,
 ) -> None:
     """CoMCL contrastive pretraining of the encoder on lesion / healthy, HQ / LQ patches."""

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fediqad.commands.options import DataRootOpt
+from fediqad.commands.options import DataRootOpt, ThreadsOpt
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,7 +41,7 @@ def train_detector(
     min_box: Annotated[int, Opt(help="Smallest box side (px at the input size).")] = 8,
     score_threshold: Annotated[float, Opt(help="Score a box needs to be kept.")] = 0.5,
     seed: Annotated[int, Opt(help="Random seed.")] = 0,
-    threads: Annotated[int | None, Opt(help="CPU threads for torch.")] = None,
+    threads: ThreadsOpt = None,
     force: Annotated[bool, Opt("--force", help="Replace an existing checkpoint.")] = False,
 ) -> None:
     """Train a lesion detector (torchvision FCOS, slim backbone, no pretrained weights)."""

@@ -31,6 +31,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def meta_hyper(cfg: RunConfig, lr: float) -> MetaHyper:
+    """The meta step's numbers from a run config, at the Task Net's learning rate `lr`."""
+    opt = cfg.optim
+    return MetaHyper(
+        lr=lr,
+        weight_decay=opt.weight_decay,
+        entropy_weight=opt.entropy_weight,
+        per_example_entropy=opt.entropy_per_example,
+        meta_length=cfg.model.meta_length,
+        gamma=opt.focal_gamma,
+        momentum=opt.momentum,
+    )
+
+
 def passes_per_epoch(cfg: RunConfig) -> int:
     """How many times an epoch walks the loader: the paper schedule of a meta method walks
     it twice (stage I, stage II), everything else once."""
@@ -159,16 +173,7 @@ class LocalTrainer:
             yield logs, len(batch.image)
 
     def hyper(self) -> MetaHyper:
-        opt = self.cfg.optim
-        return MetaHyper(
-            lr=self.current_lr,
-            weight_decay=opt.weight_decay,
-            entropy_weight=opt.entropy_weight,
-            per_example_entropy=opt.entropy_per_example,
-            meta_length=self.cfg.model.meta_length,
-            gamma=opt.focal_gamma,
-            momentum=opt.momentum,
-        )
+        return meta_hyper(self.cfg, self.current_lr)
 
     # ------------------------------------------------------------------- steps
     def supervised_losses(self, out: TaskOutputs, batch: Batch) -> dict[str, torch.Tensor]:

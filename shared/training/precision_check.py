@@ -21,6 +21,7 @@ from shared.errors import UserError
 from shared.meta_auxiliary import Batch, MetaHyper, meta_gradient, task_loss
 from shared.methods import get_method
 from shared.models import ModelBundle, build_models
+from shared.training.local import meta_hyper
 from shared.training.precision import Precision, StepPrecision
 
 Grads = dict[str, torch.Tensor]
@@ -44,18 +45,6 @@ def synthetic_batch(cfg: RunConfig, n: int, seed: int = 0) -> Batch:
     quality = (torch.arange(n) // ds.num_diagnosis) % ds.num_quality
     image = torch.randn(n, ds.channels, cfg.image_size, cfg.image_size, generator=g)
     return Batch(image, diagnosis, quality, quality * ds.num_diagnosis + diagnosis)
-
-
-def hyper(cfg: RunConfig) -> MetaHyper:
-    opt = cfg.optim
-    return MetaHyper(
-        lr=opt.lr,
-        weight_decay=opt.weight_decay,
-        entropy_weight=opt.entropy_weight,
-        per_example_entropy=opt.entropy_per_example,
-        meta_length=cfg.model.meta_length,
-        gamma=opt.focal_gamma,
-    )
 
 
 def step_gradients(
@@ -132,7 +121,7 @@ def gradient_agreement(
     batch = Batch(
         *(t.to(device) for t in (batch.image, batch.diagnosis, batch.quality, batch.joint))
     )
-    hp = hyper(cfg)
+    hp = meta_hyper(cfg, cfg.optim.lr)  # no momentum buffers: the first step's gradient
     results: dict[str, tuple[Grads, Grads, float]] = {}
     for name in ("fp32", *precisions):
         bundle = copy.deepcopy(base)
